@@ -1,0 +1,195 @@
+"""``greenbutton.log_model``: a greenbutton.Model → an MLflow run and a registered model version.
+
+What is logged with the model: a signature inferred from the reference data and the model's
+own predictions on it, an input example, the reference sample and its profile (artifacts the
+monitors are fitted from), the reference data as an MLflow dataset input, the git commit and
+a digest of the data (run and version tags).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import mlflow
+import mlflow.data
+import mlflow.pyfunc
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from . import model as model_module
+from . import reference
+from .config import Settings
+from .conformance import call_predict, check
+from .errors import InvalidInput, NonConformingModel
+from .model import Model
+
+REFERENCE_ARTIFACT = "greenbutton_reference"
+"""Artifact key of the reference sample (Parquet) inside the logged model."""
+PROFILE_ARTIFACT = "greenbutton_profile"
+"""Artifact key of the reference profile (JSON) inside the logged model."""
+TAG_DIGEST = "greenbutton.data_digest"
+TAG_COMMIT = "greenbutton.git_commit"
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """Where a logged model landed."""
+
+    name: str
+    version: int
+    run_id: str
+    model_uri: str
+    data_digest: str
+    git_commit: str | None
+
+
+def log_model(
+    model: Model,
+    name: str,
+    *,
+    reference_data: Any,
+    artifacts: dict[str, str] | None = None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    code_paths: list[str] | None = None,
+    description: str | None = None,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+    settings: Settings | None = None,
+) -> LoggedModel:
+    """Log ``model`` to MLflow with its reference data and register a new version of ``name``.
+
+    Logs into the active MLflow run if there is one, else into a new run of the experiment
+    ``settings.mlflow.experiment``; ``params`` and ``metrics`` are logged to that run.
+    """
+    if not MODEL_NAME.match(name):
+        raise InvalidInput(f"model name {name!r} must match {MODEL_NAME.pattern}", field="name")
+    report = check(model)
+    if not report:
+        raise NonConformingModel([str(p) for p in report.problems])
+    frame = reference.sample(reference.as_frame(reference_data))
+    settings = settings or Settings()
+    _point_mlflow_at(settings)
+    with tempfile.TemporaryDirectory(prefix="greenbutton-") as tmp:
+        all_artifacts = _write_reference(frame, Path(tmp), artifacts or {})
+        signature = _infer_signature(model, frame, all_artifacts)
+        with _run(settings, name) as run_id:
+            dataset = mlflow.data.from_pandas(frame, name=f"{name}-reference")
+            mlflow.log_input(dataset, context="reference")
+            commit = _git_commit()
+            run_tags = {TAG_DIGEST: reference.digest(frame), **(tags or {})}
+            if commit:
+                run_tags[TAG_COMMIT] = commit
+            mlflow.set_tags(run_tags)
+            if params:
+                mlflow.log_params(params)
+            if metrics:
+                mlflow.log_metrics(metrics)
+            with _model_module_by_value():
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=model,
+                    artifacts=all_artifacts,
+                    signature=signature,
+                    input_example=frame.head(5),
+                    registered_model_name=name,
+                    pip_requirements=pip_requirements,
+                    extra_pip_requirements=extra_pip_requirements,
+                    code_paths=code_paths,
+                )
+    version = int(info.registered_model_version)
+    _tag_version(settings, name, version, run_tags, description)
+    return LoggedModel(name, version, run_id, f"models:/{name}/{version}",
+                       run_tags[TAG_DIGEST], commit)
+
+
+def _point_mlflow_at(settings: Settings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if mlflow.active_run() is None:
+        mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+        mlflow.set_registry_uri(settings.mlflow.registry_uri or settings.mlflow.tracking_uri)
+
+
+def _write_reference(frame: Any, folder: Path, user: dict[str, str]) -> dict[str, str]:
+    clash = {REFERENCE_ARTIFACT, PROFILE_ARTIFACT} & set(user)
+    if clash:
+        raise InvalidInput(f"artifact names {sorted(clash)} are reserved", field="artifacts")
+    data_path = folder / "reference.parquet"
+    frame.to_parquet(data_path, index=False)
+    profile_path = folder / "profile.json"
+    profile_path.write_text(json.dumps(reference.profile(frame), indent=1))
+    return {**user, REFERENCE_ARTIFACT: str(data_path), PROFILE_ARTIFACT: str(profile_path)}
+
+
+def _infer_signature(model: Model, frame: Any, artifacts: dict[str, str]) -> Any:
+    """Signature from all reference rows and the model's own predictions on some of them."""
+    probe = copy.deepcopy(model)  # load_context may load state that must not be pickled twice
+    context = mlflow.pyfunc.PythonModelContext(artifacts=artifacts, model_config={})
+    probe.load_context(context)
+    head = frame.head(100)
+    report = check(probe, sample=head, context=context)
+    if not report:
+        raise NonConformingModel([str(p) for p in report.problems])
+    return infer_signature(frame, call_predict(probe, context, head))
+
+
+@contextmanager
+def _run(settings: Settings, name: str) -> Iterator[str]:
+    active = mlflow.active_run()
+    if active is not None:
+        yield active.info.run_id
+        return
+    client = MlflowClient(settings.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
+    if experiment is None:
+        experiment_id = client.create_experiment(
+            settings.mlflow.experiment,
+            artifact_location=f"{settings.mlflow.artifact_root}/{settings.mlflow.experiment}",
+        )
+    else:
+        experiment_id = experiment.experiment_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+        yield run.info.run_id
+
+
+@contextmanager
+def _model_module_by_value() -> Iterator[None]:
+    """Pickle greenbutton.Model into the artifact so plain MLflow can load it without us."""
+    cloudpickle.register_pickle_by_value(model_module)
+    try:
+        yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(model_module)
+
+
+def _tag_version(settings: Settings, name: str, version: int, tags: dict[str, str],
+                 description: str | None) -> None:
+    client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri)
+    for key in (TAG_DIGEST, TAG_COMMIT):
+        if key in tags:
+            client.set_model_version_tag(name, str(version), key, tags[key])
+    if description:
+        client.update_model_version(name, str(version), description=description)
+
+
+def _git_commit() -> str | None:
+    """The commit checked out in the current directory, if it is a git work tree."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else None
