@@ -1,0 +1,103 @@
+"""What greenbutton keeps in its own store, and the protocol every store backend implements.
+
+MLflow owns runs, artifacts and model versions; this store owns only what MLflow has not:
+the lifecycle stage of each version and the history of every transition (later: users,
+permissions, approvals, deployment specs, audit).
+
+Usage::
+
+    store = open_store("sqlite:///.greenbutton/greenbutton.db")
+    store.apply_transitions([StageChange("digits", 3, Stage.NONE, Stage.PRODUCTION)],
+                            actor="alice", reason="first release")
+    store.versions_in(Stage.PRODUCTION)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class Stage(StrEnum):
+    """greenbutton's lifecycle stages (MLflow's classic names, kept in greenbutton's store)."""
+
+    NONE = "None"
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ARCHIVED = "Archived"
+
+
+EXCLUSIVE_STAGES = frozenset({Stage.PRODUCTION, Stage.STAGING})
+"""Stages that at most one version of a model holds at a time (enforced by every store)."""
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """The current stage of one model version."""
+
+    model: str
+    version: int
+    stage: Stage
+    updated_at: datetime
+    updated_by: str
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """One requested change; ``from_stage`` is what the caller believes is current."""
+
+    model: str
+    version: int
+    from_stage: Stage
+    to_stage: Stage
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One recorded transition (history is append-only)."""
+
+    id: int
+    model: str
+    version: int
+    from_stage: Stage
+    to_stage: Stage
+    actor: str
+    reason: str | None
+    at: datetime
+
+
+class LifecycleStore(Protocol):
+    """Persistence of lifecycle stages and their history."""
+
+    def stage_of(self, model: str, version: int) -> Stage:
+        """The version's stage; ``Stage.NONE`` when it was never transitioned."""
+        ...
+
+    def list_states(self, model: str | None = None) -> list[VersionState]:
+        """Every version with a recorded stage, optionally of one model, by (model, version)."""
+        ...
+
+    def versions_in(self, stage: Stage) -> list[VersionState]:
+        """Every version currently in ``stage``, by (model, version)."""
+        ...
+
+    def apply_transitions(
+        self, changes: list[StageChange], *, actor: str, reason: str | None = None
+    ) -> list[Transition]:
+        """Apply all changes in one transaction, in order, or none.
+
+        Raises ``StaleState`` when a version's current stage differs from ``from_stage``
+        (someone else moved it first), or when a change would put a second version of a
+        model into one of ``EXCLUSIVE_STAGES`` (move the incumbent out earlier in the batch).
+        """
+        ...
+
+    def history(self, model: str, version: int | None = None) -> list[Transition]:
+        """Transitions of a model (or one version), oldest first."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,65 @@
+"""Choosing a store by URI, and what the SQL backend sets up on the way."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from greenbutton.errors import GreenbuttonError, UnsupportedBackend
+from greenbutton.store import MemoryStore, Stage, StageChange, open_store
+from greenbutton.store.engine import normalize_uri
+from greenbutton.store.sql import SqlStore
+
+
+def test_open_store_memory_returns_memory_store() -> None:
+    assert isinstance(open_store("memory://"), MemoryStore)
+
+
+def test_open_store_sqlite_returns_sql_store(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'gb.db'}")
+    assert isinstance(store, SqlStore)
+    store.close()
+
+
+def test_open_store_unknown_scheme_raises_unsupported_backend() -> None:
+    with pytest.raises(UnsupportedBackend):
+        open_store("mongodb://localhost/gb")
+
+
+def test_normalize_uri_postgresql_uses_psycopg() -> None:
+    assert normalize_uri("postgresql://u@db/gb").drivername == "postgresql+psycopg"
+
+
+def test_normalize_uri_explicit_driver_is_kept() -> None:
+    assert normalize_uri("postgresql+psycopg://u@db/gb").drivername == "postgresql+psycopg"
+
+
+def test_open_store_sqlite_creates_private_parent_folders(tmp_path: Path) -> None:
+    folder = tmp_path / "a" / "b"
+    open_store(f"sqlite:///{folder / 'gb.db'}").close()
+    for created in (tmp_path / "a", folder):
+        assert stat.S_IMODE(created.stat().st_mode) == 0o700
+
+
+def test_open_store_sqlite_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "gb.db"
+    open_store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_open_store_sqlite_in_memory_keeps_data() -> None:
+    store = open_store("sqlite://")
+    store.apply_transitions([StageChange("m", 1, Stage.NONE, Stage.STAGING)], actor="a")
+    assert store.stage_of("m", 1) is Stage.STAGING
+    store.close()
+
+
+def test_open_store_not_a_database_raises_greenbutton_error(tmp_path: Path) -> None:
+    path = tmp_path / "gb.db"
+    path.write_bytes(b"this is not a SQLite file" * 100)
+    with pytest.raises(GreenbuttonError):
+        open_store(f"sqlite:///{path}")
