@@ -1,0 +1,1 @@
+"""Keeps deployments in line with the lifecycle: reconcile loop, routes, deploy targets."""

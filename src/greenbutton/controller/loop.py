@@ -1,0 +1,240 @@
+"""The reconcile loop: observe the target, ``plan``, carry the actions out, repeat.
+
+Usage::
+
+    controller = Controller(desired_state, target, routes, settings)
+    task = asyncio.create_task(controller.run(stop_event))
+    controller.trigger()          # after a promotion: reconcile now, not at the next poll
+    controller.status()           # [DeploymentStatus(name="digits", state="ready", ...)]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from ..config import Settings
+from .reconcile import (
+    Action,
+    Backend,
+    DeploymentSpec,
+    InstanceState,
+    ObservedDeployment,
+    RemoveRoute,
+    RestartBackoff,
+    StartVersion,
+    StopVersion,
+    SwitchTraffic,
+    VersionRef,
+    action_deployment,
+    plan,
+)
+from .routes import RouteTable
+from .targets import Target
+
+log = logging.getLogger(__name__)
+
+
+class DeploymentState(StrEnum):
+    """What a deployment is doing, as shown to users."""
+
+    PENDING = "pending"
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPING = "stopping"
+
+
+class DeploymentStatus(BaseModel):
+    """One deployment as users see it: desired version, state and where to call it."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    model: str
+    version: int | None
+    """The desired version (None while a removed deployment is still stopping)."""
+    state: DeploymentState
+    url: str
+    """Stable gateway URL; does not change across versions."""
+    serving_version: int | None = None
+    backend_url: str | None = None
+    reason: str | None = None
+
+
+class Controller:
+    """Keeps the target and the route table in line with ``desired_state()``."""
+
+    def __init__(
+        self,
+        desired_state: Callable[[], list[DeploymentSpec]],
+        target: Target,
+        routes: RouteTable,
+        settings: Settings,
+    ) -> None:
+        self._desired_state = desired_state
+        self._target = target
+        self._routes = routes
+        self._settings = settings
+        self._backoff = RestartBackoff(
+            settings.controller.restart_backoff_s, settings.controller.restart_backoff_max_s
+        )
+        self._wake = asyncio.Event()
+        self._reconciling = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining: dict[VersionRef, asyncio.Task[None]] = {}
+        self._errors: dict[str, str] = {}
+        self._desired: list[DeploymentSpec] = []
+        self._observed: list[ObservedDeployment] = []
+
+    async def reconcile_once(self) -> list[Action]:
+        """Observe, plan and carry out one step; returns the actions it attempted."""
+        async with self._reconciling:
+            return await self._reconcile()
+
+    async def _reconcile(self) -> list[Action]:
+        try:
+            desired = self._desired_state()
+        except Exception:  # never read a failing source as "nothing is desired"
+            log.exception("reading desired state failed; keeping everything as it is")
+            return []
+        observed = self._overlay_draining(await self._target.observe())
+        self._desired, self._observed = desired, observed
+        actions = plan(desired, observed, self._routes.snapshot(), backoff=self._backoff)
+        groups: dict[str, list[Action]] = {}
+        for action in actions:
+            groups.setdefault(action_deployment(action), []).append(action)
+        results = await asyncio.gather(*(self._execute(group) for group in groups.values()))
+        self._errors = {name: error for name, error in zip(groups, results, strict=True) if error}
+        return actions
+
+    async def run(self, stop_event: asyncio.Event) -> None:
+        """Reconcile every poll interval (faster while instances start) until ``stop_event``."""
+        self._loop = asyncio.get_running_loop()
+        stopping = asyncio.ensure_future(stop_event.wait())
+        try:
+            while not stop_event.is_set():
+                self._wake.clear()  # before reconciling: a trigger() meanwhile is not lost
+                try:
+                    await self.reconcile_once()
+                except Exception:
+                    log.exception("reconcile failed")
+                woken = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait(
+                    (stopping, woken),
+                    timeout=self._interval_s(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                woken.cancel()
+        finally:
+            stopping.cancel()
+            await self._cancel_drains()
+
+    def trigger(self) -> None:
+        """Reconcile as soon as possible (safe to call from any thread)."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def status(self) -> list[DeploymentStatus]:
+        """Every desired or still-running deployment, as of the last reconcile."""
+        routed = self._routes.snapshot()
+        statuses = [self._status(spec.name, spec.model, spec.version, routed)
+                    for spec in self._desired]
+        wanted = {spec.name for spec in self._desired}
+        for instance in self._observed:
+            if instance.ref.name not in wanted:
+                wanted.add(instance.ref.name)
+                statuses.append(self._status(instance.ref.name, instance.ref.model, None, routed))
+        return statuses
+
+    async def _execute(self, actions: list[Action]) -> str | None:
+        """Carry out one deployment's actions in order; the first failure skips the rest."""
+        for action in actions:
+            try:
+                await self._apply(action)
+            except Exception as error:
+                log.exception("%s failed", action)
+                return f"{type(action).__name__} failed: {error}"
+        return None
+
+    async def _apply(self, action: Action) -> None:
+        log.info("%s", action)
+        if isinstance(action, StartVersion):
+            await self._target.start(action.ref)
+        elif isinstance(action, SwitchTraffic):
+            self._routes.switch(action.name, action.backends)
+        elif isinstance(action, RemoveRoute):
+            self._routes.remove(action.name)
+        elif action.ref not in self._draining:
+            task = asyncio.create_task(self._drain_and_stop(action))
+            self._draining[action.ref] = task
+
+    async def _drain_and_stop(self, action: StopVersion) -> None:
+        drain_s = self._settings.controller.drain_timeout_s
+        try:
+            if action.url is not None and not await self._routes.wait_drained(action.url, drain_s):
+                log.warning("%s still had requests in flight after %gs", action.ref, drain_s)
+            await self._target.stop(action.ref, drain_s)
+        except Exception:
+            log.exception("stopping %s failed", action.ref)
+        finally:
+            del self._draining[action.ref]
+            self.trigger()
+
+    async def _cancel_drains(self) -> None:
+        tasks = list(self._draining.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _overlay_draining(self, observed: list[ObservedDeployment]) -> list[ObservedDeployment]:
+        """Instances whose drain has begun count as stopping, even before the target knows."""
+        return [
+            ObservedDeployment(i.ref, InstanceState.STOPPING, i.url, i.reason, i.handle,
+                               i.failures, i.state_age_s)
+            if i.ref in self._draining else i
+            for i in observed
+        ]
+
+    def _interval_s(self) -> float:
+        """Poll fast while something starts or drains; wake up when a restart falls due."""
+        settings = self._settings.controller
+        waits = [settings.poll_interval_s, 0.0 if self._draining else math.inf]
+        for instance in self._observed:
+            if instance.state is InstanceState.FAILED:
+                waits.append(self._backoff.delay_s(instance.failures) - instance.state_age_s)
+            elif instance.state is not InstanceState.READY:
+                waits.append(0.0)
+        return max(settings.ready_poll_interval_s, min(waits))
+
+    def _status(
+        self, name: str, model: str, version: int | None, routed: dict[str, tuple[Backend, ...]]
+    ) -> DeploymentStatus:
+        instances = {i.ref.version: i for i in self._observed if i.ref.name == name}
+        instance = instances.get(version) if version is not None else None
+        backends = routed.get(name, ())
+        if instance is None:
+            state = DeploymentState.STOPPING if version is None else DeploymentState.PENDING
+        else:
+            state = DeploymentState(instance.state.value)
+        return DeploymentStatus(
+            name=name,
+            model=model,
+            version=version,
+            state=state,
+            url=f"{self._settings.server.url}/endpoints/{name}/",
+            serving_version=backends[0].version if backends else None,
+            backend_url=backends[0].url if backends else None,
+            reason=self._errors.get(name) or (instance.reason if instance else None),
+        )

@@ -1,0 +1,234 @@
+"""Desired and observed deployment state, and the pure function that plans the difference.
+
+Usage::
+
+    actions = plan(desired, target_observed, routes.snapshot(), backoff=RestartBackoff(1, 60))
+    # -> [StartVersion(...)] now, [SwitchTraffic(...), StopVersion(...)] once v2 is ready
+
+Rollouts are blue-green: a new version is started next to the old one, traffic switches only
+when every routed version is ready, and the old one is stopped (drained) only after the switch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is safe in a URL path, a file name and a command line, else ValueError."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"invalid name {name!r}: use letters, digits, '.', '_', '-'")
+    return name
+
+
+Name = Annotated[str, AfterValidator(check_name)]
+
+
+class RouteSpec(BaseModel):
+    """One version receiving a share of a deployment's traffic."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: PositiveInt
+    weight: Annotated[int, Field(ge=0, le=100)] = 100
+
+
+class DeploymentSpec(BaseModel):
+    """Desired state of one deployment: which model version serves under ``name``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Name
+    model: Name
+    version: PositiveInt
+
+    @property
+    def routes(self) -> tuple[RouteSpec, ...]:
+        """Where traffic goes; one route of weight 100 until weighted routes are specified."""
+        return (RouteSpec(version=self.version, weight=100),)
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """One model version running under one deployment name."""
+
+    name: str
+    model: str
+    version: int
+
+
+class InstanceState(StrEnum):
+    """Lifecycle of one running version as a target reports it."""
+
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True)
+class ObservedDeployment:
+    """One version of a deployment as the target sees it now."""
+
+    ref: VersionRef
+    state: InstanceState
+    url: str | None = None
+    reason: str | None = None
+    handle: str | None = None
+    """Target-specific id (a pid for local processes)."""
+    failures: int = 0
+    """Consecutive failures of this version (reset once it stays ready)."""
+    state_age_s: float = 0.0
+    """Seconds since the instance entered ``state``."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One routed version: where the gateway sends a ``weight`` share of requests."""
+
+    version: int
+    url: str
+    weight: int = 100
+
+
+@dataclass(frozen=True)
+class RestartBackoff:
+    """Exponential delay before restarting a failed version."""
+
+    initial_s: float = 1.0
+    max_s: float = 60.0
+
+    def delay_s(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th consecutive failure."""
+        return min(self.max_s, self.initial_s * 2.0 ** max(0, failures - 1))
+
+
+@dataclass(frozen=True)
+class StartVersion:
+    """Start (or restart after a failure) one version."""
+
+    ref: VersionRef
+
+
+@dataclass(frozen=True)
+class SwitchTraffic:
+    """Point a deployment's route at these backends (none: known but not ready, 503)."""
+
+    name: str
+    backends: tuple[Backend, ...]
+
+
+@dataclass(frozen=True)
+class RemoveRoute:
+    """Forget a deployment's route (requests get 404)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class StopVersion:
+    """Drain the backend at ``url`` (if any), then stop the version."""
+
+    ref: VersionRef
+    url: str | None
+
+
+Action = StartVersion | SwitchTraffic | RemoveRoute | StopVersion
+
+
+def action_deployment(action: Action) -> str:
+    """The deployment name an action belongs to."""
+    return action.name if isinstance(action, SwitchTraffic | RemoveRoute) else action.ref.name
+
+
+def plan(
+    desired: Sequence[DeploymentSpec],
+    observed: Sequence[ObservedDeployment],
+    routed: Mapping[str, tuple[Backend, ...]] | None = None,
+    *,
+    backoff: RestartBackoff | None = None,
+) -> list[Action]:
+    """The actions that move ``observed``/``routed`` one step towards ``desired``, in order."""
+    routed = routed or {}
+    backoff = backoff or RestartBackoff()
+    by_name: dict[str, list[ObservedDeployment]] = {}
+    for instance in observed:
+        by_name.setdefault(instance.ref.name, []).append(instance)
+    actions: list[Action] = []
+    for spec in desired:
+        instances = by_name.pop(spec.name, [])
+        actions += _plan_deployment(spec, instances, routed.get(spec.name), backoff)
+    wanted = {spec.name for spec in desired}
+    for name in sorted(set(routed) - wanted):
+        actions.append(RemoveRoute(name))
+    for name in sorted(by_name):
+        actions += [_stop(i) for i in by_name[name] if i.state is not InstanceState.STOPPING]
+    return actions
+
+
+def _plan_deployment(
+    spec: DeploymentSpec,
+    instances: list[ObservedDeployment],
+    current: tuple[Backend, ...] | None,
+    backoff: RestartBackoff,
+) -> list[Action]:
+    wanted = {route.version: route.weight for route in spec.routes}
+    live = {i.ref.version: i for i in instances if i.state is not InstanceState.STOPPING}
+    actions: list[Action] = []
+    for version in wanted:
+        instance = live.get(version)
+        if instance is None and not _is_stopping(instances, version):
+            actions.append(StartVersion(VersionRef(spec.name, spec.model, version)))
+        elif instance is not None and instance.ref.model != spec.model:
+            actions.append(_stop(instance))
+        elif instance is not None and _is_due_for_restart(instance, backoff):
+            actions.append(StartVersion(instance.ref))
+    new_route = _next_route(spec, wanted, live, current)
+    if new_route != current:
+        actions.append(SwitchTraffic(spec.name, new_route))
+    routed_versions = {backend.version for backend in new_route}
+    for version, instance in sorted(live.items()):
+        if version not in wanted and version not in routed_versions:
+            actions.append(_stop(instance))
+    return actions
+
+
+def _next_route(
+    spec: DeploymentSpec,
+    wanted: dict[int, int],
+    live: dict[int, ObservedDeployment],
+    current: tuple[Backend, ...] | None,
+) -> tuple[Backend, ...]:
+    """All wanted versions once every one is ready; until then, whatever still serves."""
+    ready = {
+        version: instance.url
+        for version, instance in live.items()
+        if instance.state is InstanceState.READY
+        and instance.url is not None
+        and instance.ref.model == spec.model
+    }
+    if all(version in ready for version in wanted):
+        return tuple(Backend(v, ready[v], weight) for v, weight in sorted(wanted.items()))
+    return tuple(b for b in current or () if ready.get(b.version) == b.url)
+
+
+def _is_stopping(instances: list[ObservedDeployment], version: int) -> bool:
+    return any(i.ref.version == version for i in instances)
+
+
+def _is_due_for_restart(instance: ObservedDeployment, backoff: RestartBackoff) -> bool:
+    return (
+        instance.state is InstanceState.FAILED
+        and instance.state_age_s >= backoff.delay_s(instance.failures)
+    )
+
+
+def _stop(instance: ObservedDeployment) -> StopVersion:
+    url = instance.url if instance.state is InstanceState.READY else None
+    return StopVersion(instance.ref, url)

@@ -1,0 +1,266 @@
+"""``local://``: each (deployment, version) is a supervised serving process on 127.0.0.1.
+
+The target binds the listening socket itself and hands its fd to the child, so the port is
+known before the child starts and nothing else can take it. Children log to a file under
+``<home>/logs``; running instances are recorded in ``<home>/run/local-target.json`` so a
+restarted controller can find them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ...config import Settings
+from ..reconcile import InstanceState, ObservedDeployment, VersionRef, check_name
+
+log = logging.getLogger(__name__)
+
+ServeArgv = Callable[[VersionRef, int], list[str]]
+"""Builds a child's argv from the version to serve and the fd of its listening socket."""
+
+_EXIT_POLL_S = 0.05
+_KILL_WAIT_S = 5.0
+_HEALTH_TIMEOUT_S = 2.0
+_LOG_TAIL_BYTES = 4096
+_LOG_TAIL_LINES = 8
+
+
+def serve_argv(ref: VersionRef, fd: int) -> list[str]:
+    """``python -m greenbutton serve models:/NAME/VERSION --fd FD``."""
+    return [sys.executable, "-m", "greenbutton", "serve", f"models:/{ref.model}/{ref.version}",
+            "--fd", str(fd)]
+
+
+@dataclass
+class _Instance:
+    ref: VersionRef
+    process: subprocess.Popen[bytes] | None
+    port: int
+    log_path: Path
+    state: InstanceState = InstanceState.STARTING
+    reason: str | None = None
+    failures: int = 0
+    changed_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def enter(self, state: InstanceState, reason: str | None = None) -> None:
+        self.state, self.reason, self.changed_at = state, reason, time.monotonic()
+
+
+class LocalTarget:
+    """Serving processes on this machine, supervised by the controller's process."""
+
+    def __init__(self, settings: Settings, *, argv: ServeArgv = serve_argv) -> None:
+        self._settings = settings
+        self._argv = argv
+        self._instances: dict[VersionRef, _Instance] = {}
+        self._logs = settings.home / "logs"
+        self._state_file = settings.home / "run" / "local-target.json"
+        self._client = httpx.AsyncClient(timeout=_HEALTH_TIMEOUT_S, trust_env=False)
+        self._unadopted: list[object] | None = None  # a previous controller's children
+
+    async def observe(self) -> list[ObservedDeployment]:
+        """Check every child: exited → failed, answering /health/ready → ready."""
+        starting = [i for i in self._instances.values() if self._check_exit(i)]
+        await asyncio.gather(*(self._check_ready(i) for i in starting))
+        now = time.monotonic()
+        return [self._observed(i, now) for i in self._instances.values()]
+
+    async def start(self, ref: VersionRef) -> None:
+        """Start a child for ``ref`` unless one is live; a failed one is replaced."""
+        check_name(ref.name)
+        check_name(ref.model)
+        if not isinstance(ref.version, int) or ref.version < 1:
+            raise ValueError(f"invalid version {ref.version!r}")
+        previous = self._instances.get(ref)
+        if previous is not None and previous.state is not InstanceState.FAILED:
+            return
+        self._instances[ref] = self._spawn(ref, previous.failures if previous else 0)
+        self._save()
+
+    async def stop(self, ref: VersionRef, drain_timeout_s: float) -> None:
+        """SIGTERM the child, wait up to ``drain_timeout_s`` for it to exit, then SIGKILL."""
+        instance = self._instances.get(ref)
+        if instance is None:
+            return
+        instance.enter(InstanceState.STOPPING)
+        try:
+            await _terminate(instance.process, drain_timeout_s)
+        finally:
+            if self._instances.get(ref) is instance:
+                del self._instances[ref]
+            self._save()
+
+    async def close(self) -> None:
+        """Stop every child (drain timeout from settings) and close the health client."""
+        drain_s = self._settings.controller.drain_timeout_s
+        await asyncio.gather(*(self.stop(ref, drain_s) for ref in list(self._instances)))
+        await self._client.aclose()
+
+    def _spawn(self, ref: VersionRef, failures: int) -> _Instance:
+        self._logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_path = self._logs / f"{ref.name}-v{ref.version}.log"
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        sock = socket.create_server(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        try:
+            argv = self._argv(ref, sock.fileno())
+            os.write(log_fd, f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {argv}\n".encode())
+            process = subprocess.Popen(
+                argv,
+                pass_fds=(sock.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                env={**os.environ, **self._settings.environ()},
+                start_new_session=True,  # Ctrl-C reaches the controller, which drains children
+            )
+        except OSError as error:
+            instance = _Instance(ref, None, port, log_path, failures=failures + 1)
+            instance.enter(InstanceState.FAILED, f"could not start: {error}")
+            return instance
+        finally:
+            sock.close()
+            os.close(log_fd)
+        return _Instance(ref, process, port, log_path, failures=failures)
+
+    def _check_exit(self, instance: _Instance) -> bool:
+        """Mark an exited or overdue child failed; True if it is still starting."""
+        if instance.state in (InstanceState.FAILED, InstanceState.STOPPING):
+            return False
+        code = instance.process.poll() if instance.process else None
+        if code is not None:
+            self._fail(instance, f"exited with code {code}: {_tail(instance.log_path)}")
+            return False
+        if instance.state is InstanceState.READY:
+            if time.monotonic() - instance.changed_at >= self._restart_backoff_max_s:
+                instance.failures = 0
+            return False
+        if time.monotonic() - instance.changed_at > self._settings.controller.ready_timeout_s:
+            if instance.process is not None:
+                instance.process.kill()
+                instance.process.wait(timeout=_KILL_WAIT_S)
+            timeout = self._settings.controller.ready_timeout_s
+            self._fail(instance, f"not ready after {timeout:g}s: {_tail(instance.log_path)}")
+            return False
+        return True
+
+    async def _check_ready(self, instance: _Instance) -> None:
+        try:
+            response = await self._client.get(f"{instance.url}/health/ready")
+        except httpx.TransportError:
+            return
+        if response.status_code == 200 and instance.state is InstanceState.STARTING:
+            instance.enter(InstanceState.READY)
+
+    @property
+    def _restart_backoff_max_s(self) -> float:
+        return self._settings.controller.restart_backoff_max_s
+
+    def _fail(self, instance: _Instance, reason: str) -> None:
+        instance.failures += 1
+        instance.enter(InstanceState.FAILED, reason)
+        self._save()
+
+    def _observed(self, instance: _Instance, now: float) -> ObservedDeployment:
+        is_live = instance.state in (InstanceState.STARTING, InstanceState.READY)
+        return ObservedDeployment(
+            ref=instance.ref,
+            state=instance.state,
+            url=instance.url if is_live else None,
+            reason=instance.reason,
+            handle=str(instance.process.pid) if instance.process else None,
+            failures=instance.failures,
+            state_age_s=now - instance.changed_at,
+        )
+
+    def _save(self) -> None:
+        """Record live children atomically (temp file + rename, mode 0600)."""
+        if self._unadopted is None:
+            self._unadopted = _load_records(self._state_file)
+            if self._unadopted:
+                log.warning("serving processes of a previous controller may still run: %s",
+                            self._unadopted)
+        records = [
+            {"name": i.ref.name, "model": i.ref.model, "version": i.ref.version,
+             "pid": i.process.pid, "port": i.port, "log": str(i.log_path)}
+            for i in self._instances.values()
+            if i.process is not None and i.state is not InstanceState.FAILED
+        ]
+        state = {"instances": records, "unadopted": self._unadopted}
+        _write_atomically(self._state_file, json.dumps(state, indent=2))
+
+
+def _load_records(path: Path) -> list[object]:
+    """Instances a previous run recorded and did not stop (it was killed, say)."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        log.warning("ignoring unreadable state file %s", path)
+        return []
+    if not isinstance(state, dict):
+        return []
+    return [*state.get("instances", []), *state.get("unadopted", [])]
+
+
+async def _terminate(process: subprocess.Popen[bytes] | None, grace_s: float) -> None:
+    """SIGTERM, wait up to ``grace_s`` for exit, then SIGKILL; always reaps the child."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    if not await _wait_exit(process, grace_s):
+        process.kill()
+        await _wait_exit(process, _KILL_WAIT_S)
+
+
+async def _wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None:
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_EXIT_POLL_S)
+    return True
+
+
+def _tail(path: Path) -> str:
+    """The last lines of a child's log, for a failure reason."""
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - _LOG_TAIL_BYTES))
+            text = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.strip().splitlines()[-_LOG_TAIL_LINES:])
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise

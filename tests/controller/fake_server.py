@@ -1,0 +1,61 @@
+"""A tiny real serving process for controller tests: uvicorn on an inherited socket.
+
+Run as ``python fake_server.py --fd N --version V [--ready-delay-s S]``. It answers
+``/health/ready`` with 200 once the delay has passed, echoes its version on ``/predict``, and
+exits with code 3 on ``POST /crash`` (after a line on stderr), like a model that crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+def create_app(version: int, ready_delay_s: float) -> Starlette:
+    """The fake model server for one version."""
+    started = time.monotonic()
+
+    async def ready(request: Request) -> Response:
+        is_ready = time.monotonic() - started >= ready_delay_s
+        return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+
+    async def predict(request: Request) -> Response:
+        body = await request.body()
+        delay_s = float(request.query_params.get("delay_s", "0"))
+        await asyncio.sleep(min(delay_s, 5.0))
+        return JSONResponse({"version": version, "bytes": len(body), "pid": os.getpid()})
+
+    async def crash(request: Request) -> Response:
+        print(f"fake model v{version} crashing on purpose", file=sys.stderr, flush=True)
+        os._exit(3)
+
+    return Starlette(routes=[
+        Route("/health/ready", ready),
+        Route("/predict", predict, methods=["POST"]),
+        Route("/invocations", predict, methods=["POST"]),
+        Route("/crash", crash, methods=["POST"]),
+    ])
+
+
+def main() -> None:
+    """Parse arguments and serve until SIGTERM."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--version", type=int, required=True)
+    parser.add_argument("--ready-delay-s", type=float, default=0.3)
+    args = parser.parse_args()
+    app = create_app(args.version, args.ready_delay_s)
+    uvicorn.run(app, fd=args.fd, log_level="warning", access_log=False, lifespan="off")
+
+
+if __name__ == "__main__":
+    main()

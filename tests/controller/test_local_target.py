@@ -1,0 +1,192 @@
+"""LocalTarget with real child processes on 127.0.0.1 (fake_server.py, not a real model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from greenbutton.config import Settings
+from greenbutton.controller.reconcile import InstanceState, ObservedDeployment, VersionRef
+from greenbutton.controller.targets import open_target
+from greenbutton.controller.targets.local import LocalTarget
+from greenbutton.errors import UnsupportedBackend
+
+V1 = VersionRef("digits", "digits", 1)
+Wait = Callable[[Callable[[], Awaitable[bool]], float], Awaitable[None]]
+
+
+@pytest.fixture
+async def target(fast_settings: Settings, fake_argv: Any) -> AsyncIterator[LocalTarget]:
+    target = LocalTarget(fast_settings, argv=fake_argv())
+    yield target
+    await target.close()
+
+
+async def only(target: LocalTarget) -> ObservedDeployment:
+    [instance] = await target.observe()
+    return instance
+
+
+async def until_state(target: LocalTarget, state: InstanceState, wait_for: Wait) -> None:
+    async def has_state() -> bool:
+        return (await only(target)).state is state
+
+    await wait_for(has_state, 15.0)
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_start_child_becomes_ready_and_serves(target: LocalTarget, wait_for: Wait) -> None:
+    await target.start(V1)
+    assert (await only(target)).state is InstanceState.STARTING
+    await until_state(target, InstanceState.READY, wait_for)
+    url = (await only(target)).url
+    async with httpx.AsyncClient(trust_env=False) as client:
+        response = await client.post(f"{url}/predict", content=b"{}")
+    assert response.json()["version"] == 1
+
+
+async def test_start_twice_keeps_one_child(target: LocalTarget) -> None:
+    await target.start(V1)
+    first = (await only(target)).handle
+    await target.start(V1)
+    assert (await only(target)).handle == first
+
+
+async def test_start_records_instance_in_private_state_file(
+    target: LocalTarget, fast_settings: Settings
+) -> None:
+    await target.start(V1)
+    state_file = fast_settings.home / "run" / "local-target.json"
+    [record] = json.loads(state_file.read_text())["instances"]
+    assert (record["name"], record["version"], str(record["pid"])) == (
+        "digits", 1, (await only(target)).handle
+    )
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+
+
+async def test_start_unsafe_name_is_refused_before_spawn(
+    target: LocalTarget, fast_settings: Settings
+) -> None:
+    with pytest.raises(ValueError):
+        await target.start(VersionRef("../x", "digits", 1))
+    with pytest.raises(ValueError):
+        await target.start(VersionRef("digits", "digits; rm -rf /", 1))
+    assert await target.observe() == []
+
+
+async def test_crashed_child_is_failed_with_exit_code_and_log_tail(
+    target: LocalTarget, wait_for: Wait
+) -> None:
+    await target.start(V1)
+    await until_state(target, InstanceState.READY, wait_for)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        with pytest.raises(httpx.TransportError):
+            await client.post(f"{(await only(target)).url}/crash")
+    await until_state(target, InstanceState.FAILED, wait_for)
+    failed = await only(target)
+    assert failed.failures == 1
+    assert failed.reason is not None
+    assert "code 3" in failed.reason and "crashing on purpose" in failed.reason
+
+
+async def test_start_failed_instance_replaces_it_keeping_failure_count(
+    target: LocalTarget, wait_for: Wait
+) -> None:
+    await target.start(V1)
+    await until_state(target, InstanceState.READY, wait_for)
+    old = await only(target)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        with pytest.raises(httpx.TransportError):
+            await client.post(f"{old.url}/crash")
+    await until_state(target, InstanceState.FAILED, wait_for)
+    await target.start(V1)
+    await until_state(target, InstanceState.READY, wait_for)
+    new = await only(target)
+    assert (new.failures, new.handle != old.handle) == (1, True)
+
+
+async def test_stop_terminates_child_and_forgets_it(
+    target: LocalTarget, wait_for: Wait, fast_settings: Settings
+) -> None:
+    await target.start(V1)
+    await until_state(target, InstanceState.READY, wait_for)
+    pid = int((await only(target)).handle or 0)
+    await target.stop(V1, drain_timeout_s=5.0)
+    assert await target.observe() == []
+    assert not is_alive(pid)
+    state_file = fast_settings.home / "run" / "local-target.json"
+    assert json.loads(state_file.read_text())["instances"] == []
+
+
+async def test_stop_kills_child_that_ignores_sigterm(fast_settings: Settings) -> None:
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('up', flush=True); time.sleep(30)")
+    target = LocalTarget(fast_settings, argv=lambda ref, fd: [sys.executable, "-c", stubborn])
+    try:
+        await target.start(V1)
+        pid = int((await only(target)).handle or 0)
+        await target.stop(V1, drain_timeout_s=0.3)
+        assert not is_alive(pid)
+    finally:
+        await target.close()
+
+
+async def test_child_not_ready_in_time_is_failed(
+    fast_settings: Settings, fake_argv: Any, wait_for: Wait
+) -> None:
+    controller = fast_settings.controller.model_copy(update={"ready_timeout_s": 0.5})
+    settings = fast_settings.model_copy(update={"controller": controller})
+    target = LocalTarget(settings, argv=fake_argv(ready_delay_s=60))
+    try:
+        await target.start(V1)
+        await until_state(target, InstanceState.FAILED, wait_for)
+        assert "not ready" in ((await only(target)).reason or "")
+    finally:
+        await target.close()
+
+
+async def test_close_stops_every_child(fast_settings: Settings, fake_argv: Any) -> None:
+    target = LocalTarget(fast_settings, argv=fake_argv())
+    await target.start(V1)
+    await target.start(VersionRef("iris", "iris", 2))
+    pids = [int(i.handle or 0) for i in await target.observe()]
+    await target.close()
+    assert not any(is_alive(pid) for pid in pids)
+
+
+def test_open_target_unknown_scheme_raises_unsupported_backend(settings: Settings) -> None:
+    with pytest.raises(UnsupportedBackend):
+        open_target("nomad://cluster", settings)
+
+
+async def test_open_target_local_returns_local_target(settings: Settings) -> None:
+    target = open_target("local://", settings)
+    try:
+        assert isinstance(target, LocalTarget)
+    finally:
+        await target.close()
+
+
+async def test_start_keeps_records_left_by_previous_controller(
+    target: LocalTarget, fast_settings: Settings
+) -> None:
+    state_file = fast_settings.home / "run" / "local-target.json"
+    state_file.parent.mkdir(parents=True)
+    orphan = {"name": "digits", "model": "digits", "version": 7, "pid": 1, "port": 1, "log": ""}
+    state_file.write_text(json.dumps({"instances": [orphan]}))
+    await target.start(V1)
+    assert json.loads(state_file.read_text())["unadopted"] == [orphan]
