@@ -4,7 +4,8 @@
     ├── NotFound ─────────────── ModelNotFound, VersionNotFound, DeploymentNotFound
     ├── AlreadyExists ────────── VersionAlreadyExists
     ├── Conflict ─────────────── InvalidTransition, StaleState
-    ├── InvalidInput ─────────── SchemaMismatch, UnsupportedBackend, NonConformingModel
+    ├── InvalidInput ─────────── MalformedRequest, SchemaMismatch, UnsupportedBackend,
+    │                            NonConformingModel
     ├── PayloadTooLarge
     ├── UnsupportedMediaType
     ├── PermissionDenied
@@ -75,6 +76,10 @@ class InvalidInput(GreenbuttonError):
     """The input is malformed or does not match what is expected."""
 
 
+class MalformedRequest(InvalidInput):
+    """The body cannot be parsed at all (empty, not JSON, not UTF-8): HTTP 400."""
+
+
 class SchemaMismatch(InvalidInput):
     """A request does not match the model signature."""
 
@@ -133,6 +138,7 @@ HTTP_STATUS: dict[type[GreenbuttonError], int] = {
     AlreadyExists: 409,
     Conflict: 409,
     InvalidInput: 422,
+    MalformedRequest: 400,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     PermissionDenied: 403,

@@ -1,0 +1,167 @@
+"""The green-button demo: a digit classifier from one Python class to a live REST endpoint.
+
+    make demo                       # or: .venv/bin/python examples/digits_demo.py
+    make demo DEMO_ARGS=--exit      # stop everything at the end (used by the tests)
+
+It starts the control plane (`greenbutton up`) unless one already answers, trains a classifier
+on scikit-learn's bundled 8x8 digits, logs it with greenbutton.log_model, promotes it to
+Production, waits for the controller to deploy it, and calls the endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import greenbutton
+from greenbutton.client import ControlPlaneClient, ControlPlaneUnreachable
+from greenbutton.config import Settings
+
+
+class DigitClassifier(greenbutton.Model):
+    """What a data scientist writes: one class with a predict method."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        return self.pipeline.predict(model_input)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exit", action="store_true", help="stop the platform at the end")
+    parser.add_argument("--timeout", type=float, default=90.0, help="deployment wait (s)")
+    args = parser.parse_args()
+    settings = Settings()
+    started = time.monotonic()
+
+    platform = ensure_platform(settings)
+    try:
+        X, y = load_digits(return_X_y=True, as_frame=True)
+        X.columns = [f"pixel_{i}" for i in range(64)]
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
+        pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        pipeline.fit(X_train, y_train)
+        accuracy = float(pipeline.score(X_test, y_test))
+        step(f"trained: accuracy on held-out digits {accuracy:.3f}")
+
+        logged = greenbutton.log_model(
+            DigitClassifier(pipeline), "digits", reference_data=X_train, settings=settings,
+            params={"C": 1.0, "scaler": "standard"}, metrics={"test_accuracy": accuracy},
+            description="8x8 digits, logistic regression")
+        step(f"logged {logged.model_uri} (run {logged.run_id[:8]}, data {logged.data_digest[:12]})")
+
+        with ControlPlaneClient(settings.server.url or "") as client:
+            client.transition("digits", logged.version, "Production", actor=getpass.getuser(),
+                              reason="make demo")
+            step(f"promoted digits v{logged.version} to Production — the green button")
+            url = wait_until_deployed(client, "digits", logged.version, args.timeout)
+        step(f"deployed at {url}")
+
+        row = X_test.iloc[[0]]
+        response = httpx.post(f"{url}predict", json={"inputs": row.to_dict(orient="records")},
+                              timeout=30)
+        response.raise_for_status()
+        answer = response.json()
+        step(f"prediction {answer['predictions']} (truth {int(y_test.iloc[0])}), "
+             f"request {answer['request_id']}, answered by v{answer['model']['version']}")
+        step(f"done in {time.monotonic() - started:.1f} s")
+        print_usage(url, row)
+        if not args.exit and platform is not None:
+            print("\nThe platform keeps running; press Ctrl-C to stop it.")
+            platform.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if platform is not None:
+            stop(platform)
+    return 0
+
+
+def ensure_platform(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """Start `greenbutton up` unless a control plane already answers at the configured URL."""
+    with ControlPlaneClient(settings.server.url or "", timeout_s=2) as client:
+        try:
+            client.health()
+            step(f"using the control plane already running at {settings.server.url}")
+            return None
+        except ControlPlaneUnreachable:
+            pass
+        logs = settings.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / "control-plane.log"
+        with log_path.open("ab") as log:
+            platform = subprocess.Popen([sys.executable, "-m", "greenbutton", "up"],
+                                        env={**os.environ, **settings.environ()},
+                                        stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if platform.poll() is not None:
+                raise SystemExit(f"greenbutton up exited; see {log_path}")
+            try:
+                client.health()
+                step(f"control plane up at {settings.server.url} (log: {log_path})")
+                return platform
+            except ControlPlaneUnreachable:
+                time.sleep(0.2)
+        stop(platform)
+        raise SystemExit(f"control plane did not answer within 30 s; see {log_path}")
+
+
+def wait_until_deployed(client: ControlPlaneClient, name: str, version: int,
+                        timeout_s: float) -> str:
+    """Poll the controller's status until ``name`` serves ``version``; its stable URL."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for deployment in client.deployments():
+            if (deployment["name"] == name and deployment["state"] == "ready"
+                    and deployment["serving_version"] == version):
+                return str(deployment["url"])
+        time.sleep(0.25)
+    raise SystemExit(f"{name} v{version} was not deployed within {timeout_s:.0f} s; "
+                     "run `greenbutton status` for the reason")
+
+
+def stop(platform: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the control plane (it stops its serving processes) and wait for it."""
+    if platform.poll() is None:
+        platform.send_signal(signal.SIGTERM)
+        try:
+            platform.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            platform.kill()
+
+
+def step(message: str) -> None:
+    print(f"[greenbutton] {message}", flush=True)
+
+
+def print_usage(url: str, row: pd.DataFrame) -> None:
+    body = json.dumps({"inputs": [[float(v) for v in row.iloc[0]]]})
+    print(f"""
+Call it from anywhere on this machine:
+  curl -s -X POST {url}predict -H 'Content-Type: application/json' \\
+       -d '{body}'
+MLflow-compatible: POST {url}invocations   API docs: {url}docs
+Status: greenbutton status          Home: {Path(Settings().home)}""")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

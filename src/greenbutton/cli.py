@@ -1,0 +1,180 @@
+"""The ``greenbutton`` command: parse arguments, load settings, call wiring. No logic here."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .config import Settings
+from .errors import GreenbuttonError
+
+EPILOG = """\
+typical session:
+  greenbutton up                      # control plane + controller on 127.0.0.1:8600
+  python train.py                     # greenbutton.log_model(MyModel(), "digits", ...)
+  greenbutton promote digits latest   # the green button: Production, deployed at once
+  greenbutton status                  # stages, deployments and their URLs
+
+settings come from GREENBUTTON_* environment variables or a .env file
+(e.g. GREENBUTTON_HOME, GREENBUTTON_SERVER__PORT, GREENBUTTON_MLFLOW__TRACKING_URI).
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``greenbutton`` command; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    settings = Settings()
+    command: Callable[[Settings, argparse.Namespace], int] = args.command
+    try:
+        return command(settings, args)
+    except GreenbuttonError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="greenbutton", description="Write one Python class, press one green button, "
+        "get a governed, monitored REST endpoint.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    up = sub.add_parser("up", help="start the control plane and the controller (Ctrl-C stops)")
+    up.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="port (default 8600)")
+    up.set_defaults(command=_up)
+
+    serve = sub.add_parser("serve", help="serve one model over HTTP (no controller needed)")
+    serve.add_argument("model_uri", help="e.g. models:/digits@production or models:/digits/3")
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8700)")
+    serve.add_argument("--fd", type=int, help="serve on this inherited listening socket")
+    serve.set_defaults(command=_serve)
+
+    for name, stage, text in (
+        ("promote", "Production", "move a version to Production (or --stage Staging)"),
+        ("archive", "Archived", "take a version out of service"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("model", help="registered model name")
+        cmd.add_argument("version", help="version number, 'latest', 'staging' or 'production'")
+        if name == "promote":
+            cmd.add_argument("--stage", default=stage, choices=["Production", "Staging"],
+                             type=str.capitalize, help="target stage (default Production)")
+        else:
+            cmd.set_defaults(stage=stage)
+        cmd.add_argument("--reason", help="why; kept in the transition history")
+        cmd.add_argument("--actor", default=getpass.getuser(),
+                         help="who is doing this (default: your login name)")
+        cmd.set_defaults(command=_transition)
+
+    status = sub.add_parser("status", help="models, versions, stages, deployments and URLs")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(command=_status)
+
+    history = sub.add_parser("history", help="every stage transition of a model")
+    history.add_argument("model")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    history.set_defaults(command=_history)
+
+    check = sub.add_parser("check", help="check a logged model against greenbutton's contract")
+    check.add_argument("model_uri", help="e.g. models:/digits/3")
+    check.set_defaults(command=_check)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _client(settings: Settings) -> Any:
+    from .client import ControlPlaneClient
+
+    assert settings.server.url is not None
+    return ControlPlaneClient(settings.server.url)
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from .server.run import run_control_plane
+    from .wiring import build_control_plane
+
+    if args.host or args.port:
+        server = settings.server.model_copy(
+            update={"host": args.host or settings.server.host,
+                    "port": args.port or settings.server.port, "url": None})
+        settings = Settings(**{**settings.model_dump(), "server": server.model_dump()})
+    run_control_plane(build_control_plane(settings), settings)
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from .serving.process import run
+
+    run(settings, args.model_uri, host=args.host, port=args.port, fd=args.fd)
+    return 0
+
+
+def _transition(settings: Settings, args: argparse.Namespace) -> int:
+    with _client(settings) as client:
+        done = client.transition(args.model, args.version, args.stage, actor=args.actor,
+                                 reason=args.reason)
+    for t in done:
+        print(f"{t['model']} v{t['version']}: {t['from_stage']} -> {t['to_stage']}")
+    return 0
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    with _client(settings) as client:
+        models, deployments = client.models(), client.deployments()
+    if args.json:
+        print(json.dumps({"models": models, "deployments": deployments}, indent=2))
+        return 0
+    _table(["MODEL", "LATEST", "PRODUCTION", "STAGING"],
+           [[m["name"], m["latest_version"], m["production"], m["staging"]] for m in models])
+    print()
+    _table(["DEPLOYMENT", "VERSION", "STATE", "URL", "REASON"],
+           [[d["name"], d["version"], d["state"], d["url"], d["reason"]] for d in deployments])
+    return 0
+
+
+def _history(settings: Settings, args: argparse.Namespace) -> int:
+    with _client(settings) as client:
+        done = client.history(args.model)
+    if args.json:
+        print(json.dumps(done, indent=2))
+        return 0
+    _table(["WHEN", "VERSION", "FROM", "TO", "WHO", "REASON"],
+           [[t["at"], t["version"], t["from_stage"], t["to_stage"], t["actor"], t["reason"]]
+            for t in done])
+    return 0
+
+
+def _check(settings: Settings, args: argparse.Namespace) -> int:
+    import mlflow
+
+    from .conformance import check
+
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow.registry_uri or settings.mlflow.tracking_uri)
+    report = check(args.model_uri)
+    print(f"{args.model_uri}: {report}")
+    return 0 if report.is_ok else 1
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> None:
+    cells = [header, *[["-" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print("(none)")

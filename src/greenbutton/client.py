@@ -1,0 +1,87 @@
+"""``ControlPlaneClient``: the control-plane HTTP API from Python (used by the CLI and demos)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from .errors import HTTP_STATUS, AlreadyExists, GreenbuttonError
+
+API = "/api/v1"
+
+
+class ControlPlaneUnreachable(GreenbuttonError):
+    """Nothing answers at the control-plane URL."""
+
+
+# HTTP status -> the general error class (409 is ambiguous: Conflict is the general one).
+_BY_STATUS = {status: cls for cls, status in HTTP_STATUS.items() if cls is not AlreadyExists}
+
+
+class ControlPlaneClient:
+    """Typed calls to a running ``greenbutton up``; API errors come back as GreenbuttonError."""
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> ControlPlaneClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def health(self) -> dict[str, Any]:
+        """The control plane's own health."""
+        return self._call("GET", f"{API}/health")
+
+    def models(self) -> list[dict[str, Any]]:
+        """Registered models with their stages."""
+        return list(self._call("GET", f"{API}/models")["models"])
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        """Versions of one model with their stages."""
+        return list(self._call("GET", f"{API}/models/{name}/versions")["versions"])
+
+    def transition(self, name: str, ref: str | int, stage: str, *, actor: str,
+                   reason: str | None = None) -> list[dict[str, Any]]:
+        """Move a version (number, ``latest``, ``staging``…) to ``stage``; returns transitions."""
+        body = {"stage": stage, "actor": actor, "reason": reason}
+        path = f"{API}/models/{name}/versions/{ref}/transitions"
+        return list(self._call("POST", path, json=body)["transitions"])
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Every transition of a model, oldest first."""
+        return list(self._call("GET", f"{API}/models/{name}/transitions")["transitions"])
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """What the controller runs, with state, version and stable URL."""
+        return list(self._call("GET", f"{API}/deployments")["deployments"])
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise ControlPlaneUnreachable(
+                f"cannot reach the control plane at {self.url} ({error.__class__.__name__}); "
+                "is `greenbutton up` running?"
+            ) from error
+        if response.is_success:
+            return response.json()
+        raise _error_from(response)
+
+
+def _error_from(response: httpx.Response) -> GreenbuttonError:
+    try:
+        error = response.json()["error"]
+        message, field = str(error["message"]), error.get("field")
+    except (ValueError, KeyError, TypeError):
+        message, field = f"HTTP {response.status_code}: {response.text[:200]}", None
+    cls = _BY_STATUS.get(response.status_code, GreenbuttonError)
+    return cls(message, field=field)

@@ -1,0 +1,95 @@
+"""Prometheus metrics of one serving process, kept in a registry the process owns."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Histogram buckets for request and inference latency, in seconds."""
+
+
+class Metrics:
+    """The serving metrics, registered on a fresh ``CollectorRegistry`` per instance."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, namespace: str = "greenbutton") -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        model = ("model", "version")
+        self.requests = Counter(
+            "requests",
+            "HTTP requests answered, by endpoint and status code.",
+            [*model, "endpoint", "status"],
+            namespace=namespace,
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "request_latency_seconds",
+            "Time from request received to response sent.",
+            [*model, "endpoint"],
+            namespace=namespace,
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS_S,
+        )
+        self.errors = Counter(
+            "errors",
+            "Requests answered with an error, by error type.",
+            [*model, "endpoint", "type"],
+            namespace=namespace,
+            registry=self.registry,
+        )
+        self.prediction_rows = Counter(
+            "prediction_rows",
+            "Rows scored by the model.",
+            list(model),
+            namespace=namespace,
+            registry=self.registry,
+        )
+        self.inference_latency = Histogram(
+            "inference_latency_seconds",
+            "Time spent inside the model's predict call.",
+            list(model),
+            namespace=namespace,
+            registry=self.registry,
+            buckets=LATENCY_BUCKETS_S,
+        )
+        self.model_ready = Gauge(
+            "model_ready",
+            "1 when the model is loaded and warmed up, else 0.",
+            list(model),
+            namespace=namespace,
+            registry=self.registry,
+        )
+
+    def observe_request(
+        self,
+        *,
+        model: str,
+        version: str | None,
+        endpoint: str,
+        status: int,
+        latency_s: float,
+        error_type: str | None = None,
+    ) -> None:
+        """Count one answered request, its latency and, if it failed, its error type."""
+        labels = (model, version or "", endpoint)
+        self.requests.labels(*labels, str(status)).inc()
+        self.request_latency.labels(*labels).observe(latency_s)
+        if error_type is not None:
+            self.errors.labels(*labels, error_type).inc()
+
+    def observe_prediction(
+        self, *, model: str, version: str | None, rows: int, latency_s: float
+    ) -> None:
+        """Count the rows of one model call and how long the call took."""
+        self.prediction_rows.labels(model, version or "").inc(rows)
+        self.inference_latency.labels(model, version or "").observe(latency_s)
+
+    def set_ready(self, *, model: str, version: str | None, is_ready: bool) -> None:
+        """Publish whether the model can answer."""
+        self.model_ready.labels(model, version or "").set(1 if is_ready else 0)
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text exposition format (for ``GET /metrics``)."""
+        return generate_latest(self.registry)

@@ -1,0 +1,131 @@
+"""The control-plane HTTP API: thin handlers over the registry and the controller."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..controller.loop import Controller
+from ..errors import DeploymentNotFound, InvalidInput
+from ..registry import Registry, Stage
+from ..serving.encoding import JSON, media_type_of, parse_json, read_body
+from ..serving.responses import json_response
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class TransitionRequest(BaseModel):
+    """Body of ``POST …/transitions``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    stage: Stage
+    actor: str = Field(min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=4000)
+
+    @field_validator("stage", mode="before")
+    @classmethod
+    def _stage_any_case(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            for stage in Stage:
+                if stage.value.lower() == value.strip().lower():
+                    return stage
+        return value
+
+
+def routes() -> list[Route]:
+    """Every control-plane API route, in one place."""
+    return [
+        Route("/api/v1/health", health, methods=["GET"]),
+        Route("/api/v1/models", list_models, methods=["GET"]),
+        Route("/api/v1/models/{name}/versions", list_versions, methods=["GET"]),
+        Route("/api/v1/models/{name}/versions/{ref}", get_version, methods=["GET"]),
+        Route("/api/v1/models/{name}/versions/{ref}/transitions", transition, methods=["POST"]),
+        Route("/api/v1/models/{name}/transitions", history, methods=["GET"]),
+        Route("/api/v1/deployments", list_deployments, methods=["GET"]),
+        Route("/api/v1/deployments/{name}", get_deployment, methods=["GET"]),
+    ]
+
+
+def _registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+def _controller(request: Request) -> Controller:
+    controller: Controller = request.app.state.controller
+    return controller
+
+
+def _ok(content: Any, status: int = 200) -> Response:
+    return json_response(content, status)
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    return dataclasses.asdict(record)
+
+
+async def health(request: Request) -> Response:
+    """The control plane answers (its controller runs in the same process)."""
+    return _ok({"status": "ok"})
+
+
+async def list_models(request: Request) -> Response:
+    """Registered models and the versions in each stage."""
+    return _ok({"models": [_plain(m) for m in _registry(request).list_models()]})
+
+
+async def list_versions(request: Request) -> Response:
+    """Versions of one model."""
+    versions = _registry(request).list_versions(request.path_params["name"])
+    return _ok({"versions": [_plain(v) for v in versions]})
+
+
+async def get_version(request: Request) -> Response:
+    """One version, by number or by reference (``production``, ``latest``…)."""
+    registry, name = _registry(request), request.path_params["name"]
+    version = registry.resolve(name, request.path_params["ref"])
+    return _ok(_plain(registry.get_version(name, version)))
+
+
+async def transition(request: Request) -> Response:
+    """Move a version to another stage; the controller reconciles at once."""
+    media_type_of(request, frozenset({JSON}))
+    body = parse_json(await read_body(request, MAX_BODY_BYTES))
+    try:
+        wanted = TransitionRequest.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
+    registry, name = _registry(request), request.path_params["name"]
+    version = registry.resolve(name, request.path_params["ref"])
+    done = registry.transition(name, version, wanted.stage, actor=wanted.actor,
+                               reason=wanted.reason)
+    _controller(request).trigger()
+    return _ok({"transitions": [_plain(t) for t in done]}, status=201)
+
+
+async def history(request: Request) -> Response:
+    """Every transition of a model, oldest first."""
+    done = _registry(request).history(request.path_params["name"])
+    return _ok({"transitions": [_plain(t) for t in done]})
+
+
+async def list_deployments(request: Request) -> Response:
+    """What runs, in which state, at which stable URL."""
+    statuses = _controller(request).status()
+    return _ok({"deployments": [s.model_dump(mode="json") for s in statuses]})
+
+
+async def get_deployment(request: Request) -> Response:
+    """One deployment's status."""
+    name = request.path_params["name"]
+    for status in _controller(request).status():
+        if status.name == name:
+            return _ok(status.model_dump(mode="json"))
+    raise DeploymentNotFound(f"no deployment named {name!r}", field="name")

@@ -1,0 +1,1 @@
+"""The serving runtime: one ASGI app per model, protocols over a shared data plane."""

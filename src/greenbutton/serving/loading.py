@@ -1,0 +1,92 @@
+"""Load the pyfunc model a serving process answers for, and the name and version it answers as."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel
+
+from ..config import MlflowSettings
+from ..errors import InvalidInput, ModelNotFound
+
+UNREGISTERED_NAME = "model"
+"""Name a model answers as when its URI is not a ``models:/`` registry URI."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded pyfunc model and the registry identity it answers as."""
+
+    pyfunc: PyFuncModel
+    name: str
+    version: str | None
+
+    @property
+    def input_example(self) -> Any:
+        """The example saved with the model (a DataFrame for column signatures), or None."""
+        return getattr(self.pyfunc, "input_example", None)
+
+
+def load_served_model(model_uri: str, settings: MlflowSettings, dst_path: Path) -> ServedModel:
+    """Resolve ``model_uri`` (alias → version), download it into ``dst_path`` and load it."""
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+    name, version = resolve_identity(model_uri, client)
+    try:
+        # MLflow resolves models:/ URIs against its global registry URI, so resolve here with
+        # our client; downloading the resolved version also pins it if an alias moves meanwhile
+        source = resolve_location(model_uri, client, name, version)
+        local_path = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=str(dst_path), tracking_uri=settings.tracking_uri
+        )
+        pyfunc = mlflow.pyfunc.load_model(local_path)
+    except MlflowException as error:
+        raise ModelNotFound(f"cannot load {model_uri!r}: {error.message}") from error
+    return ServedModel(pyfunc=pyfunc, name=name, version=version)
+
+
+def resolve_identity(model_uri: str, client: MlflowClient) -> tuple[str, str | None]:
+    """``(name, version)`` for ``models:/name/version|stage`` and ``models:/name@alias``."""
+    registered = _split_models_uri(model_uri)
+    if registered is None:
+        return UNREGISTERED_NAME, None
+    name, alias, rest = registered
+    try:
+        if alias:
+            return name, str(client.get_model_version_by_alias(name, alias).version)
+        if rest.isdigit():
+            return name, rest
+        latest = client.get_latest_versions(name, stages=[rest])
+    except MlflowException as error:
+        raise ModelNotFound(f"cannot resolve {model_uri!r}: {error.message}") from error
+    if not latest:
+        raise ModelNotFound(f"model {name!r} has no version in stage {rest!r}")
+    return name, str(latest[0].version)
+
+
+def resolve_location(model_uri: str, client: MlflowClient, name: str, version: str | None) -> str:
+    """Where the model's files are: registry and logged-model URIs become artifact URIs."""
+    if version is not None:
+        return str(client.get_model_version_download_uri(name, version))
+    scheme, _, path = model_uri.partition(":/")
+    if scheme == "models":  # models:/m-<id>, a logged model outside the registry
+        return str(client.get_logged_model(path.strip("/")).artifact_location)
+    return model_uri
+
+
+def _split_models_uri(model_uri: str) -> tuple[str, str, str] | None:
+    # ("name", "alias", "") or ("name", "", "version-or-stage"); None when not registered
+    scheme, _, path = model_uri.partition(":/")
+    if scheme != "models":
+        return None
+    head, _, rest = path.strip("/").partition("/")
+    name, _, alias = head.partition("@")
+    if not name:
+        raise InvalidInput(f"model URI {model_uri!r} names no model", field="model_uri")
+    if not alias and not rest:
+        return None
+    return name, alias, rest

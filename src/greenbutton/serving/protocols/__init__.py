@@ -1,0 +1,1 @@
+"""Protocol adapters: parse a request, call the DataPlane, render its result."""

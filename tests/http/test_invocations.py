@@ -1,0 +1,108 @@
+"""POST /invocations: MLflow's scoring protocol, answered exactly as MLflow's server answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.pyfunc import PyFuncModel, scoring_server
+
+from greenbutton.config import Settings
+
+FORMATS: dict[str, Callable[[pd.DataFrame], dict[str, Any]]] = {
+    "dataframe_split": lambda frame: {"dataframe_split": frame.to_dict(orient="split")},
+    "dataframe_records": lambda frame: {"dataframe_records": frame.to_dict(orient="records")},
+    "instances": lambda frame: {"instances": frame.to_dict(orient="records")},
+    "inputs": lambda frame: {"inputs": frame.to_dict(orient="list")},
+}
+
+
+@pytest.fixture(scope="session")
+def reference(digits_store: Settings) -> Iterator[PyFuncModel]:
+    """The digits model as ``mlflow.pyfunc.load_model`` loads it, independently of serving."""
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(digits_store.mlflow.tracking_uri)
+    mlflow.set_registry_uri(digits_store.mlflow.registry_uri)
+    try:
+        yield mlflow.pyfunc.load_model("models:/digits/1")
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+
+
+def mlflow_answer(reference: PyFuncModel, body: bytes | str, content_type: str) -> Any:
+    """What MLflow's own scoring server answers for ``body``."""
+    schema = reference.metadata.get_input_schema()
+    answer = scoring_server.invocations(body, content_type, reference, schema)
+    assert answer.status == 200
+    return json.loads(answer.response)
+
+
+@pytest.mark.parametrize("input_format", sorted(FORMATS))
+async def test_invocations_json_format_matches_mlflow(
+    client: httpx.AsyncClient,
+    reference: PyFuncModel,
+    digits_frame: pd.DataFrame,
+    input_format: str,
+) -> None:
+    frame = digits_frame[:25]
+    body = json.dumps(FORMATS[input_format](frame))
+    response = await client.post(
+        "/invocations", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200
+    assert response.json() == mlflow_answer(reference, body, "application/json")
+    assert response.json()["predictions"] == reference.predict(frame).tolist()
+
+
+async def test_invocations_csv_matches_mlflow(
+    client: httpx.AsyncClient, reference: PyFuncModel, digits_frame: pd.DataFrame
+) -> None:
+    body = digits_frame[:25].to_csv(index=False)
+    response = await client.post("/invocations", content=body, headers={"content-type": "text/csv"})
+    assert response.status_code == 200
+    assert response.json() == mlflow_answer(reference, body, "text/csv")
+    assert response.json()["predictions"] == reference.predict(digits_frame[:25]).tolist()
+
+
+async def test_invocations_answers_with_request_id_and_model_version(
+    client: httpx.AsyncClient, digits_frame: pd.DataFrame
+) -> None:
+    body = {"dataframe_records": digits_frame[:1].to_dict(orient="records")}
+    response = await client.post("/invocations", json=body, headers={"x-request-id": "req-7"})
+    assert response.headers["x-request-id"] == "req-7"
+    assert response.headers["x-model-version"] == "1"
+    assert list(response.json()) == ["predictions"]
+
+
+async def test_invocations_two_formats_rejected_with_field(
+    client: httpx.AsyncClient, digits_frame: pd.DataFrame
+) -> None:
+    records = digits_frame[:1].to_dict(orient="records")
+    response = await client.post(
+        "/invocations", json={"dataframe_records": records, "instances": records}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "body"
+
+
+async def test_invocations_missing_column_rejected_as_schema_mismatch(
+    client: httpx.AsyncClient, digits_frame: pd.DataFrame
+) -> None:
+    records = digits_frame[:1].drop(columns=["pixel_9"]).to_dict(orient="records")
+    response = await client.post("/invocations", json={"dataframe_records": records})
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "schema_mismatch"
+
+
+async def test_invocations_malformed_csv_rejected(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/invocations", content=b"pixel_0\n\xff\xfe", headers={"content-type": "text/csv"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "body"

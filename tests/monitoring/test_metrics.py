@@ -1,0 +1,42 @@
+"""Metrics: one registry per instance, labelled by model and version."""
+
+from __future__ import annotations
+
+from greenbutton.monitoring.metrics import Metrics
+
+LABELS = {"model": "digits", "version": "3"}
+
+
+def test_metrics_instances_do_not_share_a_registry() -> None:
+    first, second = Metrics(), Metrics()
+    first.observe_prediction(model="digits", version="3", rows=5, latency_s=0.01)
+    assert second.registry.get_sample_value("greenbutton_prediction_rows_total", LABELS) is None
+
+
+def test_observe_request_counts_status_and_error_type() -> None:
+    metrics = Metrics()
+    metrics.observe_request(
+        model="digits",
+        version="3",
+        endpoint="/predict",
+        status=422,
+        latency_s=0.002,
+        error_type="schema_mismatch",
+    )
+    labels = {**LABELS, "endpoint": "/predict"}
+    value = metrics.registry.get_sample_value
+    assert value("greenbutton_requests_total", {**labels, "status": "422"}) == 1
+    assert value("greenbutton_errors_total", {**labels, "type": "schema_mismatch"}) == 1
+    assert value("greenbutton_request_latency_seconds_count", labels) == 1
+
+
+def test_set_ready_publishes_gauge() -> None:
+    metrics = Metrics()
+    metrics.set_ready(model="digits", version="3", is_ready=True)
+    assert metrics.registry.get_sample_value("greenbutton_model_ready", LABELS) == 1
+
+
+def test_render_returns_text_exposition() -> None:
+    metrics = Metrics()
+    metrics.set_ready(model="digits", version=None, is_ready=False)
+    assert b'greenbutton_model_ready{model="digits",version=""} 0.0' in metrics.render()

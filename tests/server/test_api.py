@@ -1,0 +1,121 @@
+"""The control-plane API over ASGI: transitions, listings, refusals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+
+import greenbutton
+from greenbutton.config import Settings
+from greenbutton.controller.loop import Controller
+from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.targets import open_target
+from greenbutton.server.app import create_control_plane
+from greenbutton.wiring import build_registry, build_store, desired_deployments
+
+API = "/api/v1"
+
+
+class Echo(greenbutton.Model):
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        return model_input["x"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    settings = Settings(home=tmp_path_factory.mktemp("gb"), _env_file=None)  # type: ignore[call-arg]
+    previous = mlflow.get_tracking_uri()
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    for _ in range(2):
+        greenbutton.log_model(Echo(), "echo", reference_data=frame, settings=settings,
+                              pip_requirements=["pandas"])
+    yield settings
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture
+async def api(home: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    store = build_store(home)
+    registry = build_registry(home, store)
+    target = open_target("local://", home)
+    routes = RouteTable()
+    controller = Controller(lambda: desired_deployments(store), target, routes, home)
+    app = create_control_plane(home, registry, controller, routes, target)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8600") as client:
+        yield client
+    await target.close()
+    store.close()
+
+
+async def _promote(api: httpx.AsyncClient, ref: str, stage: str = "production",
+                   **extra: Any) -> httpx.Response:
+    return await api.post(f"{API}/models/echo/versions/{ref}/transitions",
+                          json={"stage": stage, "actor": "alice", **extra})
+
+
+async def test_transition_promotes_and_archives_previous(api: httpx.AsyncClient) -> None:
+    first = await _promote(api, "1")
+    assert first.status_code == 201
+    second = await _promote(api, "latest", reason="better")
+    assert second.status_code == 201
+    moved = [(t["version"], t["to_stage"]) for t in second.json()["transitions"]]
+    assert moved == [(1, "Archived"), (2, "Production")]
+    models = (await api.get(f"{API}/models")).json()["models"]
+    assert [(m["name"], m["production"]) for m in models] == [("echo", 2)]
+    version = (await api.get(f"{API}/models/echo/versions/production")).json()
+    assert version["version"] == 2 and version["stage"] == "Production"
+
+
+async def test_transition_unknown_model_is_404(api: httpx.AsyncClient) -> None:
+    response = await api.post(f"{API}/models/nope/versions/1/transitions",
+                              json={"stage": "Production", "actor": "alice"})
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "model_not_found"
+
+
+async def test_transition_bad_stage_names_the_field(api: httpx.AsyncClient) -> None:
+    response = await _promote(api, "1", stage="Heaven")
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "stage"
+
+
+async def test_transition_unknown_field_is_refused(api: httpx.AsyncClient) -> None:
+    response = await _promote(api, "1", approve_myself=True)
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "approve_myself"
+
+
+async def test_transition_non_json_body_is_415(api: httpx.AsyncClient) -> None:
+    response = await api.post(f"{API}/models/echo/versions/1/transitions",
+                              content=b"stage=Production", headers={"content-type":
+                                                                    "application/x-www-form-urlencoded"})
+    assert response.status_code == 415
+
+
+async def test_transition_from_another_site_is_403(api: httpx.AsyncClient) -> None:
+    response = await api.post(f"{API}/models/echo/versions/1/transitions",
+                              json={"stage": "Production", "actor": "mallory"},
+                              headers={"origin": "https://evil.example"})
+    assert response.status_code == 403
+
+
+async def test_request_with_foreign_host_is_refused(api: httpx.AsyncClient) -> None:
+    response = await api.get(f"{API}/models", headers={"host": "evil.example:8600"})
+    assert response.status_code == 400
+
+
+async def test_history_lists_transitions(api: httpx.AsyncClient) -> None:
+    await _promote(api, "1", stage="staging")
+    history = (await api.get(f"{API}/models/echo/transitions")).json()["transitions"]
+    assert history and all(t["actor"] == "alice" for t in history)
+
+
+async def test_unknown_deployment_is_404(api: httpx.AsyncClient) -> None:
+    response = await api.get(f"{API}/deployments/nope")
+    assert response.status_code == 404
