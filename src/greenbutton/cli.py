@@ -100,7 +100,6 @@ def _version() -> str:
 def _client(settings: Settings) -> Any:
     from .client import ControlPlaneClient
 
-    assert settings.server.url is not None
     return ControlPlaneClient(settings.server.url)
 
 
@@ -111,7 +110,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     if args.host or args.port:
         server = settings.server.model_copy(
             update={"host": args.host or settings.server.host,
-                    "port": args.port or settings.server.port, "url": None})
+                    "port": args.port or settings.server.port, "url": ""})
         settings = Settings(**{**settings.model_dump(), "server": server.model_dump()})
     run_control_plane(build_control_plane(settings), settings)
     return 0
@@ -165,7 +164,7 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
     from .conformance import check
 
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow.registry_uri or settings.mlflow.tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow.registry_uri)
     report = check(args.model_uri)
     print(f"{args.model_uri}: {report}")
     return 0 if report.is_ok else 1

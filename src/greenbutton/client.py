@@ -39,7 +39,7 @@ class ControlPlaneClient:
 
     def health(self) -> dict[str, Any]:
         """The control plane's own health."""
-        return self._call("GET", f"{API}/health")
+        return dict(self._call("GET", f"{API}/health"))
 
     def models(self) -> list[dict[str, Any]]:
         """Registered models with their stages."""

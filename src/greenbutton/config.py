@@ -16,12 +16,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class MlflowSettings(BaseModel):
     """Where MLflow, the system of record, lives."""
 
-    tracking_uri: str | None = None
-    """MLflow tracking URI; default ``sqlite:///<home>/mlflow.db``."""
-    registry_uri: str | None = None
-    """MLflow model registry URI; default: the tracking URI."""
-    artifact_root: str | None = None
-    """Default artifact location for new experiments; default ``<home>/artifacts``."""
+    tracking_uri: str = ""
+    """MLflow tracking URI; empty: ``sqlite:///<home>/mlflow.db``."""
+    registry_uri: str = ""
+    """MLflow model registry URI; empty: the tracking URI."""
+    artifact_root: str = ""
+    """Default artifact location for new experiments; empty: ``<home>/artifacts``."""
     experiment: str = "greenbutton"
     """Experiment that ``log_model`` uses when no MLflow run is active."""
 
@@ -29,8 +29,8 @@ class MlflowSettings(BaseModel):
 class StoreSettings(BaseModel):
     """greenbutton's own store (lifecycle, deployments, later governance)."""
 
-    uri: str | None = None
-    """SQLAlchemy URI (``sqlite:///…``, ``postgresql://…``) or ``memory://``; default
+    uri: str = ""
+    """SQLAlchemy URI (``sqlite:///…``, ``postgresql://…``) or ``memory://``; empty:
     ``sqlite:///<home>/greenbutton.db``."""
 
 
@@ -41,8 +41,8 @@ class ServerSettings(BaseModel):
     """Interface to listen on."""
     port: PositiveInt = 8600
     """Port of the control-plane API and of the stable endpoint URLs."""
-    url: str | None = None
-    """URL the CLI uses to reach the control plane; default ``http://<host>:<port>``."""
+    url: str = ""
+    """URL the CLI uses to reach the control plane; empty: ``http://<host>:<port>``."""
 
 
 class ServingSettings(BaseModel):
@@ -104,15 +104,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Self:
         self.home = self.home.expanduser().resolve()
-        if self.mlflow.tracking_uri is None:
+        if not self.mlflow.tracking_uri:
             self.mlflow.tracking_uri = f"sqlite:///{self.home / 'mlflow.db'}"
-        if self.mlflow.registry_uri is None:
+        if not self.mlflow.registry_uri:
             self.mlflow.registry_uri = self.mlflow.tracking_uri
-        if self.mlflow.artifact_root is None:
+        if not self.mlflow.artifact_root:
             self.mlflow.artifact_root = (self.home / "artifacts").as_uri()
-        if self.store.uri is None:
+        if not self.store.uri:
             self.store.uri = f"sqlite:///{self.home / 'greenbutton.db'}"
-        if self.server.url is None:
+        if not self.server.url:
             self.server.url = f"http://{self.server.host}:{self.server.port}"
         return self
 

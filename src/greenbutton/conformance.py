@@ -55,7 +55,7 @@ def check(
         return ConformanceReport(tuple(_check_logged(model)))
     cls = model if isinstance(model, type) else type(model)
     problems = _check_class(cls)
-    if sample is not None and not isinstance(model, type) and not problems:
+    if sample is not None and isinstance(model, Model) and not problems:
         problems += _check_sample(model, sample, context)
     return ConformanceReport(tuple(problems))
 
@@ -72,10 +72,9 @@ def _check_class(cls: type) -> list[Problem]:
     for hook in ("explain",):
         if _defined_by_user(cls, hook):
             problems += _check_arity(getattr(cls, hook), hook)
-    if _defined_by_user(cls, "reward"):
-        problems += _check_positional(cls.reward, "reward", ("prediction", "truth"))
-    if _defined_by_user(cls, "load_context"):
-        problems += _check_positional(cls.load_context, "load_context", ("context",))
+    for hook, wanted in (("reward", ("prediction", "truth")), ("load_context", ("context",))):
+        if _defined_by_user(cls, hook):
+            problems += _check_positional(getattr(cls, hook), hook, wanted)
     problems += _check_batching(cls)
     problems += _check_endpoints(cls)
     return problems
@@ -158,7 +157,7 @@ def call_predict(model: Model, context: Any, model_input: Any) -> Any:
     names = [p.name for p in _parameters(model.predict)]
     if names and names[0] == "context":
         return model.predict(context, model_input)
-    return model.predict(model_input)
+    return model.predict(model_input)  # type: ignore[call-arg]  # MLflow allows no context
 
 
 def _check_sample(model: Model, sample: Any, context: Any) -> list[Problem]:

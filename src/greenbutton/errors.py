@@ -151,7 +151,7 @@ HTTP_STATUS: dict[type[GreenbuttonError], int] = {
 def http_status_for(error: BaseException) -> int:
     """The HTTP status for ``error``: the nearest class in its MRO found in the table, else 500."""
     for cls in type(error).__mro__:
-        status = HTTP_STATUS.get(cls)  # type: ignore[call-overload]
+        status = HTTP_STATUS.get(cls)
         if status is not None:
             return status
     return 500

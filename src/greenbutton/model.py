@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-import mlflow.pyfunc
+from mlflow.pyfunc.model import PythonModel
 
 ENDPOINT_MARKER = "__greenbutton_endpoint__"
 RESERVED_PATHS = (
@@ -36,7 +36,7 @@ class EndpointSpec:
     attribute: str = ""
 
 
-class Model(mlflow.pyfunc.PythonModel):
+class Model(PythonModel):
     """Base class for a greenbutton model; a regular MLflow pyfunc ``PythonModel``.
 
     Implement ``predict(self, context, model_input, params=None)``. Optionally implement

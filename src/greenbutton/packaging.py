@@ -22,6 +22,7 @@ from typing import Any
 import cloudpickle
 import mlflow
 import mlflow.data
+import mlflow.data.pandas_dataset
 import mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
@@ -86,7 +87,7 @@ def log_model(
         all_artifacts = _write_reference(frame, Path(tmp), artifacts or {})
         signature = _infer_signature(model, frame, all_artifacts)
         with _run(settings, name) as run_id:
-            dataset = mlflow.data.from_pandas(frame, name=f"{name}-reference")
+            dataset = mlflow.data.pandas_dataset.from_pandas(frame, name=f"{name}-reference")
             mlflow.log_input(dataset, context="reference")
             commit = _git_commit()
             run_tags = {TAG_DIGEST: reference.digest(frame), **(tags or {})}
@@ -119,7 +120,7 @@ def _point_mlflow_at(settings: Settings) -> None:
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     if mlflow.active_run() is None:
         mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
-        mlflow.set_registry_uri(settings.mlflow.registry_uri or settings.mlflow.tracking_uri)
+        mlflow.set_registry_uri(settings.mlflow.registry_uri)
 
 
 def _write_reference(frame: Any, folder: Path, user: dict[str, str]) -> dict[str, str]:
@@ -137,7 +138,7 @@ def _infer_signature(model: Model, frame: Any, artifacts: dict[str, str]) -> Any
     """Signature from all reference rows and the model's own predictions on some of them."""
     probe = copy.deepcopy(model)  # load_context may load state that must not be pickled twice
     context = mlflow.pyfunc.PythonModelContext(artifacts=artifacts, model_config={})
-    probe.load_context(context)
+    probe.load_context(context)  # type: ignore[no-untyped-call]
     head = frame.head(100)
     report = check(probe, sample=head, context=context)
     if not report:

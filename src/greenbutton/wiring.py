@@ -28,7 +28,6 @@ def prepare_home(settings: Settings) -> None:
 
 def build_store(settings: Settings) -> LifecycleStore:
     """greenbutton's own store, chosen by ``settings.store.uri``."""
-    assert settings.store.uri is not None
     return open_store(settings.store.uri)
 
 
