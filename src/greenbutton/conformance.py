@@ -55,20 +55,20 @@ def check(
         return ConformanceReport(tuple(_check_logged(model)))
     cls = model if isinstance(model, type) else type(model)
     problems = _check_class(cls)
-    if sample is not None and isinstance(model, Model) and not problems:
+    if sample is not None and not isinstance(model, type) and not problems:
         problems += _check_sample(model, sample, context)
     return ConformanceReport(tuple(problems))
 
 
 def _check_class(cls: type) -> list[Problem]:
-    if not issubclass(cls, Model):
+    if not is_greenbutton_model(cls):
         return [Problem(cls.__name__, "must subclass greenbutton.Model")]
     problems: list[Problem] = []
     if not _defined_by_user(cls, "predict"):
         problems.append(Problem("predict", "not implemented: define predict(self, context, "
                                 "model_input, params=None)"))
     else:
-        problems += _check_arity(cls.predict, "predict")
+        problems += _check_arity(getattr(cls, "predict"), "predict")  # noqa: B009
     for hook in ("explain",):
         if _defined_by_user(cls, hook):
             problems += _check_arity(getattr(cls, hook), hook)
@@ -80,9 +80,21 @@ def _check_class(cls: type) -> list[Problem]:
     return problems
 
 
+def is_greenbutton_model(cls: type) -> bool:
+    """True for subclasses of greenbutton.Model, including the by-value copy of the base class
+    that a logged model carries (same module and name, different class object)."""
+    return any(_is_base(klass) for klass in cls.__mro__)
+
+
+def _is_base(klass: type) -> bool:
+    return klass is Model or (
+        klass.__module__ == Model.__module__ and klass.__qualname__ == Model.__qualname__
+    )
+
+
 def _defined_by_user(cls: type, name: str) -> bool:
     for klass in cls.__mro__:
-        if klass in (Model, mlflow.pyfunc.PythonModel, object):
+        if _is_base(klass) or klass in (mlflow.pyfunc.PythonModel, object):
             return False
         if name in klass.__dict__:
             return callable(klass.__dict__[name])
@@ -160,7 +172,7 @@ def call_predict(model: Model, context: Any, model_input: Any) -> Any:
     return model.predict(model_input)  # type: ignore[call-arg]  # MLflow allows no context
 
 
-def _check_sample(model: Model, sample: Any, context: Any) -> list[Problem]:
+def _check_sample(model: Any, sample: Any, context: Any) -> list[Problem]:
     try:
         output = call_predict(model, context, sample)
     except Exception as error:  # the user's code: report whatever it raises

@@ -137,3 +137,34 @@ def test_public_api_is_pinned() -> None:
         "ConformanceReport", "EndpointSpec", "LoggedModel", "Model", "Problem", "check",
         "endpoint", "log_model",
     ]
+
+
+def test_check_logged_copy_of_base_class_is_recognised(tmp_path: Any) -> None:
+    # A logged model carries a by-value copy of greenbutton.Model (same module and name, other
+    # class object); only a fresh process gets a real copy rather than cloudpickle's cached class.
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    import greenbutton.model as model_module
+
+    class Local(greenbutton.Model):
+        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+            return model_input
+
+    cloudpickle.register_pickle_by_value(model_module)
+    try:
+        (tmp_path / "model.pkl").write_bytes(cloudpickle.dumps(Local))
+    finally:
+        cloudpickle.unregister_pickle_by_value(model_module)
+    script = (
+        "import sys, cloudpickle, greenbutton\n"
+        f"cls = cloudpickle.loads(open({str(tmp_path / 'model.pkl')!r}, 'rb').read())\n"
+        "assert not issubclass(cls, greenbutton.Model), 'not a copy'\n"
+        "print(greenbutton.check(cls).is_ok)\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"
