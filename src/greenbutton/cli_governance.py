@@ -1,0 +1,186 @@
+"""``greenbutton`` governance commands: propose, approve, reject, override, requests, user,
+token, grant, policy, audit. Parse, call the API (or the store, for ``audit verify``), print."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+from .config import Settings
+from .governance.client import GovernanceClient
+from .governance.tokens import read_token_file
+
+
+def local_token(settings: Settings) -> str | None:
+    """``GREENBUTTON_TOKEN``, else the token file the first ``greenbutton up`` wrote."""
+    return settings.token or read_token_file(settings.home)
+
+
+def client(settings: Settings) -> GovernanceClient:
+    """A client of the control plane with this machine's token."""
+    assert settings.server.url is not None
+    return GovernanceClient(settings.server.url, token=local_token(settings))
+
+
+def add_commands(sub: Any) -> None:
+    """Register the governance commands on the top-level subparsers."""
+    propose = sub.add_parser("propose", help="request a promotion; gates run at once")
+    propose.add_argument("model")
+    propose.add_argument("version", help="number, 'latest', 'staging' or 'production'")
+    propose.add_argument("--stage", default="Production", type=str.capitalize,
+                         choices=["Production", "Staging"])
+    propose.add_argument("--reason")
+    propose.set_defaults(command=_propose)
+    for name, text in (("approve", "approve a request (not your own, with four-eyes)"),
+                       ("reject", "reject a request"),
+                       ("override", "approve despite failed gates (needs manage + --reason)")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("request_id", type=int)
+        cmd.add_argument("--reason", required=name == "override")
+        cmd.set_defaults(command=_decide, decision=name)
+    requests = sub.add_parser("requests", help="transition requests and their gate results")
+    requests.add_argument("--model")
+    requests.add_argument("--status", choices=["pending", "blocked", "approved", "rejected",
+                                               "failed"])
+    requests.add_argument("--json", action="store_true")
+    requests.set_defaults(command=_requests)
+
+    user = sub.add_parser("user", help="create or list users and service accounts (admin)")
+    user.add_argument("action", choices=["create", "list"])
+    user.add_argument("name", nargs="?")
+    user.add_argument("--role", default="viewer",
+                      choices=["viewer", "data-scientist", "maintainer", "admin"])
+    user.add_argument("--service", action="store_true", help="a service account")
+    user.set_defaults(command=_user)
+
+    token = sub.add_parser("token", help="create (shown once), list or revoke API tokens")
+    token.add_argument("action", choices=["create", "list", "revoke"])
+    token.add_argument("subject", nargs="?", help="principal (create/list) or token id")
+    token.add_argument("--label", default="")
+    token.set_defaults(command=_token)
+
+    grant = sub.add_parser("grant", help="grant or revoke a per-model permission")
+    grant.add_argument("principal")
+    grant.add_argument("model")
+    grant.add_argument("permission",
+                       choices=["read", "propose", "approve", "deploy", "invoke", "manage"])
+    grant.add_argument("--revoke", action="store_true")
+    grant.set_defaults(command=_grant)
+
+    policy = sub.add_parser("policy", help="four-eyes approval on/off for a model")
+    policy.add_argument("model")
+    policy.add_argument("four_eyes", choices=["on", "off"])
+    policy.set_defaults(command=_policy)
+
+    audit = sub.add_parser("audit", help="'verify' the hash chain or print the 'log'")
+    audit.add_argument("action", choices=["verify", "log"])
+    audit.add_argument("--after", type=int, default=0)
+    audit.add_argument("--remote", action="store_true",
+                       help="ask the control plane instead of reading the store directly")
+    audit.set_defaults(command=_audit)
+
+
+def _print_request(request: dict[str, Any]) -> None:
+    print(f"request #{request['id']}: {request['model']} v{request['version']} -> "
+          f"{request['to_stage']} [{request['status']}] proposed by {request['proposer']}")
+    for gate in request.get("gates", []):
+        verdict = "pass" if gate["is_passed"] else "FAIL"
+        reason = gate["detail"].get("reason", "")
+        print(f"  {verdict}  {gate['gate']}  {reason}".rstrip())
+
+
+def _propose(settings: Settings, args: argparse.Namespace) -> int:
+    with client(settings) as api:
+        request = api.propose(args.model, args.version, args.stage, args.reason)
+    _print_request(request)
+    return 0 if request["status"] == "pending" else 1
+
+
+def _decide(settings: Settings, args: argparse.Namespace) -> int:
+    with client(settings) as api:
+        done = api.decide(args.request_id, args.decision, args.reason)
+    _print_request(done["request"])
+    for t in done["transitions"]:
+        print(f"{t['model']} v{t['version']}: {t['from_stage']} -> {t['to_stage']}")
+    return 0
+
+
+def _requests(settings: Settings, args: argparse.Namespace) -> int:
+    with client(settings) as api:
+        found = api.requests(args.model, args.status)
+    if args.json:
+        print(json.dumps(found, indent=2))
+    for request in [] if args.json else found:
+        _print_request(request)
+    return 0
+
+
+def _user(settings: Settings, args: argparse.Namespace) -> int:
+    with client(settings) as api:
+        if args.action == "list":
+            for p in api.principals():
+                print(f"{p['name']}  {p['kind']}  {p['role']}")
+            return 0
+        if not args.name:
+            raise SystemExit("user create needs a name")
+        made = api.create_principal(args.name, args.role, "service" if args.service else "user")
+        print(f"created {made['kind']} {made['name']!r} ({made['role']})")
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    with client(settings) as api:
+        if args.action == "create":
+            issued = api.create_token(args.subject or api.whoami()["name"], args.label)
+            print(f"token {issued['token_id']} for {issued['principal']} "
+                  f"(expires {issued['expires_at']}); shown once:\n{issued['token']}")
+        elif args.action == "revoke":
+            api.revoke_token(args.subject or "")
+            print(f"revoked {args.subject}")
+        else:
+            for t in api.tokens(args.subject):
+                print(f"{t['token_id']}  {t['principal']}  {t['label']}  "
+                      f"expires={t['expires_at']}  revoked={t['revoked_at']}")
+    return 0
+
+
+def _grant(settings: Settings, args: argparse.Namespace) -> int:
+    with client(settings) as api:
+        api.grant(args.principal, args.model, args.permission, is_granted=not args.revoke)
+    verb = "revoked from" if args.revoke else "granted to"
+    print(f"{args.permission} on {args.model!r} {verb} {args.principal!r}")
+    return 0
+
+
+def _policy(settings: Settings, args: argparse.Namespace) -> int:
+    with client(settings) as api:
+        api.set_four_eyes(args.model, args.four_eyes == "on")
+    print(f"four-eyes {args.four_eyes} for {args.model!r}")
+    return 0
+
+
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    if args.remote or args.action == "log":
+        with client(settings) as api:
+            if args.action == "log":
+                for e in api.audit(after=args.after):
+                    print(f"{e['seq']}  {e['at']}  {e['actor']}  {e['action']}  {e['target']}  "
+                          f"{e['after']}")
+                return 0
+            report = api.audit_verify()
+    else:
+        from .governance.audit import verify_chain
+        from .store.governance_sql import SqlGovernanceStore
+
+        store = SqlGovernanceStore(settings.store.uri, migrate=False)
+        try:
+            report = dataclasses.asdict(verify_chain(store))
+        finally:
+            store.close()
+    if report["broken_seq"] is None:
+        print(f"audit chain intact: {report['checked']} entries")
+        return 0
+    print(f"audit chain BROKEN at entry {report['broken_seq']}: {report['problem']}")
+    return 1

@@ -1,0 +1,185 @@
+"""``Approvals``: propose → gates → approve/reject (four-eyes) → lifecycle change, audited.
+
+Statuses: ``pending`` (gates passed, awaiting a decision), ``blocked`` (a gate failed: only an
+override with ``manage`` and a written reason moves it on), ``approved``, ``rejected``,
+``failed`` (approved, but the lifecycle move itself failed, e.g. raced by another promotion).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Protocol
+
+from ..errors import (
+    GreenbuttonError,
+    InvalidInput,
+    InvalidTransition,
+    PermissionDenied,
+    PromotionBlocked,
+)
+from ..registry import Registry, Stage
+from ..store.governance_records import AuditEvent, GateOutcome, RequestRecord
+from ..store.protocol import Transition
+from .access import Access, Caller
+from .permissions import Action, Permission, Resource
+
+PROPOSABLE = frozenset({Stage.STAGING, Stage.PRODUCTION})
+MAX_REASON = 4000
+
+
+class GateRunner(Protocol):
+    """Runs a version's promotion gates (out of process: gates load the model)."""
+
+    def run(self, model: str, version: int) -> list[GateOutcome]:
+        """Every gate's verdict on ``model`` version ``version``."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a promotion did: the request and the lifecycle moves it caused (if any)."""
+
+    request: RequestRecord | None
+    transitions: list[Transition]
+
+
+class Approvals:
+    """The promotion workflow.
+
+    Usage::
+
+        approvals = Approvals(access, registry, runner)
+        request = approvals.propose(alice, "digits", 5, Stage.PRODUCTION, reason="better F1")
+        approvals.approve(bob, request.id)
+    """
+
+    def __init__(self, access: Access, registry: Registry, gates: GateRunner, *,
+                 four_eyes_default: bool = False,
+                 on_change: Callable[[], None] = lambda: None) -> None:
+        self._access, self._store = access, access.store
+        self._registry, self._gates = registry, gates
+        self._four_eyes_default = four_eyes_default
+        self._on_change = on_change
+
+    def is_four_eyes(self, model: str) -> bool:
+        """Whether a second person must approve promotions of ``model``."""
+        policy = self._store.four_eyes(model)
+        return self._four_eyes_default if policy is None else policy
+
+    def set_four_eyes(self, caller: Caller, model: str, four_eyes: bool) -> None:
+        """Change a model's four-eyes policy (needs ``manage``)."""
+        self._access.authorize(caller, Resource.POLICY, Action.CHANGE, model=model)
+        event = AuditEvent(caller.name, "policy.four_eyes", f"model:{model}",
+                           before=self.is_four_eyes(model), after=four_eyes)
+        self._store.set_four_eyes(model, four_eyes, by=caller.name, events=[event])
+
+    def propose(self, caller: Caller, model: str, version: int, to: Stage,
+                reason: str | None = None) -> RequestRecord:
+        """Record a request to move a version to Staging/Production, with its gate results."""
+        self._access.authorize(caller, Resource.REQUEST, Action.PROPOSE, model=model)
+        if to not in PROPOSABLE:
+            raise InvalidTransition(f"proposals go to {' or '.join(PROPOSABLE)}", field="stage")
+        current = self._registry.get_version(model, version).stage
+        if current is to:
+            raise InvalidTransition(f"version {version} of {model!r} is already in {to}")
+        gates = self._gates.run(model, version)
+        status = "pending" if all(g.is_passed for g in gates) else "blocked"
+        target = f"model:{model}/{version}"
+        events = [
+            AuditEvent(caller.name, "request.propose", target, before=current.value,
+                       after={"to": to.value, "reason": _text(reason)}),
+            AuditEvent("greenbutton", "gates.run", target,
+                       after={"status": status, "gates": [dataclasses.asdict(g) for g in gates]}),
+        ]
+        return self._store.create_request(model, version, to.value, status, caller.name,
+                                          _text(reason), gates, events=events)
+
+    def approve(self, caller: Caller, request_id: int, reason: str | None = None) -> Outcome:
+        """Approve a pending request and apply it; ``PromotionBlocked`` if a gate failed."""
+        request = self._store.get_request(request_id)
+        self._access.authorize(caller, Resource.REQUEST, Action.APPROVE, model=request.model)
+        if request.status == "blocked":
+            failed = ", ".join(f"{g.gate}: {g.detail.get('reason', 'failed')}"
+                               for g in request.gates if not g.is_passed)
+            raise PromotionBlocked(f"request #{request_id} is blocked by its gates ({failed}); "
+                                   "an override needs 'manage' and a reason")
+        return self._decide(caller, request, "approved", reason, is_override=False)
+
+    def override(self, caller: Caller, request_id: int, reason: str | None) -> Outcome:
+        """Approve despite failed gates: needs ``manage`` and a written reason."""
+        request = self._store.get_request(request_id)
+        self._access.authorize(caller, Resource.REQUEST, Action.OVERRIDE, model=request.model)
+        if not reason or not reason.strip():
+            raise InvalidInput("an override needs a written reason", field="reason")
+        return self._decide(caller, request, "approved", reason, is_override=True)
+
+    def reject(self, caller: Caller, request_id: int, reason: str | None = None) -> RequestRecord:
+        """Reject a pending or blocked request."""
+        request = self._store.get_request(request_id)
+        self._access.authorize(caller, Resource.REQUEST, Action.REJECT, model=request.model)
+        event = AuditEvent(caller.name, "request.reject", _target(request),
+                           before=request.status, after={"reason": _text(reason)})
+        return self._store.decide_request(request_id, ["pending", "blocked"], "rejected",
+                                          by=caller.name, reason=_text(reason),
+                                          is_override=False, events=[event])
+
+    def promote(self, caller: Caller, model: str, version: int, to: Stage,
+                reason: str | None = None) -> Outcome:
+        """The green button: propose and, when four-eyes is off and the caller holds
+        ``approve``, approve at once; archiving needs ``deploy`` and no request."""
+        if to is Stage.ARCHIVED:
+            self._access.authorize(caller, Resource.MODEL, Action.ARCHIVE, model=model)
+            return Outcome(None, self._apply(caller.name, model, version, to, reason, None))
+        request = self.propose(caller, model, version, to, reason)
+        if request.status == "blocked":
+            return self.approve(caller, request.id, reason)  # raises PromotionBlocked
+        if self.is_four_eyes(model) or Permission.APPROVE not in self._access.holds(caller, model):
+            return Outcome(request, [])
+        return self.approve(caller, request.id, reason)
+
+    def _decide(self, caller: Caller, request: RequestRecord, status: str,
+                reason: str | None, *, is_override: bool) -> Outcome:
+        if self.is_four_eyes(request.model) and caller.name == request.proposer:
+            raise PermissionDenied(f"four-eyes: {caller.name!r} proposed request #{request.id} "
+                                   "and cannot approve it")
+        action = "request.override" if is_override else "request.approve"
+        event = AuditEvent(caller.name, action, _target(request), before=request.status,
+                           after={"reason": _text(reason)})
+        decided = self._store.decide_request(
+            request.id, ["blocked"] if is_override else ["pending"], status, by=caller.name,
+            reason=_text(reason), is_override=is_override, events=[event])
+        try:
+            done = self._apply(caller.name, request.model, request.version,
+                               Stage(request.to_stage), reason, request.id)
+        except GreenbuttonError as error:
+            failure = AuditEvent("greenbutton", "request.fail", _target(request),
+                                 after={"error": error.message})
+            self._store.decide_request(request.id, [status], "failed", by=caller.name,
+                                       reason=error.message, is_override=is_override,
+                                       events=[failure])
+            raise
+        return Outcome(self._store.get_request(decided.id), done)
+
+    def _apply(self, actor: str, model: str, version: int, to: Stage, reason: str | None,
+               request_id: int | None) -> list[Transition]:
+        note = _text(reason) if request_id is None else f"request #{request_id}: {reason or ''}"
+        done = self._registry.transition(model, version, to, actor=actor,
+                                         reason=note.strip() if note else None)
+        self._store.append_audit([
+            AuditEvent(actor, "lifecycle.transition", f"model:{t.model}/{t.version}",
+                       before=t.from_stage.value,
+                       after={"stage": t.to_stage.value, "request_id": request_id})
+            for t in done])
+        self._on_change()
+        return done
+
+
+def _target(request: RequestRecord) -> str:
+    return f"model:{request.model}/{request.version}"
+
+
+def _text(value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_REASON:
+        raise InvalidInput(f"reason is longer than {MAX_REASON} characters", field="reason")
+    return value

@@ -1,0 +1,128 @@
+"""Promotion gates on really logged models: held-out metric, the data scientist's own
+``@model_test`` checks, latency budget, conformance; in process and in the worker process."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+import greenbutton
+from greenbutton.config import Settings
+from greenbutton.errors import InvalidInput
+from greenbutton.gates.runner import SubprocessGateRunner
+from greenbutton.gates.spec import parse_gates
+from greenbutton.gates.worker import run_gates
+from greenbutton.model import model_test
+
+
+class Digits(greenbutton.Model):
+    def __init__(self, clf: Any) -> None:
+        self.clf = clf
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        return self.clf.predict(model_input)
+
+    @model_test
+    def recognises_a_clean_zero(self, context: Any) -> None:
+        zero = pd.DataFrame([ZERO], columns=COLUMNS)
+        assert int(self.predict(context, zero)[0]) == 0, "a clean 0 is not recognised"
+
+
+X, Y = load_digits(return_X_y=True, as_frame=True)
+COLUMNS = [f"pixel_{i}" for i in range(64)]
+X.columns = COLUMNS
+ZERO = X[Y == 0].mean().round().tolist()
+GATES = [{"kind": "metric", "metric": "accuracy", "min": 0.9},
+         {"kind": "latency", "p95_ms": 5000, "calls": 10}]  # loaded CI machines
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """v1: trained on 30 rows (low accuracy); v2: trained on 1 500 rows."""
+    settings = Settings(home=tmp_path_factory.mktemp("gates") / "gb",
+                        _env_file=None)  # type: ignore[call-arg]
+    previous = mlflow.get_tracking_uri()
+    held_out = (X.iloc[1500:], Y.iloc[1500:])
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)  # the worker process cannot import tests
+    try:
+        for rows in (30, 1500):
+            clf = LogisticRegression(max_iter=300).fit(X.iloc[:rows], Y.iloc[:rows])
+            greenbutton.log_model(Digits(clf), "digits", reference_data=X.iloc[:200],
+                                  settings=settings, held_out=held_out, gates=GATES,
+                                  pip_requirements=["scikit-learn", "pandas"])
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    yield settings
+    mlflow.set_tracking_uri(previous)
+
+
+def by_name(outcomes: list[Any]) -> dict[str, Any]:
+    return {o.gate: o for o in outcomes}
+
+
+def test_low_accuracy_version_fails_metric_gate_with_reason(logged: Settings) -> None:
+    outcomes = by_name(run_gates(logged, "digits", 1))
+    metric = outcomes["metric:accuracy"]
+    assert not metric.is_passed
+    assert metric.detail["value"] < 0.9 and "accuracy" in metric.detail["reason"]
+    assert outcomes["conformance"].is_passed
+
+
+def test_good_version_passes_every_gate(logged: Settings) -> None:
+    outcomes = run_gates(logged, "digits", 2)
+    assert {o.gate for o in outcomes} == {"conformance", "model_test:recognises_a_clean_zero",
+                                         "metric:accuracy", "latency"}
+    assert all(o.is_passed for o in outcomes), outcomes
+
+
+def test_unknown_version_fails_to_load(logged: Settings) -> None:
+    (outcome,) = run_gates(logged, "digits", 99)
+    assert (outcome.gate, outcome.is_passed) == ("load", False)
+
+
+@pytest.mark.slow
+def test_worker_process_gives_the_same_verdicts(logged: Settings) -> None:
+    outcomes = by_name(SubprocessGateRunner(logged).run("digits", 1))
+    assert not outcomes["metric:accuracy"].is_passed
+    assert outcomes["conformance"].is_passed
+
+
+def test_metric_gate_without_held_out_is_refused(logged: Settings) -> None:
+    clf = LogisticRegression(max_iter=50).fit(X.iloc[:100], Y.iloc[:100])
+    with pytest.raises(InvalidInput):
+        greenbutton.log_model(Digits(clf), "digits", reference_data=X.iloc[:50],
+                              settings=logged, gates=GATES[:1])
+
+
+@pytest.mark.parametrize("spec", [
+    {"kind": "metric", "metric": "accuracy"},
+    {"kind": "metric", "metric": "accuracy", "min": 0.9, "max": 1.0},
+    {"kind": "metric", "metric": "auc", "min": 0.9},
+    {"kind": "latency", "p95_ms": -1},
+    {"kind": "sql", "query": "DROP TABLE x"},
+])
+def test_invalid_gate_specs_are_refused(spec: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInput):
+        parse_gates([spec])
+
+
+def test_latency_gate_fails_over_budget(logged: Settings, tmp_path: Path) -> None:
+    from greenbutton.gates.latency import LatencyBudgetGate
+    from greenbutton.gates.spec import LatencyGateSpec
+    from greenbutton.gates.worker import load_version
+
+    loaded, _ = load_version(logged, "digits", 2, tmp_path)
+    outcome = LatencyBudgetGate(LatencyGateSpec(p95_ms=1e-6, calls=5)).evaluate(loaded)
+    assert not outcome.is_passed and "budget" in outcome.detail["reason"]
+    assert np.isfinite(outcome.detail["p95_ms"])

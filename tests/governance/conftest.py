@@ -1,0 +1,105 @@
+"""Governance fixtures: a real store (SQLite), a real registry over a sandboxed MLflow, gates
+that return what a test sets, and one token per role."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+
+from greenbutton.config import Settings
+from greenbutton.controller.loop import Controller
+from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.targets import open_target
+from greenbutton.governance.access import Access, Caller
+from greenbutton.governance.approvals import Approvals
+from greenbutton.registry import Registry
+from greenbutton.server.app import create_control_plane
+from greenbutton.store import MemoryStore
+from greenbutton.store.governance_records import GateOutcome
+from greenbutton.store.governance_sql import SqlGovernanceStore
+
+ROLES = ("admin", "maintainer", "data-scientist", "viewer")
+
+
+@dataclass
+class StaticGates:
+    """A gate runner whose verdicts the test sets per (model, version); default: pass."""
+
+    verdicts: dict[tuple[str, int], list[GateOutcome]] = field(default_factory=dict)
+
+    def run(self, model: str, version: int) -> list[GateOutcome]:
+        return self.verdicts.get((model, version), [GateOutcome("conformance", True, {})])
+
+
+@dataclass
+class World:
+    """Everything a governance test needs, built from real objects."""
+
+    access: Access
+    approvals: Approvals
+    gates: StaticGates
+    registry: Registry
+    model: str
+    callers: dict[str, Caller]
+    secrets: dict[str, str]
+
+
+@pytest.fixture
+def governance_store(tmp_path: Path) -> Iterator[SqlGovernanceStore]:
+    """A migrated governance store in a SQLite file."""
+    store = SqlGovernanceStore(f"sqlite:///{tmp_path / 'gov' / 'gb.db'}")
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def shared_mlflow(tmp_path_factory: pytest.TempPathFactory) -> MlflowClient:
+    """One MLflow registry for all governance tests (each test registers its own model)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('gov-mlflow') / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.fixture
+def world(governance_store: SqlGovernanceStore, shared_mlflow: MlflowClient) -> World:
+    """A model with three versions and one principal (and token) per role."""
+    model = f"model-{uuid.uuid4().hex[:8]}"
+    shared_mlflow.create_registered_model(model)
+    for _ in range(3):
+        shared_mlflow.create_model_version(model, source="file:///nowhere")
+    registry = Registry(shared_mlflow, MemoryStore())
+    access = Access(governance_store)
+    gates = StaticGates()
+    approvals = Approvals(access, registry, gates)
+    admin_token = access.bootstrap_admin()
+    assert admin_token is not None
+    admin = access.authenticate(admin_token.secret)
+    callers, secrets = {"admin": admin}, {"admin": admin_token.secret}
+    for role in ROLES[1:]:
+        access.create_principal(admin, role, role)
+        issued = access.issue_token(admin, role)
+        callers[role], secrets[role] = access.authenticate(issued.secret), issued.secret
+    return World(access, approvals, gates, registry, model, callers, secrets)
+
+
+@pytest.fixture
+async def api(world: World, tmp_path: Path,
+              shared_mlflow: MlflowClient) -> AsyncIterator[httpx.AsyncClient]:
+    """The control plane with governance, over ASGI (no sockets)."""
+    uri = shared_mlflow.tracking_uri  # already migrated: a fresh MLflow database costs seconds
+    settings = Settings(home=tmp_path / "gb", mlflow={"tracking_uri": uri},  # type: ignore[arg-type]
+                        _env_file=None)  # type: ignore[call-arg]
+    routes = RouteTable()
+    target = open_target("local://", settings)
+    controller = Controller(lambda: [], target, routes, settings)
+    app = create_control_plane(settings, world.registry, controller, routes, target,
+                               access=world.access, approvals=world.approvals)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8600") as client:
+        yield client
+    await target.close()

@@ -1,0 +1,84 @@
+"""Migration 0003 upgrades an empty database and one created at 0002 (the previous release)
+with data in it, on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect, text
+
+from greenbutton.store.engine import create_store_engine
+from greenbutton.store.governance_records import AuditEvent
+from greenbutton.store.governance_sql import SqlGovernanceStore
+from greenbutton.store.migrate import _config, engine_revision, head_revision, upgrade
+
+GOVERNANCE_TABLES = {"principals", "tokens", "grants", "model_policies", "transition_requests",
+                     "gate_results", "audit_log"}
+
+
+def fresh_uri(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """An empty database: a new SQLite file, or a new database on the test PostgreSQL."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'gb.db'}"
+    base = request.getfixturevalue("postgres_uri")
+    name = f"mig_{uuid.uuid4().hex[:12]}"
+    engine = create_store_engine(base)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.rsplit("/", 1)[0] + f"/{name}"
+
+
+def upgrade_to(uri: str, revision: str) -> None:
+    """Migrate ``uri`` to ``revision`` exactly as a release at that revision would have."""
+    engine = create_store_engine(uri)
+    try:
+        with engine.begin() as connection:
+            config = _config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_upgrade_empty_database_creates_governance_tables(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    uri = fresh_uri(kind, tmp_path, request)
+    assert upgrade(uri) == head_revision()
+    engine = create_store_engine(uri)
+    assert GOVERNANCE_TABLES <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_upgrade_from_0002_keeps_data(kind: str, tmp_path: Path,
+                                      request: pytest.FixtureRequest) -> None:
+    uri = fresh_uri(kind, tmp_path, request)
+    upgrade_to(uri, "0002")
+    engine = create_store_engine(uri)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO version_stages (model_key, version, model, stage, updated_at, "
+            "updated_by) VALUES ('k', 3, 'digits', 'Production', :at, 'alice')"), {"at": now})
+        connection.execute(text(
+            "INSERT INTO deployment_specs (name, spec, revision, updated_at, updated_by) "
+            "VALUES ('digits', '{}', 1, :at, 'alice')"), {"at": now})
+    assert engine_revision(engine) == "0002"
+    engine.dispose()
+
+    store = SqlGovernanceStore(uri)  # migrates to head on open
+    store.create_principal("bob", "user", "maintainer", by="t",
+                           events=[AuditEvent("t", "principal.create", "principal:bob")])
+    store.close()
+    engine = create_store_engine(uri)
+    with engine.connect() as connection:
+        stage = connection.execute(text("SELECT stage FROM version_stages")).scalar_one()
+        spec = connection.execute(text("SELECT name FROM deployment_specs")).scalar_one()
+    assert (stage, spec, engine_revision(engine)) == ("Production", "digits", head_revision())
+    engine.dispose()
