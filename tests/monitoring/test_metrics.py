@@ -40,3 +40,20 @@ def test_render_returns_text_exposition() -> None:
     metrics = Metrics()
     metrics.set_ready(model="digits", version=None, is_ready=False)
     assert b'greenbutton_model_ready{model="digits",version=""} 0.0' in metrics.render()
+
+
+def test_merged_expositions_sum_counters_and_max_gauges() -> None:
+    from greenbutton.serving.shared_metrics import merge_expositions
+
+    workers = [Metrics(), Metrics()]
+    for metrics, ready in zip(workers, (True, False), strict=True):
+        metrics.observe_request(model="m", version="1", endpoint="/predict", status=200,
+                                latency_s=0.01)
+        metrics.set_ready(model="m", version="1", is_ready=ready)
+        metrics.in_flight.set(2)
+    merged = merge_expositions([m.render().decode() for m in workers])
+    assert ('greenbutton_requests_total{endpoint="/predict",model="m",status="200",version="1"}'
+            ' 2.0') in merged
+    assert 'greenbutton_model_ready{model="m",version="1"} 1.0' in merged
+    assert "greenbutton_requests_in_flight 4.0" in merged
+    assert "_created" not in merged

@@ -7,6 +7,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Histogram buckets for request and inference latency, in seconds."""
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+"""Histogram buckets for requests and rows per batched model call."""
+LIMITS = ("body_size", "rows", "timeout", "concurrency")
+"""Request limits counted in ``limit_rejections`` (one label value each)."""
 
 
 class Metrics:
@@ -62,6 +66,38 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.batch_requests = Histogram(
+            "batch_requests",
+            "Requests combined into one batched model call.",
+            list(model),
+            namespace=namespace,
+            registry=self.registry,
+            buckets=BATCH_BUCKETS,
+        )
+        self.batch_rows = Histogram(
+            "batch_rows",
+            "Rows in one batched model call.",
+            list(model),
+            namespace=namespace,
+            registry=self.registry,
+            buckets=BATCH_BUCKETS,
+        )
+        self.limit_rejections = Counter(
+            "limit_rejections",
+            "Requests refused by a limit: body_size, rows, timeout, concurrency.",
+            ["limit"],
+            namespace=namespace,
+            registry=self.registry,
+        )
+        for limit in LIMITS:
+            self.limit_rejections.labels(limit)
+        self.in_flight = Gauge(
+            "requests_in_flight",
+            "Prediction requests being answered by this worker.",
+            namespace=namespace,
+            registry=self.registry,
+        )
+
     def observe_request(
         self,
         *,
@@ -85,6 +121,15 @@ class Metrics:
         """Count the rows of one model call and how long the call took."""
         self.prediction_rows.labels(model, version or "").inc(rows)
         self.inference_latency.labels(model, version or "").observe(latency_s)
+
+    def observe_batch(self, *, model: str, version: str | None, requests: int, rows: int) -> None:
+        """Record the size of one batched model call."""
+        self.batch_requests.labels(model, version or "").observe(requests)
+        self.batch_rows.labels(model, version or "").observe(rows)
+
+    def observe_limit(self, limit: str) -> None:
+        """Count one request refused by ``limit`` (one of ``LIMITS``)."""
+        self.limit_rejections.labels(limit).inc()
 
     def set_ready(self, *, model: str, version: str | None, is_ready: bool) -> None:
         """Publish whether the model can answer."""

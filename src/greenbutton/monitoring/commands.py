@@ -1,0 +1,52 @@
+"""The monitoring commands of the CLI: ``greenbutton export`` and ``monitoring-config``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import Settings
+from ..errors import InvalidInput
+from .export import export_dataset, parse_since
+from .payload_store import PayloadStore
+from .prometheus import alert_rules, grafana_dashboard, render_yaml, scrape_config
+
+
+def export(settings: Settings, args: argparse.Namespace) -> int:
+    """Write the payload-log dataset of ``args.model``; print where and how many rows."""
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = PayloadStore(settings.monitoring.payload_store_uri)
+    try:
+        if args.log_to_mlflow:
+            import mlflow
+
+            mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+        result = export_dataset(
+            store, args.model, parse_since(args.since),
+            args.output or Path(f"{args.model}-export.parquet"),
+            exclude_outliers=args.exclude_outliers, with_feedback=args.with_feedback,
+            log_to_mlflow=args.log_to_mlflow)
+    finally:
+        store.close()
+    run = f" (MLflow run {result.run_id})" if result.run_id else ""
+    print(f"wrote {result.rows} rows to {result.path}{run}")
+    return 0
+
+
+def monitoring_config(settings: Settings, args: argparse.Namespace) -> int:
+    """Write ``prometheus.yml``, ``greenbutton_rules.yml`` and one dashboard per target."""
+    targets: dict[str, str] = {}
+    for item in args.target:
+        name, _, address = item.partition("=")
+        if not address:
+            raise InvalidInput(f"--target must be NAME=HOST:PORT, got {item!r}", field="target")
+        targets[name] = address
+    folder: Path = args.directory
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "prometheus.yml").write_text(render_yaml(scrape_config(targets)))
+    (folder / "greenbutton_rules.yml").write_text(render_yaml(alert_rules()))
+    for name in targets:
+        (folder / f"grafana-{name}.json").write_text(json.dumps(grafana_dashboard(name), indent=1))
+    print(f"wrote Prometheus and Grafana files for {len(targets)} deployment(s) to {folder}")
+    return 0

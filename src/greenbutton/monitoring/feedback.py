@@ -1,0 +1,124 @@
+"""Feedback: ground truth or a reward for a logged prediction, joined by request id.
+
+Stored durably (committed) before the caller gets 2xx. For classifiers the join gives
+accuracy, for regressors the absolute error; a model's own ``reward(prediction, truth)``
+(found by attribute on the unwrapped python model) turns a truth into a reward too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import InvalidInput
+from .gauges import MonitoringGauges
+from .payload_store import FeedbackNotFound, LoggedPrediction, PayloadStore, utc_now
+
+logger = logging.getLogger(__name__)
+
+Reward = Callable[[Any, Any], float]
+
+
+class PendingLog(Protocol):
+    """The payload log's buffer, flushed when feedback names a record not yet written."""
+
+    def pending(self, request_id: str) -> bool: ...
+
+    async def flush(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What the caller sent: a truth (one value, or one per row) and/or a reward."""
+
+    request_id: str
+    truth: Any = None
+    reward: float | None = None
+    replace: bool = False
+
+    def __post_init__(self) -> None:
+        if self.truth is None and self.reward is None:
+            raise InvalidInput("feedback needs a truth or a reward", field="truth")
+
+
+class FeedbackService:
+    """Joins feedback with the payload log, stores it, and republishes live quality."""
+
+    def __init__(self, store: PayloadStore, log: PendingLog, gauges: MonitoringGauges,
+                 reward: Reward | None = None) -> None:
+        self.store, self.log, self.gauges, self.reward = store, log, gauges, reward
+
+    async def record(self, feedback: Feedback) -> dict[str, Any]:
+        """Store ``feedback``; FeedbackNotFound (404) / FeedbackExists (409) as appropriate."""
+        logged = await asyncio.to_thread(self.store.find_prediction, feedback.request_id)
+        if logged is None and self.log.pending(feedback.request_id):
+            await self.log.flush()
+            logged = await asyncio.to_thread(self.store.find_prediction, feedback.request_id)
+        if logged is None:
+            raise FeedbackNotFound(f"no logged prediction has request id "
+                                   f"{feedback.request_id!r}")
+        values = self._row(feedback, logged)
+        await asyncio.to_thread(self.store.save_feedback, values, replace=feedback.replace)
+        kind = "truth" if feedback.truth is not None else "reward"
+        self.gauges.feedback.labels(logged.model_name, logged.model_version or "", kind).inc()
+        self.gauges.publish_feedback(await asyncio.to_thread(self.store.summaries))
+        return {"request_id": feedback.request_id, "model": {
+            "name": logged.model_name, "version": logged.model_version},
+            "is_correct": values["is_correct"], "abs_error": values["abs_error"],
+            "reward": values["reward"]}
+
+    def _row(self, feedback: Feedback, logged: LoggedPrediction) -> dict[str, Any]:
+        predictions = [_scalar(p) for p in logged.predictions]
+        truths = _as_rows(feedback.truth, len(predictions))
+        is_correct = abs_error = None
+        reward = feedback.reward
+        if truths is not None:
+            pairs = list(zip(predictions, truths, strict=True))
+            if all(_is_number(p) and _is_number(t) and not _is_label(p) for p, t in pairs):
+                abs_error = sum(abs(float(p) - float(t)) for p, t in pairs) / len(pairs)
+            else:
+                is_correct = all(str(p) == str(t) for p, t in pairs)
+            if reward is None and self.reward is not None:
+                reward = self._model_reward(pairs)
+        return {"request_id": feedback.request_id, "model_name": logged.model_name,
+                "model_version": logged.model_version, "truth": feedback.truth,
+                "reward": reward, "is_correct": is_correct, "abs_error": abs_error,
+                "received_at": utc_now()}
+
+    def _model_reward(self, pairs: list[tuple[Any, Any]]) -> float | None:
+        assert self.reward is not None
+        try:
+            return sum(float(self.reward(p, t)) for p, t in pairs) / len(pairs)
+        except Exception:  # the user's code: a failing reward leaves the feedback stored
+            logger.exception("the model's reward() failed")
+            return None
+
+
+def _as_rows(truth: Any, rows: int) -> list[Any] | None:
+    if truth is None:
+        return None
+    values = truth if isinstance(truth, list) else [truth]
+    values = [_scalar(v) for v in values]
+    if len(values) != rows:
+        raise InvalidInput(f"truth has {len(values)} values for a prediction of {rows} rows",
+                           field="truth")
+    return values
+
+
+def _scalar(value: Any) -> Any:
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, dict) and len(value) == 1:
+        return next(iter(value.values()))
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_label(value: Any) -> bool:
+    return isinstance(value, int)  # integer outputs are class labels, compared for equality

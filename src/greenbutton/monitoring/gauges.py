@@ -1,0 +1,71 @@
+"""Prometheus collectors of the monitors, registered on the serving process's own registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from .drift import DriftResult
+from .payload_store import FeedbackSummary
+
+MODEL = ("model", "version")
+DRIFT = (*MODEL, "detector", "feature")
+
+
+class MonitoringGauges:
+    """Drift, outlier, payload-log, feedback and alert series; one instance per registry."""
+
+    def __init__(self, registry: CollectorRegistry, namespace: str = "greenbutton") -> None:
+        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
+            return Gauge(name, doc, labels, namespace=namespace, registry=registry)
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(name, doc, labels, namespace=namespace, registry=registry)
+
+        self.drift_statistic = gauge("drift_statistic", "Test statistic of the latest drift "
+                                     "test (feature \"\" = the detector overall).", DRIFT)
+        self.drift_p_value = gauge("drift_p_value", "p-value of the latest drift test "
+                                   "(per feature: uncorrected).", DRIFT)
+        self.drift_detected = gauge("drift_detected", "1 when the latest drift test rejects "
+                                    "'same distribution as the reference' at drift_alpha.", DRIFT)
+        self.drift_window_rows = gauge("drift_window_rows", "Rows in the latest drift window.",
+                                       MODEL)
+        self.outlier_rows = counter("outlier_rows", "Rows flagged as outliers.", MODEL)
+        self.adversarial_rows = counter("adversarial_rows", "Rows flagged as adversarial.", MODEL)
+        self.payload_dropped = counter("payload_dropped", "Payload records dropped because the "
+                                       "buffer was full or the store failed.", MODEL)
+        self.feedback = counter("feedback", "Feedback accepted, by kind (truth/reward).",
+                                (*MODEL, "kind"))
+        self.feedback_count = gauge("feedback_joined", "Feedback records joined with "
+                                    "logged predictions, per version.", MODEL)
+        self.accuracy = gauge("feedback_accuracy", "Share of feedback truths equal to the "
+                              "prediction (classifiers).", MODEL)
+        self.abs_error = gauge("feedback_mean_absolute_error", "Mean |prediction - truth| "
+                               "(regressors).", MODEL)
+        self.reward = gauge("feedback_mean_reward", "Mean reward from feedback.", MODEL)
+        self.alerts = counter("alerts_fired", "Alerts sent, by rule.", (*MODEL, "rule"))
+
+    def publish_drift(self, model: str, version: str | None,
+                      results: dict[str, DriftResult], rows: int) -> None:
+        """Set the drift series from one window's results."""
+        labels = (model, version or "")
+        self.drift_window_rows.labels(*labels).set(rows)
+        for detector, result in results.items():
+            self._set(labels, detector, "", result)
+            for feature, child in result.features.items():
+                self._set(labels, detector, feature, child)
+
+    def _set(self, labels: tuple[str, str], detector: str, feature: str,
+             result: DriftResult) -> None:
+        self.drift_statistic.labels(*labels, detector, feature).set(result.statistic)
+        self.drift_p_value.labels(*labels, detector, feature).set(result.p_value)
+        self.drift_detected.labels(*labels, detector, feature).set(1 if result.is_drift else 0)
+
+    def publish_feedback(self, summaries: list[FeedbackSummary]) -> None:
+        """Set the live quality series from feedback summaries."""
+        for s in summaries:
+            labels = (s.model_name, s.model_version or "")
+            self.feedback_count.labels(*labels).set(s.count)
+            for gauge, value in ((self.accuracy, s.accuracy), (self.abs_error, s.mean_abs_error),
+                                 (self.reward, s.mean_reward)):
+                if value is not None:
+                    gauge.labels(*labels).set(value)

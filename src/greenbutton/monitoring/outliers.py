@@ -1,0 +1,146 @@
+"""Outlier detectors: a score per row and a threshold calibrated to a false-positive rate.
+
+Fitted on part of the reference data; the threshold is the ``1 - target_fpr`` quantile of the
+scores of held-back reference rows, so about ``target_fpr`` of clean traffic is flagged.
+State is JSON + numpy arrays (no pickle). Detectors are chosen from :data:`OUTLIER_DETECTORS`.
+
+    detector = MahalanobisDetector.fit(fit_rows)
+    detector.calibrate(held_back_rows, target_fpr=0.01)
+    scores, flags = detector.score(frame), detector.score(frame) > detector.threshold
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import pandas as pd
+from sklearn.covariance import LedoitWolf, MinCovDet
+from sklearn.ensemble import IsolationForest
+
+from .drift import Arrays, is_categorical
+
+
+class OutlierDetector(Protocol):
+    """Scores rows; higher is more unusual, above ``threshold`` is an outlier."""
+
+    kind: ClassVar[str]
+    threshold: float
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def state(self) -> tuple[dict[str, Any], Arrays]: ...
+
+
+def numeric_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """The numeric ``columns`` of ``frame`` as floats, missing values as 0."""
+    picked = frame if list(frame.columns) == columns else frame[columns]
+    result: np.ndarray = np.nan_to_num(picked.to_numpy(dtype=float))
+    return result
+
+
+def numeric_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns an outlier detector scores (categorical ones are left to the drift tests)."""
+    return [c for c in frame.columns if not is_categorical(frame[c])]
+
+
+def calibrate(scores: np.ndarray, target_fpr: float) -> float:
+    """The threshold that flags ``target_fpr`` of these clean scores."""
+    return float(np.quantile(scores, 1.0 - target_fpr, method="higher"))
+
+
+class MahalanobisDetector:
+    """Robust Mahalanobis distance (Minimum Covariance Determinant) on standardised features.
+
+    Features constant in the reference add their squared deviation from that constant, so an
+    input that lights up a pixel never lit in training scores high however the rest looks.
+    """
+
+    kind: ClassVar[str] = "mahalanobis"
+
+    def __init__(self, columns: list[str], center: np.ndarray, scale: np.ndarray,
+                 location: np.ndarray, precision: np.ndarray, threshold: float = np.inf) -> None:
+        self.columns, self.center, self.scale = columns, center, scale
+        self.location, self.precision, self.threshold = location, precision, threshold
+        self.varying = scale > 0
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame) -> MahalanobisDetector:
+        columns = numeric_columns(frame)
+        values = numeric_matrix(frame, columns)
+        center, scale = values.mean(axis=0), values.std(axis=0)
+        varying = scale > 0
+        standard = (values[:, varying] - center[varying]) / scale[varying]
+        with warnings.catch_warnings():
+            # MCD warns when the robust covariance is near-singular; we fall back below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                robust = MinCovDet(random_state=0).fit(standard)
+                location, covariance = robust.location_, robust.covariance_
+            except ValueError:
+                location, covariance = standard.mean(axis=0), np.cov(standard.T)
+        # shrink toward the identity (Ledoit-Wolf amount) so rare features stay invertible
+        shrinkage = LedoitWolf().fit(standard).shrinkage_
+        dims = covariance.shape[0]
+        covariance = (1 - shrinkage) * covariance + shrinkage * np.trace(covariance) / dims * \
+            np.eye(dims)
+        return cls(columns, center, scale, location, np.linalg.pinv(covariance))
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        values = numeric_matrix(frame, self.columns)
+        varying = self.varying
+        standard = (values[:, varying] - self.center[varying]) / self.scale[varying]
+        delta = standard - self.location
+        squared = np.einsum("ij,jk,ik->i", delta, self.precision, delta)
+        squared += ((values[:, ~varying] - self.center[~varying]) ** 2).sum(axis=1)
+        result: np.ndarray = np.sqrt(np.maximum(squared, 0.0))
+        return result
+
+    def state(self) -> tuple[dict[str, Any], Arrays]:
+        arrays = {"center": self.center, "scale": self.scale, "location": self.location,
+                  "precision": self.precision}
+        return {"columns": self.columns, "threshold": self.threshold}, arrays
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: Arrays) -> MahalanobisDetector:
+        return cls(list(params["columns"]), arrays["center"], arrays["scale"],
+                   arrays["location"], arrays["precision"], float(params["threshold"]))
+
+
+class IsolationForestDetector:
+    """scikit-learn's IsolationForest; refitted at load time from the stored fit rows.
+
+    A forest is not plain parameters, so instead of pickling it the fit rows and the seed are
+    stored and the (deterministic) fit is repeated when the monitors are loaded.
+    """
+
+    kind: ClassVar[str] = "isolation_forest"
+
+    def __init__(self, columns: list[str], rows: np.ndarray, threshold: float = np.inf) -> None:
+        self.columns, self.rows, self.threshold = columns, rows, threshold
+        self.forest = IsolationForest(n_estimators=200, random_state=0).fit(rows)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame) -> IsolationForestDetector:
+        columns = numeric_columns(frame)
+        return cls(columns, numeric_matrix(frame, columns))
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        result: np.ndarray = -self.forest.score_samples(numeric_matrix(frame, self.columns))
+        return result
+
+    def state(self) -> tuple[dict[str, Any], Arrays]:
+        return {"columns": self.columns, "threshold": self.threshold}, {"rows": self.rows}
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], arrays: Arrays) -> IsolationForestDetector:
+        return cls(list(params["columns"]), arrays["rows"], float(params["threshold"]))
+
+
+OUTLIER_DETECTORS: dict[str, Any] = {
+    MahalanobisDetector.kind: MahalanobisDetector,
+    IsolationForestDetector.kind: IsolationForestDetector,
+}
+"""Outlier detector kind → class."""

@@ -1,0 +1,201 @@
+"""The payload log and feedback tables (SQLAlchemy; SQLite by default, PostgreSQL at scale).
+
+They live in their own database (``monitoring.payload_store_uri``), apart from greenbutton's
+lifecycle store: they grow with traffic and are written by every serving replica. Two
+append-mostly tables whose shape only grows, so they are created with ``create_all`` on first
+use instead of an alembic chain (a later change of shape would add that chain).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from ..errors import AlreadyExists, NotFound, NotReady
+
+metadata = MetaData()
+
+predictions = Table(
+    "gb_predictions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(128), nullable=False, index=True),
+    Column("model_name", String(100), nullable=False),
+    Column("model_version", String(20), nullable=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("predictions", JSON, nullable=False),
+    Column("annotations", JSON, nullable=False),
+    Column("has_outlier", Boolean, nullable=False),
+    Column("latency_s", Float, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+feedback = Table(
+    "gb_feedback", metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("model_name", String(100), nullable=False),
+    Column("model_version", String(20), nullable=True),
+    Column("truth", JSON, nullable=True),
+    Column("reward", Float, nullable=True),
+    Column("is_correct", Boolean, nullable=True),
+    Column("abs_error", Float, nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class PayloadStoreUnavailable(NotReady):
+    """The payload store's database cannot be opened."""
+
+
+class FeedbackNotFound(NotFound):
+    """No logged prediction has that request id."""
+
+
+class FeedbackExists(AlreadyExists):
+    """That request already has feedback (send ``replace=true`` to overwrite it)."""
+
+
+@dataclass(frozen=True)
+class LoggedPrediction:
+    """One logged request/response."""
+
+    request_id: str
+    model_name: str
+    model_version: str | None
+    inputs: dict[str, Any]
+    """``{"columns": [...], "data": [[...], ...]}`` (pandas' ``split`` orientation)."""
+    predictions: list[Any]
+    annotations: dict[str, list[Any]]
+    received_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class FeedbackSummary:
+    """Live quality of one model version from its feedback."""
+
+    model_name: str
+    model_version: str | None
+    count: int
+    accuracy: float | None
+    mean_abs_error: float | None
+    mean_reward: float | None
+
+
+class PayloadStore:
+    """Writes and reads the payload log and feedback tables at ``uri``."""
+
+    def __init__(self, uri: str) -> None:
+        self.engine: Engine = create_engine(uri, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError as error:
+            raise PayloadStoreUnavailable(f"cannot open the payload store: {error.orig}") from None
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    def write_predictions(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert payload rows (dicts with the ``gb_predictions`` columns) in one transaction."""
+        if rows:
+            with self.engine.begin() as connection:
+                connection.execute(insert(predictions), list(rows))
+
+    def find_prediction(self, request_id: str) -> LoggedPrediction | None:
+        """The latest logged prediction with ``request_id``."""
+        query = (select(predictions).where(predictions.c.request_id == request_id)
+                 .order_by(predictions.c.id.desc()).limit(1))
+        with self.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        if row is None:
+            return None
+        return LoggedPrediction(row["request_id"], row["model_name"], row["model_version"],
+                                row["inputs"], row["predictions"], row["annotations"],
+                                row["received_at"])
+
+    def save_feedback(self, values: dict[str, Any], *, replace: bool) -> None:
+        """Insert (or with ``replace``, overwrite) the feedback row; committed on return."""
+        with self.engine.begin() as connection:
+            try:
+                with connection.begin_nested():
+                    connection.execute(insert(feedback), [values])
+                return
+            except IntegrityError:
+                if not replace:
+                    raise FeedbackExists(f"request {values['request_id']!r} already has "
+                                         "feedback; send replace=true to overwrite it") from None
+            connection.execute(update(feedback)
+                               .where(feedback.c.request_id == values["request_id"])
+                               .values(values))
+
+    def summaries(self) -> list[FeedbackSummary]:
+        """Count, accuracy, mean absolute error and mean reward per model version."""
+        query = select(feedback.c.model_name, feedback.c.model_version, func.count(),
+                       func.avg(func.cast(feedback.c.is_correct, Float)),
+                       func.avg(feedback.c.abs_error), func.avg(feedback.c.reward)
+                       ).group_by(feedback.c.model_name, feedback.c.model_version)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [FeedbackSummary(r[0], r[1], int(r[2]), _float(r[3]), _float(r[4]), _float(r[5]))
+                for r in rows]
+
+    def recent_truths(self, model_name: str, model_version: str | None, limit: int) -> list[Any]:
+        """The truths of the most recent ``limit`` feedbacks of a version (label drift)."""
+        query = (select(feedback.c.truth).where(feedback.c.model_name == model_name,
+                                                feedback.c.model_version == model_version,
+                                                feedback.c.truth.is_not(None))
+                 .order_by(feedback.c.received_at.desc()).limit(limit))
+        with self.engine.connect() as connection:
+            return [row[0] for row in connection.execute(query)]
+
+    def iter_joined(self, model_name: str, since: datetime.datetime) -> Iterator[dict[str, Any]]:
+        """Logged predictions of ``model_name`` since ``since``, with their feedback if any."""
+        query = (select(predictions, feedback.c.truth, feedback.c.reward)
+                 .join(feedback, feedback.c.request_id == predictions.c.request_id, isouter=True)
+                 .where(predictions.c.model_name == model_name,
+                        predictions.c.received_at >= since)
+                 .order_by(predictions.c.id))
+        with self.engine.connect() as connection:
+            for row in connection.execute(query).mappings():
+                yield dict(row)
+
+
+def utc_now() -> datetime.datetime:
+    """The current time in UTC."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _sqlite_pragmas(connection: Any, record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()

@@ -1,0 +1,112 @@
+"""Generated Prometheus scrape config, alert rules and a Grafana dashboard per deployment.
+
+The platform engineer gets files to drop into their own Prometheus and Grafana, never a YAML
+to write by hand. YAML is emitted as JSON (JSON is valid YAML), so no YAML library is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _check(name: str) -> str:
+    if not NAME.match(name):
+        raise ValueError(f"invalid deployment name {name!r}")
+    return name
+
+
+def scrape_config(targets: dict[str, str], *, interval_s: float = 15.0) -> dict[str, Any]:
+    """``prometheus.yml`` scraping ``/metrics`` of each deployment (name → ``host:port``)."""
+    return {
+        "global": {"scrape_interval": f"{interval_s:g}s",
+                   "evaluation_interval": f"{interval_s:g}s"},
+        "rule_files": ["greenbutton_rules.yml"],
+        "scrape_configs": [
+            {"job_name": f"greenbutton-{_check(name)}", "metrics_path": "/metrics",
+             "static_configs": [{"targets": [address], "labels": {"deployment": name}}]}
+            for name, address in sorted(targets.items())
+        ],
+    }
+
+
+def alert_rules(*, outlier_rate: float = 0.05, error_rate: float = 0.05,
+                p99_latency_s: float = 1.0, min_accuracy: float | None = None,
+                min_reward: float | None = None) -> dict[str, Any]:
+    """Prometheus alerting rules over greenbutton's series (per model and version)."""
+    by = "by (model, version)"
+    rules: list[dict[str, Any]] = [
+        _rule("GreenbuttonDrift", 'max by (model, version) '
+              '(greenbutton_drift_detected{detector="overall",feature=""}) > 0', "10m",
+              "Input or prediction drift on {{ $labels.model }} v{{ $labels.version }}"),
+        _rule("GreenbuttonOutlierRate",
+              f"sum {by} (rate(greenbutton_outlier_rows_total[10m])) / "
+              f"sum {by} (rate(greenbutton_prediction_rows_total[10m])) > {outlier_rate}", "10m",
+              "Outlier rate above " + f"{outlier_rate:.0%}" + " on {{ $labels.model }}"),
+        _rule("GreenbuttonErrorRate",
+              f'sum {by} (rate(greenbutton_requests_total{{status=~"5.."}}[5m])) / '
+              f"sum {by} (rate(greenbutton_requests_total[5m])) > {error_rate}", "5m",
+              "Error rate above " + f"{error_rate:.0%}" + " on {{ $labels.model }}"),
+        _rule("GreenbuttonLatencyP99",
+              f"histogram_quantile(0.99, sum by (model, version, le) "
+              f"(rate(greenbutton_request_latency_seconds_bucket[5m]))) > {p99_latency_s}",
+              "5m", "p99 latency above " + f"{p99_latency_s}" + " s on {{ $labels.model }}"),
+    ]
+    if min_accuracy is not None:
+        rules.append(_rule("GreenbuttonAccuracyLow",
+                           f"greenbutton_feedback_accuracy < {min_accuracy}", "1h",
+                           "Live accuracy below threshold on {{ $labels.model }}"))
+    if min_reward is not None:
+        rules.append(_rule("GreenbuttonRewardLow",
+                           f"greenbutton_feedback_mean_reward < {min_reward}", "1h",
+                           "Mean reward below threshold on {{ $labels.model }}"))
+    return {"groups": [{"name": "greenbutton", "rules": rules}]}
+
+
+def _rule(name: str, expr: str, duration: str, summary: str) -> dict[str, Any]:
+    return {"alert": name, "expr": expr, "for": duration, "labels": {"severity": "warning"},
+            "annotations": {"summary": summary}}
+
+
+def grafana_dashboard(deployment: str) -> dict[str, Any]:
+    """A Grafana dashboard (JSON model) of one deployment: traffic, quality and drift."""
+    selector = f'deployment="{_check(deployment)}"'
+    panels = [
+        ("Requests / s", f"sum by (version, status) (rate(greenbutton_requests_total{{{selector}}}"
+                         "[5m]))"),
+        ("p99 latency (s)", "histogram_quantile(0.99, sum by (version, le) (rate("
+                            f"greenbutton_request_latency_seconds_bucket{{{selector}}}[5m])))"),
+        ("Errors / s",
+         f"sum by (version, type) (rate(greenbutton_errors_total{{{selector}}}[5m]))"),
+        ("Drift detected", f'max by (version, detector) (greenbutton_drift_detected{{{selector},'
+                           'feature=""})'),
+        ("Drift p-value", f'min by (version, detector) (greenbutton_drift_p_value{{{selector},'
+                          'feature=""})'),
+        ("Outlier rate", f"sum by (version) (rate(greenbutton_outlier_rows_total{{{selector}}}"
+                         f"[10m])) / sum by (version) (rate(greenbutton_prediction_rows_total"
+                         f"{{{selector}}}[10m]))"),
+        ("Mean reward", f"greenbutton_feedback_mean_reward{{{selector}}}"),
+        ("Accuracy", f"greenbutton_feedback_accuracy{{{selector}}}"),
+        ("Dropped payload records / s",
+         f"sum by (version) (rate(greenbutton_payload_dropped_total{{{selector}}}[5m]))"),
+    ]
+    return {
+        "title": f"greenbutton — {deployment}", "uid": f"gb-{deployment}"[:40],
+        "schemaVersion": 39, "time": {"from": "now-6h", "to": "now"}, "refresh": "30s",
+        "templating": {"list": []},
+        "panels": [
+            {"id": i + 1, "type": "timeseries", "title": title,
+             "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
+             "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"},
+             "targets": [{"expr": expr, "legendFormat": "{{version}}", "refId": "A"}]}
+            for i, (title, expr) in enumerate(panels)
+        ],
+    }
+
+
+def render_yaml(document: dict[str, Any]) -> str:
+    """A YAML document as JSON text (every JSON document is valid YAML)."""
+    return json.dumps(document, indent=2) + "\n"

@@ -1,0 +1,160 @@
+"""Everything monitoring adds to one serving process, built once the model has loaded.
+
+    runtime = MonitoringRuntime(settings.monitoring, PayloadStore(uri), alerts)   # wiring
+    plugins = ServingPlugins(routes=runtime.routes(), hooks=runtime.hooks)
+    build_serving_app(settings, model_uri, plugins=plugins)
+
+``hooks(model, metrics)`` loads the monitors logged with the model version and returns the
+outlier annotator (and, when enabled, the adversarial one) and the sinks (drift window,
+payload log); ``/feedback`` and ``/monitoring`` answer 503 until then.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from prometheus_client import CollectorRegistry
+from starlette.routing import BaseRoute, Route
+
+from ..config import MonitoringSettings
+from ..errors import ModelNotReady
+from .adversarial import FeatureSqueezingDetector
+from .alerts import Alerter, AlertsSpec
+from .feedback import FeedbackService
+from .gauges import MonitoringGauges
+from .monitors import MONITORS_ARTIFACT, Monitors, load_monitors
+from .payload_log import PayloadLog
+from .payload_store import PayloadStore
+from .window import DriftWindow
+
+if TYPE_CHECKING:
+    from ..serving.hooks import ServingHooks
+    from ..serving.loading import ServedModel
+    from .metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+class OutlierAnnotator:
+    """``"outliers": [{"is_outlier": bool, "score": float}, ...]`` on every prediction."""
+
+    name = "outliers"
+
+    def __init__(self, monitors: Monitors, gauges: MonitoringGauges, labels: tuple[str, str]):
+        self.monitors, self.gauges, self.labels = monitors, gauges, labels
+        self.threshold = float(getattr(monitors.outliers, "threshold", np.inf))
+
+    def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
+        scores = self.monitors.outlier_scores(frame)
+        flags = scores > self.threshold
+        if flags.any():
+            self.gauges.outlier_rows.labels(*self.labels).inc(int(flags.sum()))
+        return [{"is_outlier": bool(f), "score": round(float(s), 4)}
+                for f, s in zip(flags, scores, strict=True)]
+
+
+class AdversarialAnnotator:
+    """``"adversarial": [{"is_adversarial": bool, "score": float}, ...]`` (feature squeezing)."""
+
+    name = "adversarial"
+
+    def __init__(self, detector: FeatureSqueezingDetector, gauges: MonitoringGauges,
+                 labels: tuple[str, str]) -> None:
+        self.detector, self.gauges, self.labels = detector, gauges, labels
+
+    def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
+        values = self.detector.annotate(frame, predictions)
+        flagged = sum(v["is_adversarial"] for v in values)
+        if flagged:
+            self.gauges.adversarial_rows.labels(*self.labels).inc(flagged)
+        return values
+
+
+def model_artifacts(model: ServedModel) -> dict[str, str]:
+    """The artifacts (key → local path) logged with a pyfunc ``PythonModel``."""
+    context = getattr(getattr(model.pyfunc, "_model_impl", None), "context", None)
+    artifacts = getattr(context, "artifacts", None)
+    return dict(artifacts) if isinstance(artifacts, dict) else {}
+
+
+class MonitoringRuntime:
+    """Builds the monitoring hooks and routes of one serving process."""
+
+    def __init__(self, settings: MonitoringSettings, store: PayloadStore,
+                 alerts: AlertsSpec | None = None) -> None:
+        self.settings, self.store, self.alerts = settings, store, alerts
+        self.feedback: FeedbackService | None = None
+        self.window: DriftWindow | None = None
+        self.payload_log: PayloadLog | None = None
+
+    def routes(self) -> list[BaseRoute]:
+        """``POST /feedback`` and ``GET /monitoring``, bound to this runtime."""
+        from ..serving.protocols.feedback import post_feedback
+        from ..serving.protocols.monitoring import get_monitoring
+
+        return [Route("/feedback", post_feedback(self), methods=["POST"]),
+                Route("/monitoring", get_monitoring(self), methods=["GET"])]
+
+    def hooks(self, model: ServedModel, metrics: Metrics) -> ServingHooks:
+        """Annotators and sinks for ``model``; registers the gauges on ``metrics.registry``."""
+        from ..serving.hooks import ServingHooks
+
+        gauges = MonitoringGauges(metrics.registry)
+        labels = (model.name, model.version or "")
+        self.payload_log = PayloadLog(self.store, gauges, capacity=self.settings.buffer_size,
+                                      flush_interval_s=self.settings.flush_interval_s)
+        python_model = getattr(model, "python_model", None)
+        reward = getattr(python_model, "reward", None)
+        self.feedback = FeedbackService(self.store, self.payload_log, gauges,
+                                        reward if callable(reward) else None)
+        path = model_artifacts(model).get(MONITORS_ARTIFACT)
+        if path is None:
+            logger.warning("%s v%s was logged without monitors", model.name, model.version)
+            return ServingHooks(sinks=[self.payload_log])
+        monitors = load_monitors(Path(path))
+        annotators: list[Any] = [OutlierAnnotator(monitors, gauges, labels)]
+        if self.settings.is_adversarial_enabled and monitors.adversarial is not None:
+            monitors.adversarial.predict = model.pyfunc.predict
+            annotators.append(AdversarialAnnotator(monitors.adversarial, gauges, labels))
+        alerter = None
+        if self.alerts is not None:
+            alerter = Alerter(self.alerts,
+                              is_private_allowed=self.settings.is_private_webhook_allowed,
+                              on_fired=lambda m, v, r: gauges.alerts.labels(m, v or "", r).inc())
+        self.window = DriftWindow(
+            monitors, gauges, model=model.name, version=model.version,
+            size=self.settings.window_size, interval_s=self.settings.drift_interval_s,
+            alpha=self.settings.drift_alpha, store=self.store, alerter=alerter,
+            error_rate=ErrorRate(metrics.registry))
+        return ServingHooks(annotators=annotators, sinks=[self.window, self.payload_log])
+
+    def require_feedback(self) -> FeedbackService:
+        """The feedback service; ModelNotReady until the model has loaded."""
+        if self.feedback is None:
+            raise ModelNotReady("the model is still loading")
+        return self.feedback
+
+
+class ErrorRate:
+    """Share of prediction requests answered with a 5xx since the previous call."""
+
+    def __init__(self, registry: CollectorRegistry, name: str = "greenbutton_requests") -> None:
+        self.registry, self.name = registry, name
+        self.previous = (0.0, 0.0)
+
+    def __call__(self) -> float | None:
+        total = errors = 0.0
+        for family in self.registry.collect():
+            if family.name != self.name:
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    total += sample.value
+                    errors += sample.value if sample.labels.get("status", "")[:1] == "5" else 0
+        delta_total, delta_errors = total - self.previous[0], errors - self.previous[1]
+        self.previous = (total, errors)
+        return delta_errors / delta_total if delta_total > 0 else None

@@ -1,0 +1,147 @@
+"""A real Prometheus (Debian's package) scrapes a live serving endpoint and returns the drift gauge.
+
+Also checks the generated alert rules and scrape config with ``promtool``. Skipped when
+Prometheus is not installed (``make test-deps`` installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import uvicorn
+from mlflow.models import infer_signature
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+from greenbutton.config import Settings
+from greenbutton.monitoring.monitors import fit_monitors
+from greenbutton.monitoring.payload_store import PayloadStore
+from greenbutton.monitoring.prometheus import alert_rules, render_yaml, scrape_config
+from greenbutton.monitoring.runtime import MonitoringRuntime
+from greenbutton.serving.hooks import ServingPlugins
+from greenbutton.serving.process import build_serving_app
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("prometheus") is None or shutil.which("promtool") is None,
+                       reason="prometheus not installed: run make test-deps"),
+]
+DRIFT_QUERY = 'greenbutton_drift_detected{detector="overall",feature=""}'
+
+
+class Digits(mlflow.pyfunc.PythonModel):
+    def __init__(self, clf: LogisticRegression) -> None:
+        self.clf = clf
+
+    def predict(self, context: object, model_input: pd.DataFrame, params: object = None) -> object:
+        return self.clf.predict(model_input)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_generated_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    rules = tmp_path / "greenbutton_rules.yml"
+    rules.write_text(render_yaml(alert_rules(min_accuracy=0.9, min_reward=0.0)))
+    done = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = tmp_path / "prometheus.yml"
+    config.write_text(render_yaml(scrape_config({"digits": "127.0.0.1:8700"})))
+    done = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture
+async def serving_url(tmp_path: Path) -> AsyncIterator[str]:
+    """A monitored digits model served by uvicorn on a loopback port (the real app build)."""
+    X, y = load_digits(return_X_y=True, as_frame=True)
+    X.columns = [f"pixel_{i}" for i in range(64)]
+    clf = LogisticRegression(max_iter=500).fit(X, y)
+    artifacts = fit_monitors(X, clf.predict(X), tmp_path / "fit", with_mmd=False)
+    mlflow.pyfunc.save_model(tmp_path / "model", python_model=Digits(clf), artifacts=artifacts,
+                             signature=infer_signature(X, y.to_numpy()), input_example=X[:2])
+    settings = Settings(home=tmp_path / "gb", _env_file=None)  # type: ignore[call-arg]
+    settings.home.mkdir()
+    settings.monitoring.drift_interval_s = 0.2
+    store = PayloadStore(settings.monitoring.payload_store_uri)
+    runtime = MonitoringRuntime(settings.monitoring, store)
+    plugins = ServingPlugins(routes=runtime.routes(), hooks=runtime.hooks)
+    app = build_serving_app(settings, str(tmp_path / "model"), plugins=plugins)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
+                                           log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        for _ in range(300):  # bounded wait for the model to load
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/health/ready")).status_code == 200:
+                    break
+            await asyncio.sleep(0.1)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+        store.close()
+
+
+async def test_prometheus_scrapes_drift_gauge_from_live_endpoint(serving_url: str,
+                                                                 tmp_path: Path) -> None:
+    inverted = 16.0 - load_digits().data[:100]
+    rows = pd.DataFrame(inverted, columns=[f"pixel_{i}" for i in range(64)])
+    async with httpx.AsyncClient(base_url=serving_url, timeout=30) as client:
+        answer = await client.post("/predict", json={"inputs": rows.to_dict(orient="records")})
+        assert answer.status_code == 200
+        monitoring = (await client.get("/monitoring", params={"refresh": "1"})).json()
+    assert monitoring["drift"]["overall"]["is_drift"] is True
+
+    address = serving_url.removeprefix("http://")
+    config = scrape_config({"digits": address}, interval_s=1)
+    config.pop("rule_files")
+    (tmp_path / "prometheus.yml").write_text(render_yaml(config))
+    prom_port = free_port()
+    with open(tmp_path / "prometheus.log", "wb") as log:
+        process = subprocess.Popen(
+            ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=log, stderr=log)
+    try:
+        value = await _query_until_present(f"http://127.0.0.1:{prom_port}", DRIFT_QUERY)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    assert value == 1.0, (tmp_path / "prometheus.log").read_text()[-2000:]
+
+
+async def _query_until_present(prometheus: str, query: str, timeout_s: float = 60) -> float:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient(base_url=prometheus, timeout=5) as client:
+        while asyncio.get_running_loop().time() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                body = (await client.get("/api/v1/query", params={"query": query})).json()
+                result = body.get("data", {}).get("result", [])
+                if result:
+                    return float(np.max([float(r["value"][1]) for r in result]))
+            await asyncio.sleep(0.5)
+    return float("nan")

@@ -1,0 +1,109 @@
+"""Monitoring fixtures: digits monitors fitted once, a served model carrying them, the app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.models import infer_signature
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+
+from greenbutton.config import Settings
+from greenbutton.monitoring.metrics import Metrics
+from greenbutton.monitoring.monitors import MONITORS_ARTIFACT, Monitors, fit, save
+from greenbutton.monitoring.payload_store import PayloadStore
+from greenbutton.monitoring.runtime import MonitoringRuntime
+from greenbutton.serving.app import create_app
+from greenbutton.serving.dataplane import DataPlane
+from greenbutton.serving.loading import ServedModel, load_served_model
+
+
+class RewardedDigits(mlflow.pyfunc.PythonModel):
+    """Digits classifier with a reward: 1 for a right answer, -1 for a wrong one."""
+
+    def __init__(self, classifier: Any) -> None:
+        self.classifier = classifier
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        return self.classifier.predict(model_input)
+
+    def reward(self, prediction: Any, truth: Any) -> float:
+        return 1.0 if str(prediction) == str(truth) else -1.0
+
+
+@pytest.fixture(scope="session")
+def digits_split() -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray]:
+    """A random 75 / 25 split of sklearn's digits (the benchmark's split)."""
+    data = load_digits()
+    frame = pd.DataFrame(data.data, columns=[f"pixel_{i}" for i in range(64)])
+    train, test, y_train, y_test = train_test_split(frame, data.target, test_size=0.25,
+                                                    random_state=0)
+    return train.reset_index(drop=True), y_train, test.reset_index(drop=True), y_test
+
+
+@pytest.fixture(scope="session")
+def classifier(digits_split: Any) -> LogisticRegression:
+    """A digits classifier trained on the training rows."""
+    return LogisticRegression(max_iter=1000).fit(digits_split[0], digits_split[1])
+
+
+@pytest.fixture(scope="session")
+def digits_monitors(digits_split: Any, classifier: LogisticRegression) -> Monitors:
+    """Monitors fitted on the training rows (not saved)."""
+    return fit(digits_split[0], classifier.predict(digits_split[0]))
+
+
+@pytest.fixture(scope="session")
+def monitored_model(tmp_path_factory: pytest.TempPathFactory, digits_split: Any,
+                    classifier: LogisticRegression, digits_monitors: Monitors) -> ServedModel:
+    """A digits pyfunc model saved with its monitors as an artifact, loaded as serving does."""
+    folder = tmp_path_factory.mktemp("monitored")
+    train = digits_split[0]
+    artifacts = {MONITORS_ARTIFACT: str(folder / "fit")}
+    save(digits_monitors, folder / "fit")
+    signature = infer_signature(train, np.zeros(len(train), dtype=np.int64))
+    mlflow.pyfunc.save_model(folder / "model", python_model=RewardedDigits(classifier),
+                             artifacts=artifacts, signature=signature,
+                             input_example=train[:2])
+    settings = Settings(home=folder / "gb", _env_file=None)  # type: ignore[call-arg]
+    (folder / "dst").mkdir()
+    return load_served_model(str(folder / "model"), settings.mlflow, folder / "dst")
+
+
+@pytest.fixture
+def payload_store(settings: Settings) -> PayloadStore:
+    """The payload log and feedback tables in this test's SQLite file."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = PayloadStore(settings.monitoring.payload_store_uri)
+    yield store  # type: ignore[misc]
+    store.close()
+
+
+@pytest.fixture
+async def monitored_app(settings: Settings, monitored_model: ServedModel,
+                        payload_store: PayloadStore) -> AsyncIterator[tuple[Any, ...]]:
+    """The serving app with monitoring plugged in, warmed up; yields (client, runtime, plane)."""
+    runtime = MonitoringRuntime(settings.monitoring, payload_store)
+    plane = DataPlane(settings.serving, Metrics(), monitored_model)
+    hooks = runtime.hooks(monitored_model, plane.metrics)
+    plane.add_hooks(hooks.annotators, hooks.sinks)
+    await plane.warm_up()
+    app = create_app(settings, plane, extra_routes=runtime.routes())
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        yield client, runtime, plane
+    await plane.aclose()
+
+
+@pytest.fixture
+def tmp_dir(tmp_path: Path) -> Path:
+    """A scratch folder."""
+    return tmp_path

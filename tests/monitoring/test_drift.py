@@ -1,0 +1,71 @@
+"""Drift detectors: silent on same-distribution windows, loud on shifted ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from greenbutton.monitoring.drift import (
+    FeatureDriftDetector,
+    MMDDetector,
+    PredictionDriftDetector,
+    Window,
+    combine,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def mixed(n: int, shift: float = 0.0, colours: tuple[str, ...] = ("red", "green")) -> pd.DataFrame:
+    return pd.DataFrame({"x": RNG.normal(shift, 1, n), "y": RNG.normal(0, 1, n),
+                         "colour": RNG.choice(colours, n)})
+
+
+def test_feature_drift_same_distribution_not_flagged() -> None:
+    detector = FeatureDriftDetector.fit(mixed(2000), np.empty(0))
+    result = detector.test(Window(mixed(200), np.empty(0)), alpha=0.01)
+    assert not result.is_drift
+    assert set(result.features) == {"x", "y", "colour"}
+
+
+def test_feature_drift_shifted_numeric_flagged_on_that_feature() -> None:
+    detector = FeatureDriftDetector.fit(mixed(2000), np.empty(0))
+    result = detector.test(Window(mixed(200, shift=1.0), np.empty(0)), alpha=0.01)
+    assert result.is_drift
+    assert result.features["x"].is_drift and not result.features["y"].is_drift
+
+
+def test_feature_drift_new_category_flagged_by_chi_squared() -> None:
+    detector = FeatureDriftDetector.fit(mixed(2000), np.empty(0))
+    window = mixed(200, colours=("red", "blue"))
+    assert detector.test(Window(window, np.empty(0)), alpha=0.01).features["colour"].is_drift
+
+
+def test_mmd_multivariate_shift_flagged_and_clean_not() -> None:
+    reference = pd.DataFrame(RNG.normal(size=(600, 5)), columns=list("abcde"))
+    detector = MMDDetector.fit(reference, np.empty(0))
+    clean = pd.DataFrame(RNG.normal(size=(100, 5)), columns=list("abcde"))
+    shifted = clean + 0.6
+    assert not detector.test(Window(clean, np.empty(0)), alpha=0.01).is_drift
+    assert detector.test(Window(shifted, np.empty(0)), alpha=0.01).is_drift
+
+
+def test_prediction_drift_label_shift_flagged() -> None:
+    labels = RNG.integers(0, 10, 2000)
+    detector = PredictionDriftDetector.fit(mixed(2000), labels)
+    only_low = RNG.integers(0, 5, 100)
+    assert detector.test(Window(mixed(100), only_low), alpha=0.01).is_drift
+    assert not detector.test(Window(mixed(100), RNG.integers(0, 10, 100)), alpha=0.01).is_drift
+
+
+def test_prediction_drift_regression_outputs_use_ks() -> None:
+    detector = PredictionDriftDetector.fit(mixed(2000), RNG.normal(size=2000))
+    assert detector.values is not None
+    assert detector.test(Window(mixed(100), RNG.normal(2, 1, 100)), alpha=0.01).is_drift
+
+
+def test_combine_bonferroni_over_detectors() -> None:
+    detector = FeatureDriftDetector.fit(mixed(500), np.empty(0))
+    result = detector.test(Window(mixed(100), np.empty(0)), alpha=0.01)
+    overall = combine([result, result], alpha=0.01)
+    assert overall.p_value == min(1.0, 2 * result.p_value)

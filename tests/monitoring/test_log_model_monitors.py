@@ -1,0 +1,52 @@
+"""log_model fits the monitors and they travel with the model version into serving."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import greenbutton
+from greenbutton.config import Settings
+from greenbutton.monitoring.monitors import load_monitors
+from greenbutton.monitoring.runtime import model_artifacts
+from greenbutton.serving.loading import load_served_model
+
+
+def _model(train: pd.DataFrame, labels: np.ndarray) -> greenbutton.Model:
+    from sklearn.linear_model import LogisticRegression
+
+    class Digits(greenbutton.Model):  # local class: pickled by value, like a notebook's
+        def __init__(self, clf: Any) -> None:
+            self.clf = clf
+
+        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+            return self.clf.predict(model_input)
+
+    return Digits(LogisticRegression(max_iter=300).fit(train, labels))
+
+
+@pytest.fixture
+def isolated(settings: Settings) -> Iterator[Settings]:
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield settings
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
+
+
+def test_logged_version_carries_loadable_monitors(isolated: Settings, digits_split: Any,
+                                                  tmp_path: Path) -> None:
+    train, labels = digits_split[0], digits_split[1]
+    logged = greenbutton.log_model(_model(train, labels), "digits", reference_data=train,
+                                   settings=isolated)
+    served = load_served_model(logged.model_uri, isolated.mlflow, tmp_path)
+    monitors = load_monitors(Path(model_artifacts(served)["greenbutton_monitors"]))
+    white = pd.DataFrame([np.full(64, 16.0)], columns=train.columns)
+    assert monitors.outliers is not None
+    assert monitors.outlier_scores(white)[0] > monitors.outliers.threshold
+    assert set(monitors.drift) == {"features", "predictions", "outlier_scores", "mmd"}

@@ -1,0 +1,88 @@
+"""Outlier detectors and the fitted monitors: calibration, flags, save/load without pickle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from greenbutton.errors import InvalidInput
+from greenbutton.monitoring.drift import Window
+from greenbutton.monitoring.monitors import (
+    MONITORS_ARTIFACT,
+    Monitors,
+    fit,
+    fit_monitors,
+    load_monitors,
+    save,
+)
+
+
+def test_outlier_false_positive_rate_on_clean_rows_is_low(digits_monitors: Monitors,
+                                                          digits_split: Any) -> None:
+    test_rows = digits_split[2]
+    assert digits_monitors.outliers is not None
+    flags = digits_monitors.outlier_scores(test_rows) > digits_monitors.outliers.threshold
+    assert flags.mean() <= 0.03
+
+
+def test_white_and_noise_images_flagged_as_outliers(digits_monitors: Monitors) -> None:
+    columns = [f"pixel_{i}" for i in range(64)]
+    rng = np.random.default_rng(1)
+    odd = pd.DataFrame([np.full(64, 16.0), rng.integers(0, 17, 64)], columns=columns)
+    assert digits_monitors.outliers is not None
+    assert (digits_monitors.outlier_scores(odd) > digits_monitors.outliers.threshold).all()
+
+
+def test_saved_monitors_load_with_same_answers_and_no_pickles(
+        tmp_path: Path, digits_monitors: Monitors, digits_split: Any, classifier: Any) -> None:
+    test = digits_split[2]
+    save(digits_monitors, tmp_path)
+    loaded = load_monitors(tmp_path)
+    np.testing.assert_allclose(loaded.outlier_scores(test), digits_monitors.outlier_scores(test))
+    window = Window(test[:100], classifier.predict(test[:100]), loaded.outlier_scores(test[:100]))
+    assert {k: v.p_value for k, v in loaded.test(window, 0.01).items()} == pytest.approx(
+        {k: v.p_value for k, v in digits_monitors.test(window, 0.01).items()})
+    for path in tmp_path.glob("*.npz"):
+        with np.load(path, allow_pickle=False) as stored:
+            assert all(stored[key].dtype != object for key in stored.files)
+
+
+def test_isolation_forest_option_flags_white_image(digits_split: Any, classifier: Any,
+                                                   tmp_path: Path) -> None:
+    train = digits_split[0]
+    artifacts = fit_monitors(train, classifier.predict(train), tmp_path,
+                             outlier_kind="isolation_forest", with_mmd=False)
+    monitors = load_monitors(Path(artifacts[MONITORS_ARTIFACT]))
+    white = pd.DataFrame([np.full(64, 16.0)], columns=train.columns)
+    assert monitors.outliers is not None
+    assert monitors.outlier_scores(white)[0] > monitors.outliers.threshold
+
+
+def test_unknown_outlier_kind_refused(digits_split: Any) -> None:
+    with pytest.raises(InvalidInput):
+        fit(digits_split[0], np.zeros(len(digits_split[0])), outlier_kind="crystal_ball")
+
+
+def test_clean_digits_window_not_drifted_inverted_window_drifted(
+        digits_monitors: Monitors, digits_split: Any, classifier: Any) -> None:
+    test = digits_split[2].iloc[:100]
+    clean = Window(test, classifier.predict(test), digits_monitors.outlier_scores(test))
+    inverted = 16 - test
+    bad = Window(inverted, classifier.predict(inverted), digits_monitors.outlier_scores(inverted))
+    assert not digits_monitors.test(clean, 0.01)["overall"].is_drift
+    assert digits_monitors.test(bad, 0.01)["overall"].is_drift
+
+
+def test_feature_squeezing_flags_prediction_that_moves(digits_monitors: Monitors,
+                                                       digits_split: Any, classifier: Any) -> None:
+    detector = digits_monitors.adversarial
+    assert detector is not None
+    detector.predict = classifier.predict
+    rows = digits_split[2].iloc[:50]
+    values = detector.annotate(rows, classifier.predict(rows))
+    assert len(values) == 50 and all(set(v) == {"is_adversarial", "score"} for v in values)
+    assert sum(v["is_adversarial"] for v in values) < 25  # most clean digits survive squeezing

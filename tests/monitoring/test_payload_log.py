@@ -1,0 +1,105 @@
+"""The payload log: buffered, flushed, bounded (drops are counted), and exportable."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prometheus_client import CollectorRegistry
+
+from greenbutton.errors import InvalidInput
+from greenbutton.monitoring.export import export_dataset, parse_since
+from greenbutton.monitoring.gauges import MonitoringGauges
+from greenbutton.monitoring.payload_log import PayloadLog
+from greenbutton.monitoring.payload_store import FeedbackExists, PayloadStore
+from greenbutton.serving.hooks import PredictionRecord, utc_now
+
+
+def record(request_id: str, *, is_outlier: bool = False, rows: int = 1) -> PredictionRecord:
+    inputs = pd.DataFrame({"a": [1.0] * rows, "b": ["x"] * rows})
+    return PredictionRecord(
+        request_id=request_id, model_name="wine", model_version="2", endpoint="/predict",
+        inputs=inputs, predictions=[5.5] * rows,
+        annotations={"outliers": [{"is_outlier": is_outlier, "score": 1.0}] * rows},
+        latency_s=0.01, received_at=utc_now())
+
+
+def make_log(store: PayloadStore, capacity: int = 10) -> tuple[PayloadLog, CollectorRegistry]:
+    registry = CollectorRegistry()
+    log = PayloadLog(store, MonitoringGauges(registry), capacity=capacity, flush_interval_s=0.05)
+    return log, registry
+
+
+async def test_submitted_records_written_on_close(payload_store: PayloadStore) -> None:
+    log, _ = make_log(payload_store)
+    log.submit(record("a"))
+    assert log.pending("a")
+    await log.aclose()
+    found = payload_store.find_prediction("a")
+    assert found is not None and found.model_version == "2"
+    assert found.inputs["data"][0] == [1.0, "x"]
+
+
+async def test_full_buffer_drops_and_counts(payload_store: PayloadStore) -> None:
+    log, registry = make_log(payload_store, capacity=2)
+    for name in "abcd":
+        log.submit(record(name))
+    dropped = registry.get_sample_value("greenbutton_payload_dropped_total",
+                                        {"model": "wine", "version": "2"})
+    assert dropped == 2
+    await log.aclose()
+    assert payload_store.find_prediction("b") is not None
+    assert payload_store.find_prediction("c") is None
+
+
+def test_feedback_duplicate_refused_unless_replace(payload_store: PayloadStore) -> None:
+    values = {"request_id": "r", "model_name": "wine", "model_version": "2", "truth": 6,
+              "reward": None, "is_correct": None, "abs_error": 0.5, "received_at": utc_now()}
+    payload_store.save_feedback(values, replace=False)
+    with pytest.raises(FeedbackExists):
+        payload_store.save_feedback(values, replace=False)
+    payload_store.save_feedback({**values, "abs_error": 0.1}, replace=True)
+    assert payload_store.summaries()[0].mean_abs_error == pytest.approx(0.1)
+
+
+async def test_export_excludes_outliers_and_keeps_feedback(payload_store: PayloadStore,
+                                                           tmp_path: Path) -> None:
+    log, _ = make_log(payload_store)
+    log.submit(record("ok", rows=2))
+    log.submit(record("odd", is_outlier=True))
+    await log.aclose()
+    payload_store.save_feedback({"request_id": "ok", "model_name": "wine", "model_version": "2",
+                                 "truth": [6, 5], "reward": None, "is_correct": None,
+                                 "abs_error": 0.5, "received_at": utc_now()}, replace=False)
+    since = parse_since("7d")
+    result = export_dataset(payload_store, "wine", since, tmp_path / "wine.parquet",
+                            exclude_outliers=True, with_feedback=True)
+    frame = pd.read_parquet(result.path)
+    assert result.rows == 2 and list(frame["truth"]) == [6, 5]
+    assert {"a", "b", "prediction", "is_outlier", "request_id"} <= set(frame.columns)
+    everything = export_dataset(payload_store, "wine", since, tmp_path / "all.csv")
+    assert everything.rows == 3
+
+
+def test_parse_since_durations_and_iso() -> None:
+    now = datetime.datetime(2026, 1, 8, tzinfo=datetime.UTC)
+    assert parse_since("7d", now) == datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    assert parse_since("2026-01-02T00:00:00").tzinfo is datetime.UTC
+    with pytest.raises(InvalidInput):
+        parse_since("last tuesday")
+
+
+async def test_export_logged_to_mlflow_as_dataset_input(payload_store: PayloadStore,
+                                                        mlflow_uri: str, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    log, _ = make_log(payload_store)
+    log.submit(record("r1"))
+    await log.aclose()
+    result = export_dataset(payload_store, "wine", parse_since("1d"), tmp_path / "wine.parquet",
+                            log_to_mlflow=True)
+    assert result.run_id is not None
+    run = MlflowClient(mlflow_uri).get_run(result.run_id)
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["wine-payload-log"]

@@ -1,0 +1,92 @@
+"""The serving app with monitoring plugged in: outlier flags, feedback, /monitoring, gauges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def rows_of(frame: Any) -> list[dict[str, float]]:
+    return frame.to_dict(orient="records")  # type: ignore[no-any-return]
+
+
+WHITE = {f"pixel_{i}": 16.0 for i in range(64)}
+
+
+async def predict(client: Any, rows: list[dict[str, float]], request_id: str) -> Any:
+    response = await client.post("/predict", json={"inputs": rows},
+                                 headers={"X-Request-ID": request_id})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_predict_carries_outlier_flag_and_score_per_row(monitored_app: Any,
+                                                             digits_split: Any) -> None:
+    client, _, _ = monitored_app
+    body = await predict(client, [*rows_of(digits_split[2][:2]), WHITE], "r-outliers")
+    assert [o["is_outlier"] for o in body["outliers"]] == [False, False, True]
+    assert all(isinstance(o["score"], float) for o in body["outliers"])
+
+
+async def test_feedback_truth_stored_then_duplicate_conflicts(monitored_app: Any,
+                                                              digits_split: Any) -> None:
+    client, _, plane = monitored_app
+    body = await predict(client, rows_of(digits_split[2][:1]), "r-fb")
+    truth = int(digits_split[3][0])
+    first = await client.post("/feedback", json={"request_id": "r-fb", "truth": truth})
+    assert first.status_code == 201
+    assert first.json()["reward"] == (1.0 if body["predictions"][0] == truth else -1.0)
+    again = await client.post("/feedback", json={"request_id": "r-fb", "truth": truth})
+    assert again.status_code == 409
+    replaced = await client.post("/feedback",
+                                 json={"request_id": "r-fb", "reward": 0.5, "replace": True})
+    assert replaced.status_code == 201
+    value = plane.metrics.registry.get_sample_value
+    assert value("greenbutton_feedback_mean_reward", {"model": "model", "version": ""}) == 0.5
+
+
+async def test_feedback_unknown_request_id_not_found(monitored_app: Any) -> None:
+    client, _, _ = monitored_app
+    response = await client.post("/feedback", json={"request_id": "never-seen", "truth": 3})
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "feedback_not_found"
+
+
+async def test_feedback_without_truth_or_reward_refused(monitored_app: Any) -> None:
+    client, _, _ = monitored_app
+    response = await client.post("/feedback", json={"request_id": "x"})
+    assert response.status_code == 422
+
+
+async def test_feedback_accuracy_per_version_published(monitored_app: Any,
+                                                       digits_split: Any) -> None:
+    client, _, plane = monitored_app
+    test_rows, truths = digits_split[2], digits_split[3]
+    for i in range(4):
+        await predict(client, rows_of(test_rows[i:i + 1]), f"acc-{i}")
+        await client.post("/feedback", json={"request_id": f"acc-{i}", "truth": int(truths[i])})
+    accuracy = plane.metrics.registry.get_sample_value(
+        "greenbutton_feedback_accuracy", {"model": "model", "version": ""})
+    assert accuracy is not None and 0.5 <= accuracy <= 1.0
+
+
+async def test_monitoring_reports_drift_for_inverted_traffic(monitored_app: Any,
+                                                             digits_split: Any) -> None:
+    client, _, plane = monitored_app
+    inverted = 16 - digits_split[2][:100]
+    await predict(client, rows_of(inverted), "inverted-batch")
+    body = (await client.get("/monitoring", params={"refresh": "1"})).json()
+    assert body["drift"]["overall"]["is_drift"] is True
+    assert body["window"]["rows"] == 100
+    metrics = (await client.get("/metrics")).text
+    assert 'greenbutton_drift_detected{detector="overall",feature="",model="model",version=""}' \
+        ' 1.0' in metrics
+
+
+async def test_monitoring_clean_traffic_not_drifted(monitored_app: Any, digits_split: Any) -> None:
+    client, _, _ = monitored_app
+    await predict(client, rows_of(digits_split[2][:100]), "clean-batch")
+    body = (await client.get("/monitoring", params={"refresh": "1"})).json()
+    assert body["drift"]["overall"]["is_drift"] is False
+    assert np.isclose(body["outlier_rate"], 0.0, atol=0.05)
