@@ -1,8 +1,7 @@
-"""One suite for every LifecycleStore backend: memory, SQLite, ``GREENBUTTON_TEST_STORE_URI``."""
+"""One suite for every LifecycleStore backend: memory, SQLite, PostgreSQL."""
 
 from __future__ import annotations
 
-import os
 import random
 import string
 import threading
@@ -18,18 +17,19 @@ from greenbutton.store import LifecycleStore, MemoryStore, Stage, StageChange, o
 
 # incompressible, so a database cannot squeeze it into an index entry
 TEN_KB = "".join(random.Random(0).choices(string.ascii_letters + "ünï模", k=10_000))
-BACKENDS = ["memory", "sqlite"] + (["env"] if os.environ.get("GREENBUTTON_TEST_STORE_URI") else [])
+# "postgres" is a real server started for the session (or GREENBUTTON_TEST_STORE_URI)
+BACKENDS = ["memory", "sqlite", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LifecycleStore]:
-    """Each backend, fresh (the shared ``env`` database is isolated by unique model names)."""
+    """Each backend, fresh (the shared PostgreSQL database is isolated by unique model names)."""
     if request.param == "memory":
         built: LifecycleStore = MemoryStore()
     elif request.param == "sqlite":
         built = open_store(f"sqlite:///{tmp_path / 'store' / 'gb.db'}")
     else:
-        built = open_store(os.environ["GREENBUTTON_TEST_STORE_URI"])
+        built = open_store(request.getfixturevalue("postgres_uri"))
     yield built
     built.close()
 

@@ -179,14 +179,3 @@ async def test_open_target_local_returns_local_target(settings: Settings) -> Non
         assert isinstance(target, LocalTarget)
     finally:
         await target.close()
-
-
-async def test_start_keeps_records_left_by_previous_controller(
-    target: LocalTarget, fast_settings: Settings
-) -> None:
-    state_file = fast_settings.home / "run" / "local-target.json"
-    state_file.parent.mkdir(parents=True)
-    orphan = {"name": "digits", "model": "digits", "version": 7, "pid": 1, "port": 1, "log": ""}
-    state_file.write_text(json.dumps({"instances": [orphan]}))
-    await target.start(V1)
-    assert json.loads(state_file.read_text())["unadopted"] == [orphan]

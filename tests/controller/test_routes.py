@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 
 import pytest
 
@@ -61,7 +60,7 @@ def test_lease_avoiding_only_backend_raises_not_ready() -> None:
 
 
 def test_lease_weighted_routes_skip_zero_weight() -> None:
-    routes = RouteTable(rng=random.Random(0))
+    routes = RouteTable()
     routes.switch("digits", (Backend(1, OLD.url, 0), Backend(2, NEW.url, 100)))
     versions = set()
     for _ in range(20):

@@ -50,6 +50,15 @@ class DeploymentState(StrEnum):
     STOPPING = "stopping"
 
 
+class TrafficShare(BaseModel):
+    """One version in a deployment's route table."""
+
+    model_config = ConfigDict(frozen=True)
+    version: int
+    weight: int
+    mirror_percent: int = 0
+
+
 class DeploymentStatus(BaseModel):
     """One deployment as users see it: desired version, state and where to call it."""
 
@@ -64,6 +73,12 @@ class DeploymentStatus(BaseModel):
     serving_version: int | None = None
     backend_url: str | None = None
     reason: str | None = None
+    traffic: tuple[TrafficShare, ...] = ()
+    """Every routed (weight) and mirrored (mirror_percent) version right now."""
+    failures: int = 0
+    """Consecutive failures of the desired version (restarts back off exponentially)."""
+    retry_in_s: float | None = None
+    """Seconds until the next restart attempt of a failed version."""
 
 
 class Controller:
@@ -104,6 +119,8 @@ class Controller:
             return []
         observed = self._overlay_draining(await self._target.observe())
         self._desired, self._observed = desired, observed
+        for spec in desired:  # level-triggered like the rest: re-applied every pass
+            self._routes.set_sticky_header(spec.name, spec.sticky_header)
         actions = plan(desired, observed, self._routes.snapshot(), backoff=self._backoff)
         groups: dict[str, list[Action]] = {}
         for action in actions:
@@ -228,13 +245,20 @@ class Controller:
             state = DeploymentState.STOPPING if version is None else DeploymentState.PENDING
         else:
             state = DeploymentState(instance.state.value)
+        primary = max(backends, key=lambda b: b.weight, default=None)
+        is_failed = instance is not None and instance.state is InstanceState.FAILED
         return DeploymentStatus(
             name=name,
             model=model,
             version=version,
             state=state,
             url=f"{self._settings.server.url}/endpoints/{name}/",
-            serving_version=backends[0].version if backends else None,
-            backend_url=backends[0].url if backends else None,
+            serving_version=primary.version if primary else None,
+            backend_url=primary.url if primary else None,
             reason=self._errors.get(name) or (instance.reason if instance else None),
+            traffic=tuple(TrafficShare(version=b.version, weight=b.weight,
+                                       mirror_percent=b.mirror_percent) for b in backends),
+            failures=instance.failures if instance else 0,
+            retry_in_s=max(0.0, self._backoff.delay_s(instance.failures) - instance.state_age_s)
+            if is_failed and instance is not None else None,
         )

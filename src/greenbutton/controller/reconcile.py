@@ -40,18 +40,39 @@ class RouteSpec(BaseModel):
     weight: Annotated[int, Field(ge=0, le=100)] = 100
 
 
+class ShadowSpec(BaseModel):
+    """One version receiving a mirrored copy of ``percent`` % of requests (answers discarded)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    version: PositiveInt
+    percent: Annotated[int, Field(ge=1, le=100)]
+
+
 class DeploymentSpec(BaseModel):
-    """Desired state of one deployment: which model version serves under ``name``."""
+    """Resolved desired state of one deployment: concrete versions, weights and mirrors.
+
+    ``version`` is the primary version (shown in status); ``split`` lists weighted routes
+    (empty: ``version`` takes all traffic); ``shadow`` lists mirrored versions.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: Name
     model: Name
     version: PositiveInt
+    split: tuple[RouteSpec, ...] = ()
+    shadow: tuple[ShadowSpec, ...] = ()
+    sticky_header: str | None = None
 
     @property
     def routes(self) -> tuple[RouteSpec, ...]:
-        """Where traffic goes; one route of weight 100 until weighted routes are specified."""
-        return (RouteSpec(version=self.version, weight=100),)
+        """Where traffic goes; one route of weight 100 unless ``split`` is given."""
+        return self.split or (RouteSpec(version=self.version, weight=100),)
+
+    @property
+    def mirrors(self) -> dict[int, int]:
+        """Shadow version -> percent mirrored, minus versions that are routed anyway."""
+        routed = {route.version for route in self.routes}
+        return {s.version: s.percent for s in self.shadow if s.version not in routed}
 
 
 @dataclass(frozen=True)
@@ -90,11 +111,15 @@ class ObservedDeployment:
 
 @dataclass(frozen=True)
 class Backend:
-    """One routed version: where the gateway sends a ``weight`` share of requests."""
+    """One routed version: where the gateway sends a ``weight`` share of requests.
+
+    A backend with ``mirror_percent`` > 0 (and weight 0) is a shadow: it gets copies.
+    """
 
     version: int
     url: str
     weight: int = 100
+    mirror_percent: int = 0
 
 
 @dataclass(frozen=True)
@@ -179,9 +204,10 @@ def _plan_deployment(
     backoff: RestartBackoff,
 ) -> list[Action]:
     wanted = {route.version: route.weight for route in spec.routes}
+    mirrors = spec.mirrors
     live = {i.ref.version: i for i in instances if i.state is not InstanceState.STOPPING}
     actions: list[Action] = []
-    for version in wanted:
+    for version in [*wanted, *mirrors]:
         instance = live.get(version)
         if instance is None and not _is_stopping(instances, version):
             actions.append(StartVersion(VersionRef(spec.name, spec.model, version)))
@@ -189,12 +215,12 @@ def _plan_deployment(
             actions.append(_stop(instance))
         elif instance is not None and _is_due_for_restart(instance, backoff):
             actions.append(StartVersion(instance.ref))
-    new_route = _next_route(spec, wanted, live, current)
+    new_route = _next_route(spec, wanted, mirrors, live, current)
     if new_route != current:
         actions.append(SwitchTraffic(spec.name, new_route))
-    routed_versions = {backend.version for backend in new_route}
+    kept = {backend.version for backend in new_route} | set(wanted) | set(mirrors)
     for version, instance in sorted(live.items()):
-        if version not in wanted and version not in routed_versions:
+        if version not in kept:
             actions.append(_stop(instance))
     return actions
 
@@ -202,10 +228,12 @@ def _plan_deployment(
 def _next_route(
     spec: DeploymentSpec,
     wanted: dict[int, int],
+    mirrors: dict[int, int],
     live: dict[int, ObservedDeployment],
     current: tuple[Backend, ...] | None,
 ) -> tuple[Backend, ...]:
-    """All wanted versions once every one is ready; until then, whatever still serves."""
+    """All wanted versions (plus ready shadows) once every wanted one is ready; until then,
+    whatever still serves. A shadow never holds a rollout back."""
     ready = {
         version: instance.url
         for version, instance in live.items()
@@ -214,7 +242,10 @@ def _next_route(
         and instance.ref.model == spec.model
     }
     if all(version in ready for version in wanted):
-        return tuple(Backend(v, ready[v], weight) for v, weight in sorted(wanted.items()))
+        routed = [Backend(v, ready[v], weight) for v, weight in sorted(wanted.items())]
+        shadows = [Backend(v, ready[v], 0, percent)
+                   for v, percent in sorted(mirrors.items()) if v in ready]
+        return tuple(routed + shadows)
     return tuple(b for b in current or () if ready.get(b.version) == b.url)
 
 

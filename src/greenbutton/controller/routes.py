@@ -4,7 +4,7 @@ The controller writes (``switch``, ``remove``); the gateway reads at request tim
 so a switch takes effect for the very next request. Usage::
 
     routes.switch("digits", (Backend(version=2, url="http://127.0.0.1:41234"),))
-    with routes.lease("digits") as backend:
+    with routes.lease("digits", key=request_id) as backend:   # see routing.choose_variant
         ...  # forward to backend.url
     await routes.wait_drained("http://127.0.0.1:40000", timeout_s=30)
 """
@@ -12,14 +12,15 @@ so a switch takes effect for the very next request. Usage::
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from types import TracebackType
 
 from ..errors import DeploymentNotFound, NotReady
 from .reconcile import Backend
+from .routing import choose_variant
 
 _DRAIN_POLL_S = 0.05
 
@@ -54,11 +55,11 @@ class Lease:
 class RouteTable:
     """Thread-safe map of deployment name to routed backends, with in-flight counts per URL."""
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._routes: dict[str, tuple[Backend, ...]] = {}
+        self._sticky: dict[str, str] = {}
         self._in_flight: dict[str, int] = {}
-        self._rng = rng or random.Random()
 
     def switch(self, name: str, backends: Sequence[Backend]) -> None:
         """Send the next requests for ``name`` to ``backends`` (empty: known but not ready)."""
@@ -69,14 +70,34 @@ class RouteTable:
         """Forget ``name``; its next requests get 404."""
         with self._lock:
             self._routes.pop(name, None)
+            self._sticky.pop(name, None)
+
+    def set_sticky_header(self, name: str, header: str | None) -> None:
+        """Assign ``name``'s requests by this header's value (None: by request id)."""
+        with self._lock:
+            if header:
+                self._sticky[name] = header.lower()
+            else:
+                self._sticky.pop(name, None)
+
+    def sticky_header(self, name: str) -> str | None:
+        """The header that keys ``name``'s variant assignment, if any."""
+        with self._lock:
+            return self._sticky.get(name)
+
+    def shadows(self, name: str) -> tuple[Backend, ...]:
+        """Backends that receive mirrored copies of ``name``'s requests."""
+        with self._lock:
+            return tuple(b for b in self._routes.get(name, ()) if b.mirror_percent > 0)
 
     def snapshot(self) -> dict[str, tuple[Backend, ...]]:
         """A copy of every route."""
         with self._lock:
             return dict(self._routes)
 
-    def lease(self, name: str, *, avoid_url: str | None = None) -> Lease:
-        """Pick a backend for one request and count it in flight until the lease is released.
+    def lease(self, name: str, *, key: str | None = None, avoid_url: str | None = None) -> Lease:
+        """Pick a backend for one request (``choose_variant`` by ``key``; a random key if
+        None) and count it in flight until the lease is released.
 
         Raises ``DeploymentNotFound`` for an unknown name and ``NotReady`` when no backend is
         routed (or the only one routed is ``avoid_url``).
@@ -87,7 +108,7 @@ class RouteTable:
             backends = [b for b in self._routes[name] if b.url != avoid_url and b.weight > 0]
             if not backends:
                 raise NotReady(f"deployment {name!r} has no ready backend")
-            backend = self._rng.choices(backends, weights=[b.weight for b in backends])[0]
+            backend = choose_variant(backends, key if key is not None else uuid.uuid4().hex)
             self._in_flight[backend.url] = self._in_flight.get(backend.url, 0) + 1
         return Lease(self, name, backend)
 

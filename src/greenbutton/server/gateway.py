@@ -5,12 +5,19 @@ process the ``RouteTable`` routes ``digits`` to at that moment, so a promotion t
 next request and a client's keep-alive connection is never pinned to an old process.
 
 Request bodies are buffered (bounded by ``serving.max_body_bytes``) so a request can be retried
-when nothing reached the old backend; responses are streamed through.
+when nothing reached the old backend; responses are streamed through. The variant is chosen by
+``routing.choose_variant`` keyed on the deployment's sticky header (else the request id); a
+shadow backend gets a copy of ``mirror_percent`` % of requests in the background, its answer
+discarded (its own /metrics count it, labelled by version). Every response carries
+``X-Greenbutton-Version``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
+import json
+import logging
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 from ..config import Settings
 from ..controller.reconcile import check_name
 from ..controller.routes import Lease, RouteTable
+from ..controller.routing import is_mirrored
 from ..errors import (
     DeploymentNotFound,
     GreenbuttonError,
@@ -44,6 +52,10 @@ _HOP_BY_HOP = frozenset({
 })
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _CONNECT_TIMEOUT_S = 5.0
+_MAX_SHADOW_IN_FLIGHT = 64
+"""Mirrored requests beyond this many in flight are dropped: a shadow never slows the caller."""
+
+log = logging.getLogger(__name__)
 
 
 class _UpstreamResponse(Response):
@@ -88,7 +100,14 @@ def create_gateway(
             follow_redirects=False,
         ) as client:
             app.state.client = client
-            yield
+            app.state.shadow_tasks = set()
+            try:
+                yield
+            finally:
+                tasks: set[asyncio.Task[None]] = app.state.shadow_tasks
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def proxy(request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -116,7 +135,9 @@ async def _forward(
     if client is None:
         raise RuntimeError("gateway lifespan not entered (a mounted app's lifespan is not run)")
     headers = _forward_headers(request, name, request_id)
-    lease = routes.lease(name)
+    key = _routing_key(request, routes.sticky_header(name), path, body, request_id)
+    lease = routes.lease(name, key=key)
+    _mirror(request, client, routes, name, key, lease.backend.version, path, headers, body)
     for is_retry in (False, True):
         url = httpx.URL(lease.backend.url).copy_with(raw_path=_raw_path(path, request))
         # built directly, not with client.build_request: no shared cookies between callers
@@ -141,6 +162,51 @@ async def _forward(
             raise
         return _UpstreamResponse(upstream, lease, _response_headers(upstream, name, lease))
     raise AssertionError("unreachable")  # the loop either returns or raises
+
+
+def _routing_key(
+    request: Request, sticky: str | None, path: str, body: bytes, request_id: str
+) -> str:
+    """The sticky header's value; for ``/feedback``, the id of the prediction it is about
+    (so it reaches the variant that answered while the weights stay); else the request id."""
+    if sticky and request.headers.get(sticky):
+        return request.headers[sticky]
+    if path == "feedback" and request.method == "POST":
+        try:
+            about = json.loads(body).get("request_id")
+        except (ValueError, AttributeError):
+            about = None
+        if isinstance(about, str) and about:
+            return about
+    return request_id
+
+
+def _mirror(
+    request: Request, client: httpx.AsyncClient, routes: RouteTable, name: str, key: str,
+    answering: int, path: str, headers: list[tuple[str, str]], body: bytes,
+) -> None:
+    """Copy the request to each shadow whose share holds ``key``; answers are discarded."""
+    tasks: set[asyncio.Task[None]] = request.app.state.shadow_tasks
+    for shadow in routes.shadows(name):
+        if shadow.version == answering or not is_mirrored(shadow.mirror_percent, key):
+            continue
+        if len(tasks) >= _MAX_SHADOW_IN_FLIGHT:
+            log.warning("shadow copy to %s v%d dropped: too many in flight", name, shadow.version)
+            continue
+        url = httpx.URL(shadow.url).copy_with(raw_path=_raw_path(path, request))
+        copy = httpx.Request(request.method, url, content=body,
+                             headers=[*headers, ("x-greenbutton-shadow", "1")])
+        task = asyncio.create_task(_send_discarding(client, copy))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
+async def _send_discarding(client: httpx.AsyncClient, request: httpx.Request) -> None:
+    try:
+        response = await client.send(request)
+        await response.aclose()
+    except httpx.HTTPError as error:
+        log.info("shadow request to %s failed: %s", request.url, error)
 
 
 def _checked_path(name: str, path: str) -> str:

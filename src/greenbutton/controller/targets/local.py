@@ -2,22 +2,22 @@
 
 The target binds the listening socket itself and hands its fd to the child, so the port is
 known before the child starts and nothing else can take it. Children log to a file under
-``<home>/logs``; running instances are recorded in ``<home>/run/local-target.json`` so a
-restarted controller can find them.
+``<home>/logs``; running instances are recorded in ``<home>/run/local-target.json`` and a
+restarted controller (even after ``kill -9``) adopts the ones still alive: same port, same URL,
+health-checked again, never a duplicate (see ``local_records``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,17 @@ import httpx
 
 from ...config import Settings
 from ..reconcile import InstanceState, ObservedDeployment, VersionRef, check_name
+from .local_records import (
+    INSTANCE_ID_ENV,
+    InstanceRecord,
+    find_live_pid,
+    is_alive,
+    load_records,
+    save_records,
+    signal_pid,
+    start_time_of,
+    wait_gone,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +60,21 @@ def serve_argv(ref: VersionRef, fd: int) -> list[str]:
 class _Instance:
     ref: VersionRef
     process: subprocess.Popen[bytes] | None
-    port: int
-    log_path: Path
+    record: InstanceRecord
     state: InstanceState = InstanceState.STARTING
     reason: str | None = None
     failures: int = 0
     changed_at: float = field(default_factory=time.monotonic)
+    is_adopted: bool = False
+    """Started by a previous controller: not our child, watched through /proc."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.record.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.record.log)
 
     def enter(self, state: InstanceState, reason: str | None = None) -> None:
         self.state, self.reason, self.changed_at = state, reason, time.monotonic()
@@ -74,10 +90,12 @@ class LocalTarget:
         self._logs = settings.home / "logs"
         self._state_file = settings.home / "run" / "local-target.json"
         self._client = httpx.AsyncClient(timeout=_HEALTH_TIMEOUT_S, trust_env=False)
-        self._unadopted: list[object] | None = None  # a previous controller's children
+        self._has_adopted = False
+        self._pending: InstanceRecord | None = None
 
     async def observe(self) -> list[ObservedDeployment]:
         """Check every child: exited → failed, answering /health/ready → ready."""
+        await self._adopt_once()
         starting = [i for i in self._instances.values() if self._check_exit(i)]
         await asyncio.gather(*(self._check_ready(i) for i in starting))
         now = time.monotonic()
@@ -89,10 +107,30 @@ class LocalTarget:
         check_name(ref.model)
         if not isinstance(ref.version, int) or ref.version < 1:
             raise ValueError(f"invalid version {ref.version!r}")
+        await self._adopt_once()
         previous = self._instances.get(ref)
         if previous is not None and previous.state is not InstanceState.FAILED:
             return
         self._instances[ref] = self._spawn(ref, previous.failures if previous else 0)
+        self._save()
+
+    async def _adopt_once(self) -> None:
+        """Take over the live processes a previous controller recorded (once, at start)."""
+        if self._has_adopted:
+            return
+        self._has_adopted = True
+        for record in load_records(self._state_file):
+            pid = find_live_pid(record)
+            if pid is None:
+                continue  # gone, or the pid now belongs to someone else: leave it alone
+            ref = VersionRef(record.name, record.model, record.version)
+            record = InstanceRecord(**{**record.__dict__, "pid": pid,
+                                       "start_time": record.start_time or start_time_of(pid)})
+            if ref in self._instances:  # a duplicate: keep the first, stop this one
+                signal_pid(pid, record.start_time, signal.SIGTERM)
+                continue
+            log.info("adopting %s (pid %d, port %d)", ref, pid, record.port)
+            self._instances[ref] = _Instance(ref, None, record, is_adopted=True)
         self._save()
 
     async def stop(self, ref: VersionRef, drain_timeout_s: float) -> None:
@@ -102,7 +140,10 @@ class LocalTarget:
             return
         instance.enter(InstanceState.STOPPING)
         try:
-            await _terminate(instance.process, drain_timeout_s)
+            if instance.is_adopted:
+                await _terminate_adopted(instance.record, drain_timeout_s)
+            else:
+                await _terminate(instance.process, drain_timeout_s)
         finally:
             if self._instances.get(ref) is instance:
                 del self._instances[ref]
@@ -119,8 +160,11 @@ class LocalTarget:
         log_path = self._logs / f"{ref.name}-v{ref.version}.log"
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         sock = socket.create_server(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        record = InstanceRecord(ref.name, ref.model, ref.version, sock.getsockname()[1],
+                                uuid.uuid4().hex, str(log_path))
+        self._pending = record
         try:
+            self._save()  # before the spawn: a kill -9 right after it still finds the child
             argv = self._argv(ref, sock.fileno())
             os.write(log_fd, f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {argv}\n".encode())
             process = subprocess.Popen(
@@ -129,17 +173,21 @@ class LocalTarget:
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=log_fd,
-                env={**os.environ, **self._settings.environ()},
+                env={**os.environ, **self._settings.environ(),
+                     INSTANCE_ID_ENV: record.instance_id},
                 start_new_session=True,  # Ctrl-C reaches the controller, which drains children
             )
         except OSError as error:
-            instance = _Instance(ref, None, port, log_path, failures=failures + 1)
+            instance = _Instance(ref, None, record, failures=failures + 1)
             instance.enter(InstanceState.FAILED, f"could not start: {error}")
             return instance
         finally:
+            self._pending = None
             sock.close()
             os.close(log_fd)
-        return _Instance(ref, process, port, log_path, failures=failures)
+        record = InstanceRecord(**{**record.__dict__, "pid": process.pid,
+                                   "start_time": start_time_of(process.pid)})
+        return _Instance(ref, process, record, failures=failures)
 
     def _check_exit(self, instance: _Instance) -> bool:
         """Mark an exited or overdue child failed; True if it is still starting."""
@@ -149,6 +197,10 @@ class LocalTarget:
         if code is not None:
             self._fail(instance, f"exited with code {code}: {_tail(instance.log_path)}")
             return False
+        if instance.is_adopted and not is_alive(instance.record.pid or 0,
+                                                instance.record.start_time):
+            self._fail(instance, f"adopted process exited: {_tail(instance.log_path)}")
+            return False
         if instance.state is InstanceState.READY:
             if time.monotonic() - instance.changed_at >= self._restart_backoff_max_s:
                 instance.failures = 0
@@ -157,6 +209,8 @@ class LocalTarget:
             if instance.process is not None:
                 instance.process.kill()
                 instance.process.wait(timeout=_KILL_WAIT_S)
+            elif instance.is_adopted and instance.record.pid is not None:
+                signal_pid(instance.record.pid, instance.record.start_time, signal.SIGKILL)
             timeout = self._settings.controller.ready_timeout_s
             self._fail(instance, f"not ready after {timeout:g}s: {_tail(instance.log_path)}")
             return False
@@ -186,40 +240,28 @@ class LocalTarget:
             state=instance.state,
             url=instance.url if is_live else None,
             reason=instance.reason,
-            handle=str(instance.process.pid) if instance.process else None,
+            handle=str(instance.record.pid) if instance.record.pid else None,
             failures=instance.failures,
             state_age_s=now - instance.changed_at,
         )
 
     def _save(self) -> None:
-        """Record live children atomically (temp file + rename, mode 0600)."""
-        if self._unadopted is None:
-            self._unadopted = _load_records(self._state_file)
-            if self._unadopted:
-                log.warning("serving processes of a previous controller may still run: %s",
-                            self._unadopted)
+        """Record live children (and one about to be spawned) atomically."""
         records = [
-            {"name": i.ref.name, "model": i.ref.model, "version": i.ref.version,
-             "pid": i.process.pid, "port": i.port, "log": str(i.log_path)}
-            for i in self._instances.values()
-            if i.process is not None and i.state is not InstanceState.FAILED
+            i.record for i in self._instances.values()
+            if i.record.pid is not None and i.state is not InstanceState.FAILED
         ]
-        state = {"instances": records, "unadopted": self._unadopted}
-        _write_atomically(self._state_file, json.dumps(state, indent=2))
+        save_records(self._state_file, records + ([self._pending] if self._pending else []))
 
 
-def _load_records(path: Path) -> list[object]:
-    """Instances a previous run recorded and did not stop (it was killed, say)."""
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError):
-        log.warning("ignoring unreadable state file %s", path)
-        return []
-    if not isinstance(state, dict):
-        return []
-    return [*state.get("instances", []), *state.get("unadopted", [])]
+async def _terminate_adopted(record: InstanceRecord, grace_s: float) -> None:
+    """SIGTERM a previous controller's child, then SIGKILL after ``grace_s``."""
+    if record.pid is None:
+        return
+    signal_pid(record.pid, record.start_time, signal.SIGTERM)
+    if not await wait_gone(record.pid, record.start_time, grace_s):
+        signal_pid(record.pid, record.start_time, signal.SIGKILL)
+        await wait_gone(record.pid, record.start_time, _KILL_WAIT_S)
 
 
 async def _terminate(process: subprocess.Popen[bytes] | None, grace_s: float) -> None:
@@ -250,17 +292,3 @@ def _tail(path: Path) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.strip().splitlines()[-_LOG_TAIL_LINES:])
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise

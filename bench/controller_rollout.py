@@ -1,0 +1,185 @@
+"""Controller figures (issue 6), on the local target with a real ``greenbutton up``:
+
+* button -> endpoint ready: promotion accepted (201) -> first successful prediction through the
+  stable URL, for a scikit-learn model (target < 5 s);
+* failed requests while v1 -> v2 rolls out under concurrent load (target 0).
+
+    .venv/bin/python bench/controller_rollout.py [--clients 8] [--write docs/performance.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import ElasticNet
+
+import greenbutton
+from greenbutton.cli_governance import local_token
+from greenbutton.client import ControlPlaneClient
+from greenbutton.config import Settings
+
+SECTION = "## Controller: button → endpoint, rollout under load (issue 6)"
+
+
+def regressor(estimator: Any) -> greenbutton.Model:
+    """A greenbutton model around a fitted scikit-learn regressor (class logged by value)."""
+
+    class Regressor(greenbutton.Model):
+        def __init__(self, estimator: Any) -> None:
+            self.estimator = estimator
+
+        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+            return self.estimator.predict(model_input)
+
+    return Regressor(estimator)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _is_up(client: ControlPlaneClient) -> bool:
+    try:
+        client.health()
+        return True
+    except Exception:
+        return False
+
+
+def run(clients: int) -> dict[str, Any]:
+    """Start a platform in a temp home, measure, stop it; returns the figures."""
+    home = Path(tempfile.mkdtemp(prefix="gb-bench-"))
+    settings = Settings(home=home, server={"port": _free_port()},  # type: ignore[arg-type]
+                        controller={"poll_interval_s": 0.5}, _env_file=None)
+    log = (home / "up.log").open("wb")
+    up = subprocess.Popen([sys.executable, "-m", "greenbutton", "up"], stdout=log,
+                          stderr=subprocess.STDOUT, env={**os.environ, **settings.environ()})
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    body = {"inputs": X.head(2).to_dict(orient="records")}
+    try:
+        assert settings.server.url is not None
+        url = f"{settings.server.url}/endpoints/diabetes/predict"
+        with ControlPlaneClient(settings.server.url) as probe:
+            _wait(lambda: _is_up(probe), 120, "the control plane")
+        for alpha in (0.1, 1.0):
+            greenbutton.log_model(regressor(ElasticNet(alpha=alpha).fit(X, y)), "diabetes",
+                                  reference_data=X, settings=settings,
+                                  pip_requirements=["scikit-learn", "pandas"])
+        token = local_token(settings)
+        with ControlPlaneClient(settings.server.url, token=token) as api, \
+                httpx.Client(timeout=30) as http:
+            api.transition("diabetes", 1, "Production", actor="bench")
+            accepted = time.monotonic()
+            _wait(lambda: http.post(url, json=body).status_code == 200, 60, "v1")
+            button_s = time.monotonic() - accepted
+            figures = _rollout(api, url, body, clients)
+        return {"button_to_ready_s": button_s, "clients": clients, **figures}
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=60)
+        log.close()
+
+
+def _rollout(api: ControlPlaneClient, url: str, body: dict[str, Any],
+             clients: int) -> dict[str, Any]:
+    stop = threading.Event()
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def client_loop() -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                try:
+                    response = http.post(url, json=body)
+                    key = (f"v{response.headers.get('x-greenbutton-version')}"
+                           if response.status_code == 200 else f"HTTP {response.status_code}")
+                except httpx.HTTPError as error:
+                    key = type(error).__name__
+                with lock:
+                    outcomes[key] += 1
+
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    api.transition("diabetes", 2, "Production", actor="bench")
+    started = time.monotonic()
+    _wait(lambda: outcomes["v2"] > 0, 60, "v2")
+    switch_s = time.monotonic() - started
+    time.sleep(1.5)  # v1 drains and stops under load
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    total = sum(outcomes.values())
+    failed = total - outcomes["v1"] - outcomes["v2"]
+    return {"rollout_switch_s": switch_s, "requests": total, "failed": failed,
+            "outcomes": dict(outcomes)}
+
+
+def report(figures: dict[str, Any]) -> str:
+    """The markdown section for docs/performance.md."""
+    return "\n".join([
+        SECTION, "",
+        "`make bench` (`.venv/bin/python bench/controller_rollout.py`): a real `greenbutton up`,",
+        "local target, scikit-learn ElasticNet on the diabetes data, loopback HTTP.", "",
+        "| figure | measured | target |", "|---|---|---|",
+        f"| button → endpoint ready (promotion accepted → first successful prediction) "
+        f"| {figures['button_to_ready_s']:.2f} s | < 5 s |",
+        f"| failed requests during a v1 → v2 rollout, {figures['clients']} concurrent clients "
+        f"| {figures['failed']} of {figures['requests']} | 0 |",
+        f"| rollout: promotion accepted → first answer from v2 "
+        f"| {figures['rollout_switch_s']:.2f} s | — |",
+        "", f"Outcomes: {figures['outcomes']}.", "",
+    ])
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace this bench's section in ``path`` (or append it), leaving others untouched."""
+    text = path.read_text() if path.exists() else "# Performance\n\n"
+    start = text.find(SECTION)
+    if start >= 0:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main() -> None:
+    """Run, print, optionally write the section."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--write", type=Path, help="update this markdown file's section")
+    args = parser.parse_args()
+    section = report(run(args.clients))
+    print(section)
+    if args.write:
+        write_section(args.write, section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Desired state = greenbutton's lifecycle + stored deployment specs.
+
+A model with a Production version and no stored spec gets the default spec (its Production
+version takes all traffic under the model's name). A stored spec replaces that default for its
+deployment name. Usage::
+
+    desired_state(lifecycle_store, deployment_store, target_uri="local://")
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from pydantic import ValidationError
+
+from ..store.protocol import DeploymentStore, LifecycleStore, Stage, StoredDeploymentSpec
+from .reconcile import DeploymentSpec
+from .specs import DeploySpec, default_spec, resolve
+
+log = logging.getLogger(__name__)
+
+
+def load_spec(stored: StoredDeploymentSpec) -> DeploySpec:
+    """The validated spec of a stored document (``ValidationError`` if it no longer is)."""
+    return DeploySpec.model_validate({**stored.spec, "name": stored.name})
+
+
+def endpoint_specs(lifecycle: LifecycleStore, specs: DeploymentStore) -> list[DeploySpec]:
+    """Every stored spec plus the default spec of each Production model without one."""
+    chosen: dict[str, DeploySpec] = {}
+    for stored in specs.list_specs():
+        try:
+            chosen[stored.name] = load_spec(stored)
+        except ValidationError:
+            log.warning("stored deployment spec %r is invalid; skipped", stored.name)
+    for state in lifecycle.versions_in(Stage.PRODUCTION):
+        if state.model in chosen:
+            continue
+        try:
+            chosen[state.model] = default_spec(state.model)
+        except ValidationError:
+            log.warning("model %r cannot be deployed: its name is not a valid deployment name",
+                        state.model)
+    return [chosen[name] for name in sorted(chosen)]
+
+
+def desired_state(
+    lifecycle: LifecycleStore, specs: DeploymentStore, *, target_uri: str | None = None
+) -> list[DeploymentSpec]:
+    """The resolved deployments this controller (deploying to ``target_uri``) should run."""
+    stages: dict[str, dict[Stage, int]] = defaultdict(dict)
+    for state in lifecycle.list_states():
+        if state.stage in (Stage.PRODUCTION, Stage.STAGING):
+            stages[state.model][state.stage] = state.version
+    desired = []
+    for spec in endpoint_specs(lifecycle, specs):
+        if spec.target is not None and target_uri is not None and spec.target != target_uri:
+            continue  # another controller's (or a GitOps folder's) deployment
+        resolved = resolve(spec, stages.get(spec.model, {}))
+        if resolved is not None:
+            desired.append(resolved)
+    return desired

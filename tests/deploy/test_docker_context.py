@@ -1,0 +1,124 @@
+"""The Docker build context is self-sufficient: without Docker, a fresh virtual environment
+installs its requirements and its entrypoint serves the model from the context folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import ElasticNet
+
+import greenbutton
+from greenbutton.config import Settings
+from greenbutton.deploy.docker import SERVE_ARGV, BuildContext, docker_build, write_build_context
+from greenbutton.errors import NotReady
+
+
+def regressor(estimator: Any) -> greenbutton.Model:
+    """A model whose class is pickled by value: the fresh venv cannot import this test module."""
+
+    class Regressor(greenbutton.Model):
+        def __init__(self, estimator: Any) -> None:
+            self.estimator = estimator
+
+        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+            return self.estimator.predict(model_input)
+
+    return Regressor(estimator)
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildContext]:
+    settings = Settings(home=tmp_path_factory.mktemp("gb"), _env_file=None)  # type: ignore[call-arg]
+    previous = mlflow.get_tracking_uri()
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    greenbutton.log_model(regressor(ElasticNet(alpha=0.1).fit(X, y)), "diabetes",
+                          reference_data=X, settings=settings,
+                          pip_requirements=["scikit-learn", "pandas"])
+    yield write_build_context("models:/diabetes/1", tmp_path_factory.mktemp("ctx") / "ctx",
+                              settings)
+    mlflow.set_tracking_uri(previous)
+
+
+def test_dockerfile_is_slim_non_root_with_healthcheck(context: BuildContext) -> None:
+    dockerfile = (context.path / "Dockerfile").read_text()
+    assert f"FROM python:{sys.version_info[0]}.{sys.version_info[1]}-slim" in dockerfile
+    assert "USER 10001" in dockerfile
+    assert "HEALTHCHECK" in dockerfile
+    assert 'ENTRYPOINT ["greenbutton", "serve", "model"]' in dockerfile
+    assert context.tag == "greenbutton/diabetes:1"
+
+
+def test_requirements_are_pinned_and_include_greenbutton(context: BuildContext) -> None:
+    requirements = (context.path / "requirements.txt").read_text().splitlines()
+    assert any(line.startswith("./wheels/greenbutton-") for line in requirements)
+    constraints = (context.path / "constraints.txt").read_text().splitlines()
+    constrained = {line.partition("==")[0] for line in constraints}
+    for line in requirements:
+        name = line.partition("==")[0]
+        assert line.startswith("./") or "==" in line or name in constrained, line
+    assert "starlette" in constrained and "scikit-learn" in constrained
+    assert (context.path / "model" / "MLmodel").is_file()
+
+
+def test_docker_build_without_engine_raises_not_ready(context: BuildContext) -> None:
+    if subprocess.run(["sh", "-c", "docker info"], capture_output=True).returncode == 0:
+        pytest.skip("a Docker engine is reachable here")
+    with pytest.raises(NotReady):
+        docker_build(context.path, context.tag)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_context_installs_in_fresh_venv_and_serves(context: BuildContext, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+           "-r", "requirements.txt", "-c", "constraints.txt"]
+    subprocess.run(pip, cwd=context.path, check=True, timeout=800)  # pip's cache makes reruns fast
+    port = _free_port()
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "GREENBUTTON_HOME": str(tmp_path / "gbhome")}
+    argv = [str(venv / "bin" / SERVE_ARGV[0]), *SERVE_ARGV[1:],
+            "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(argv, cwd=context.path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "context entrypoint never became ready"
+            time.sleep(0.2)
+        X, _ = load_diabetes(return_X_y=True, as_frame=True)
+        response = httpx.post(f"{url}/predict", timeout=10,
+                              json={"inputs": X.head(3).to_dict(orient="records")})
+        assert response.status_code == 200, response.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if server.stderr:
+            server.stderr.close()
+    assert os.path.isdir(context.path / "model")

@@ -1,0 +1,94 @@
+"""Generated Kubernetes manifests validate against the schemas of two recent versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from greenbutton.controller.specs import DeploySpec, RouteRule, ShadowRule, resolve
+from greenbutton.deploy.kubernetes import KubernetesOptions, render
+from greenbutton.deploy.kubernetes_apply import apply_manifests, parse_target, write_manifests
+from greenbutton.errors import GreenbuttonError, NotReady
+from greenbutton.store import Stage
+
+K8S_VERSIONS = ["1.36.0", "1.37.0"]  # schemas ship inside kubernetes-validate
+AB = DeploySpec(name="wine", model="wine", replicas=2, max_replicas=6,
+                  routes=(RouteRule(to="production", weight=80),
+                          RouteRule(to="challenger", weight=20)),
+                  shadow=(ShadowRule(to=7, percent=5),))
+
+
+def _manifests(operator: bool = True) -> list[dict[str, Any]]:
+    resolved = resolve(AB, {Stage.PRODUCTION: 3, Stage.STAGING: 4})
+    assert resolved is not None
+    return render(resolved, AB, KubernetesOptions(namespace="ml",
+                                                  has_prometheus_operator=operator))
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_manifests_validate_against_schema(version: str) -> None:
+    for manifest in _manifests(operator=False):
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_manifests_cover_every_kind() -> None:
+    kinds = sorted({m["kind"] for m in _manifests()})
+    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy",
+                     "PodDisruptionBudget", "Service", "ServiceMonitor"]
+    assert "ServiceMonitor" not in {m["kind"] for m in _manifests(operator=False)}
+
+
+def test_deployment_is_non_root_with_health_probes() -> None:
+    deployments = [m for m in _manifests() if m["kind"] == "Deployment"]
+    assert [d["metadata"]["name"] for d in deployments] == ["wine-v3", "wine-v4", "wine-v7"]
+    pod = deployments[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert container["envFrom"][0]["secretRef"]["optional"] is True
+    assert deployments[0]["spec"]["replicas"] == 2
+
+
+def test_ingress_canary_carries_the_weights() -> None:
+    ingresses = {m["metadata"]["name"]: m for m in _manifests() if m["kind"] == "Ingress"}
+    annotations = ingresses["wine-canary"]["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/canary-weight"] == "20"
+    assert annotations["nginx.ingress.kubernetes.io/canary-weight-total"] == "100"
+    main = ingresses["wine"]["metadata"]["annotations"]
+    assert "wine-v7.ml.svc" in main["nginx.ingress.kubernetes.io/mirror-target"]
+
+
+def test_write_manifests_round_trips_yaml(tmp_path: Path) -> None:
+    path = write_manifests(_manifests(), tmp_path / "gitops", "wine")
+    assert list(yaml.safe_load_all(path.read_text())) == _manifests()
+
+
+def test_parse_target_context_and_namespace() -> None:
+    assert parse_target("kubernetes://prod/ml") == ("prod", "ml")
+    assert parse_target("kubernetes:///") == (None, "default")
+    with pytest.raises(GreenbuttonError):
+        parse_target("local://")
+
+
+def test_apply_without_kubeconfig_raises_not_ready(tmp_path: Path) -> None:
+    with pytest.raises(NotReady):
+        apply_manifests(_manifests(), context="nowhere", kubeconfig=tmp_path / "missing")
+
+
+def test_apply_to_unreachable_cluster_raises_not_ready(tmp_path: Path) -> None:
+    # as far as the apply path goes without a cluster: config parsed, API server down
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "down",
+        "clusters": [{"name": "down", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "contexts": [{"name": "down", "context": {"cluster": "down", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+    }))
+    with pytest.raises(NotReady):
+        apply_manifests(_manifests(), context="down", kubeconfig=kubeconfig)
