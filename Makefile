@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast test-all bench lint typecheck clean install test-deps
+.PHONY: demo test test-fast test-all bench bench-deps lint typecheck clean install test-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # Reinstall only when the dependency declarations change.
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,postgres]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,postgres,explain]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,7 +24,9 @@ demo: $(STAMP)
 
 ## test-deps: system packages the suite needs (Debian), installed only when missing.
 test-deps:
-	@true
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || (apt-get update && apt-get install -y prometheus)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || (apt-get update && apt-get install -y postgresql)
 
 ## make test: lint, then the default suite (everything but the load/soak tiers).
 test: $(STAMP) test-deps
@@ -39,9 +41,18 @@ test-fast: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## make bench-deps: wrk, the load generator of bench/serving_bench.py (Debian package).
+bench-deps:
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk) \
+	  || (sudo apt-get update && sudo apt-get install -y wrk)
+
 ## make bench: the benchmarks; they print tables of measured ratios.
-bench: $(STAMP)
-	$(BIN)/pytest -m bench -s $(PYTEST_ARGS)
+bench: $(STAMP) bench-deps
+	$(BIN)/pytest -m bench -s tests bench $(PYTEST_ARGS)
+	$(BIN)/python bench/drift_power.py --trials 200 --write docs/performance.md
+	$(BIN)/python bench/drift_overhead.py
+	$(BIN)/python bench/serving_bench.py --write docs/performance.md
+	$(BIN)/python bench/controller_rollout.py --write docs/performance.md
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src

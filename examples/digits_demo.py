@@ -30,6 +30,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import greenbutton
+from greenbutton.cli_governance import local_token
 from greenbutton.client import ControlPlaneClient, ControlPlaneUnreachable
 from greenbutton.config import Settings
 
@@ -68,7 +69,7 @@ def main() -> int:
             description="8x8 digits, logistic regression")
         step(f"logged {logged.model_uri} (run {logged.run_id[:8]}, data {logged.data_digest[:12]})")
 
-        with ControlPlaneClient(settings.server.url or "") as client:
+        with ControlPlaneClient(settings.server.url or "", token=local_token(settings)) as client:
             client.transition("digits", logged.version, "Production", actor=getpass.getuser(),
                               reason="make demo")
             step(f"promoted digits v{logged.version} to Production — the green button")

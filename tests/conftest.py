@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import cloudpickle
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.models import infer_signature
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
 
 from greenbutton.config import Settings
+from greenbutton.monitoring.metrics import Metrics
+from greenbutton.serving.dataplane import DataPlane
+from greenbutton.serving.loading import ServedModel, load_served_model
+from postgres_server import postgres_uri  # noqa: F401  (session fixture: real PostgreSQL)
 
 
 @pytest.fixture
@@ -41,3 +53,94 @@ def mlflow_uri(settings: Settings) -> Iterator[str]:
 def mlflow_client(mlflow_uri: str) -> MlflowClient:
     """An MlflowClient on the test's tracking store."""
     return MlflowClient(tracking_uri=mlflow_uri, registry_uri=mlflow_uri)
+
+
+# --- a real digits model, logged once per session, and data planes around it ---
+
+
+class DigitsClassifier(mlflow.pyfunc.PythonModel):
+    """LogisticRegression on sklearn's digits, as a pyfunc model."""
+
+    def __init__(self, classifier: Any) -> None:
+        self.classifier = classifier
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        """The digit each row shows."""
+        return self.classifier.predict(model_input)  # type: ignore[no-any-return]
+
+
+DIGITS_URI = "models:/digits/1"
+"""Where the session's digits model is registered."""
+
+
+@pytest.fixture(scope="session")
+def digits_frame() -> pd.DataFrame:
+    """sklearn's digits as 64 float columns pixel_0..pixel_63."""
+    data = load_digits()
+    return pd.DataFrame(data.data, columns=[f"pixel_{i}" for i in range(64)]).astype("float64")
+
+
+@pytest.fixture(scope="session")
+def digits_store(tmp_path_factory: pytest.TempPathFactory, digits_frame: pd.DataFrame) -> Settings:
+    """Settings of a session-wide MLflow store holding version 1 of the model ``digits``."""
+    home = tmp_path_factory.mktemp("digits") / "gb"
+    home.mkdir()
+    settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
+    target = load_digits().target
+    classifier = LogisticRegression(max_iter=500).fit(digits_frame, target)
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow.registry_uri)
+    module = sys.modules[DigitsClassifier.__module__]
+    cloudpickle.register_pickle_by_value(module)  # so a separate process can unpickle it
+    try:
+        experiment = mlflow.create_experiment("digits", settings.mlflow.artifact_root)
+        with mlflow.start_run(experiment_id=experiment):
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=DigitsClassifier(classifier),
+                signature=infer_signature(digits_frame, target),
+                input_example=digits_frame[:5],
+                registered_model_name="digits",
+            )
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+    return settings
+
+
+@pytest.fixture(scope="session")
+def served_digits(digits_store: Settings, tmp_path_factory: pytest.TempPathFactory) -> ServedModel:
+    """The digits model loaded once for every test that serves it."""
+    dst = tmp_path_factory.mktemp("served")
+    return load_served_model(DIGITS_URI, digits_store.mlflow, Path(dst))
+
+
+@pytest.fixture
+async def dataplane(settings: Settings, served_digits: ServedModel) -> DataPlane:
+    """A warmed-up data plane over the digits model, with fresh metrics."""
+    plane = DataPlane(settings.serving, Metrics(), served_digits)
+    await plane.warm_up()
+    return plane
+
+
+@pytest.fixture
+def save_local_model(
+    tmp_path: Path, settings: Settings, digits_frame: pd.DataFrame
+) -> Callable[[mlflow.pyfunc.PythonModel], ServedModel]:
+    """Save a pyfunc model with the digits signature to a local folder and load it."""
+
+    def save(python_model: mlflow.pyfunc.PythonModel) -> ServedModel:
+        path = tmp_path / f"model-{len(list(tmp_path.iterdir()))}"
+        signature = infer_signature(digits_frame, np.zeros(len(digits_frame), dtype=np.int64))
+        mlflow.pyfunc.save_model(
+            path, python_model=python_model, signature=signature, input_example=digits_frame[:2]
+        )
+        dst = tmp_path / f"{path.name}-loaded"
+        dst.mkdir()
+        return load_served_model(str(path), settings.mlflow, dst)
+
+    return save

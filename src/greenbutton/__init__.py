@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .conformance import ConformanceReport, Problem, check
-    from .model import EndpointSpec, Model, endpoint
+    from .model import EndpointSpec, Model, endpoint, model_test
     from .packaging import LoggedModel, log_model
 
 __all__ = [
@@ -23,12 +23,13 @@ __all__ = [
     "check",
     "endpoint",
     "log_model",
+    "model_test",
 ]
 __version__ = "0.1.0"
 
 _HOMES = {
     "ConformanceReport": "conformance", "Problem": "conformance", "check": "conformance",
-    "EndpointSpec": "model", "Model": "model", "endpoint": "model",
+    "EndpointSpec": "model", "Model": "model", "endpoint": "model", "model_test": "model",
     "LoggedModel": "packaging", "log_model": "packaging",
 }
 

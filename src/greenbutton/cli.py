@@ -7,8 +7,10 @@ import getpass
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from . import cli_governance
 from .config import Settings
 from .errors import GreenbuttonError
 
@@ -76,6 +78,31 @@ def _parser() -> argparse.ArgumentParser:
                          help="who is doing this (default: your login name)")
         cmd.set_defaults(command=_transition)
 
+    deploy = sub.add_parser("deploy", help="set a deployment's routes, shadow and replicas",
+                            description=DEPLOY_HELP,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    deploy.add_argument("name", help="deployment name (its stable URL: /endpoints/NAME/)")
+    deploy.add_argument("--model", help="registered model (default: NAME)")
+    deploy.add_argument("--route", action="append", default=[], metavar="TARGET=WEIGHT",
+                        help="production|staging|challenger|VERSION = weight (repeatable)")
+    deploy.add_argument("--shadow", action="append", default=[], metavar="[TARGET=]PERCENT",
+                        help="mirror PERCENT %% of requests to TARGET (default staging)")
+    deploy.add_argument("--sticky-header", help="assign callers to a variant by this header")
+    deploy.add_argument("--replicas", type=int, default=1, help="serving replicas (Kubernetes)")
+    deploy.add_argument("--max-replicas", type=int, help="autoscaling ceiling (Kubernetes)")
+    deploy.add_argument("--target", help="deploy target URI (default: the controller's)")
+    deploy.add_argument("--write-manifests", type=Path, metavar="DIR",
+                        help="write Kubernetes manifests to DIR (GitOps) instead of storing")
+    deploy.add_argument("--namespace", default="default", help="namespace for --write-manifests")
+    deploy.add_argument("--actor", default=getpass.getuser(), help="who is doing this")
+    deploy.set_defaults(command=_deploy)
+
+    rollback = sub.add_parser("rollback", help="return a model to its previous Production version")
+    rollback.add_argument("model")
+    rollback.add_argument("--reason", help="why; kept in the transition history")
+    rollback.add_argument("--actor", default=getpass.getuser(), help="who is doing this")
+    rollback.set_defaults(command=_rollback)
+
     status = sub.add_parser("status", help="models, versions, stages, deployments and URLs")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(command=_status)
@@ -88,7 +115,71 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check a logged model against greenbutton's contract")
     check.add_argument("model_uri", help="e.g. models:/digits/3")
     check.set_defaults(command=_check)
+
+    explain = sub.add_parser("explain", help="explain a reference row of a logged model")
+    explain.add_argument("model_uri", help="e.g. models:/digits/3")
+    explain.add_argument("--row", type=int, default=0, help="reference row (default 0)")
+    explain.add_argument("--png", type=Path, help="write the attribution picture here")
+    explain.add_argument("--output", help="class to explain (default: the predicted one)")
+    explain.set_defaults(command=_explain)
+
+    export = sub.add_parser("export", help="payload log (+ feedback) as a training dataset")
+    export.add_argument("model", help="registered model name")
+    export.add_argument("--since", default="7d", help="7d, 12h, 30m or an ISO time (default 7d)")
+    export.add_argument("--exclude-outliers", action="store_true", help="drop flagged rows")
+    export.add_argument("--with-feedback", action="store_true",
+                        help="only rows that received a truth or reward")
+    export.add_argument("--output", type=Path, help="file.parquet or file.csv "
+                        "(default MODEL-export.parquet)")
+    export.add_argument("--log-to-mlflow", action="store_true",
+                        help="also log it as an MLflow dataset input of a new run")
+    export.set_defaults(command=_export)
+
+    prom = sub.add_parser("monitoring-config",
+                          help="write Prometheus scrape config, alert rules, Grafana dashboards")
+    prom.add_argument("directory", type=Path)
+    prom.add_argument("--target", action="append", default=[], metavar="NAME=HOST:PORT",
+                      help="a deployment to scrape (repeatable)")
+    prom.set_defaults(command=_monitoring_config)
+    cli_governance.add_commands(sub)
     return parser
+
+
+DEPLOY_HELP = """\
+examples:
+  greenbutton deploy wine --route production=80 --route challenger=20
+  greenbutton deploy wine --shadow 5                 # mirror 5 %% to the staging version
+  greenbutton deploy wine --route production=100 --shadow staging=10 --sticky-header X-User
+  greenbutton deploy wine --write-manifests k8s/     # Kubernetes YAML for GitOps
+'challenger' is a synonym of 'staging'. Routes to an alias without a version are skipped.
+"""
+
+
+def _deploy(settings: Settings, args: argparse.Namespace) -> int:
+    from .deploy.commands import deploy
+
+    with _client(settings) as client:
+        return deploy(client, args)
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from .monitoring.commands import export
+
+    return export(settings, args)
+
+
+def _monitoring_config(settings: Settings, args: argparse.Namespace) -> int:
+    from .monitoring.commands import monitoring_config
+
+    return monitoring_config(settings, args)
+
+
+def _rollback(settings: Settings, args: argparse.Namespace) -> int:
+    with _client(settings) as client:
+        done = client.rollback(args.model, actor=args.actor, reason=args.reason)
+    for t in done:
+        print(f"{t['model']} v{t['version']}: {t['from_stage']} -> {t['to_stage']}")
+    return 0
 
 
 def _version() -> str:
@@ -98,9 +189,10 @@ def _version() -> str:
 
 
 def _client(settings: Settings) -> Any:
+    from .cli_governance import local_token
     from .client import ControlPlaneClient
 
-    return ControlPlaneClient(settings.server.url)
+    return ControlPlaneClient(settings.server.url, token=local_token(settings))
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
@@ -112,14 +204,21 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
             update={"host": args.host or settings.server.host,
                     "port": args.port or settings.server.port, "url": ""})
         settings = Settings(**{**settings.model_dump(), "server": server.model_dump()})
-    run_control_plane(build_control_plane(settings), settings)
+    app = build_control_plane(settings)
+    if app.state.bootstrap_token:  # first start: shown once (also saved for the embedded default)
+        print(f"created user 'admin'; its API token (shown once): {app.state.bootstrap_token}\n"
+              f"saved to {settings.home / 'admin.token'} (0600) when the store is local",
+              flush=True)
+    run_control_plane(app, settings)
     return 0
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from .serving.process import run
+    from .wiring import build_monitoring
 
-    run(settings, args.model_uri, host=args.host, port=args.port, fd=args.fd)
+    run(settings, args.model_uri, host=args.host, port=args.port, fd=args.fd,
+        plugins=build_monitoring(settings))
     return 0
 
 
@@ -141,9 +240,18 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     _table(["MODEL", "LATEST", "PRODUCTION", "STAGING"],
            [[m["name"], m["latest_version"], m["production"], m["staging"]] for m in models])
     print()
-    _table(["DEPLOYMENT", "VERSION", "STATE", "URL", "REASON"],
-           [[d["name"], d["version"], d["state"], d["url"], d["reason"]] for d in deployments])
+    _table(["DEPLOYMENT", "VERSION", "STATE", "TRAFFIC", "URL", "REASON"],
+           [[d["name"], d["version"], d["state"], _traffic(d), d["url"], d["reason"]]
+            for d in deployments])
     return 0
+
+
+def _traffic(deployment: dict[str, Any]) -> str:
+    """``v3:80 v4:20 v5:shadow 5%`` from a deployment status."""
+    shares = [f"v{t['version']}:" + (f"shadow {t['mirror_percent']}%" if t["mirror_percent"]
+                                      else str(t["weight"]))
+              for t in deployment.get("traffic", ())]
+    return " ".join(shares) or "-"
 
 
 def _history(settings: Settings, args: argparse.Namespace) -> int:
@@ -155,6 +263,14 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
     _table(["WHEN", "VERSION", "FROM", "TO", "WHO", "REASON"],
            [[t["at"], t["version"], t["from_stage"], t["to_stage"], t["actor"], t["reason"]]
             for t in done])
+    return 0
+
+
+def _explain(settings: Settings, args: argparse.Namespace) -> int:
+    from .explain.report import explain_reference_row
+
+    print(explain_reference_row(settings, args.model_uri, args.row, png=args.png,
+                                output=args.output))
     return 0
 
 

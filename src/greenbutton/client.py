@@ -23,9 +23,11 @@ class ControlPlaneClient:
     """Typed calls to a running ``greenbutton up``; API errors come back as GreenbuttonError."""
 
     def __init__(self, url: str, *, timeout_s: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, token: str | None = None) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport,
+                                  headers=headers)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -54,6 +56,7 @@ class ControlPlaneClient:
         """Move a version (number, ``latest``, ``staging``…) to ``stage``; returns transitions."""
         body = {"stage": stage, "actor": actor, "reason": reason}
         path = f"{API}/models/{name}/versions/{ref}/transitions"
+        # with governance, a 202 means the request awaits another approver: no transitions yet
         return list(self._call("POST", path, json=body)["transitions"])
 
     def history(self, name: str) -> list[dict[str, Any]]:
@@ -63,6 +66,21 @@ class ControlPlaneClient:
     def deployments(self) -> list[dict[str, Any]]:
         """What the controller runs, with state, version and stable URL."""
         return list(self._call("GET", f"{API}/deployments")["deployments"])
+
+    def put_spec(self, name: str, spec: dict[str, Any], *, actor: str,
+                 expected_revision: int | None = None) -> dict[str, Any]:
+        """Store a deployment spec (routes, shadow, replicas…); the controller applies it."""
+        body = {"spec": spec, "actor": actor, "expected_revision": expected_revision}
+        return dict(self._call("PUT", f"{API}/deployments/{name}/spec", json=body))
+
+    def get_spec(self, name: str) -> dict[str, Any]:
+        """A deployment's stored (or default) spec."""
+        return dict(self._call("GET", f"{API}/deployments/{name}/spec"))
+
+    def rollback(self, name: str, *, actor: str, reason: str | None = None) -> list[dict[str, Any]]:
+        """Put the previous Production version back; returns the transitions."""
+        body = {"actor": actor, "reason": reason}
+        return list(self._call("POST", f"{API}/models/{name}/rollback", json=body)["transitions"])
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

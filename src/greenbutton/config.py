@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +68,16 @@ class ServingSettings(BaseModel):
     """Time budget of one prediction (504 after it)."""
     shutdown_timeout_s: PositiveFloat = 30.0
     """On SIGTERM, how long in-flight requests may take before the process stops anyway."""
+    max_concurrency: PositiveInt = 256
+    """Most requests one worker handles at once; more get 503 with ``Retry-After``."""
+    workers: NonNegativeInt = 0
+    """Worker processes sharing the listening socket; 0: one per CPU core."""
+    max_batch_size: PositiveInt | None = None
+    """Override every model's declared ``max_batch_size`` (1 turns batching off)."""
+    max_batch_wait_ms: NonNegativeFloat | None = None
+    """Override every model's declared ``max_batch_wait_ms``."""
+    allowed_hosts: str = ""
+    """Comma-separated extra ``Host`` names accepted besides loopback (``*``: any)."""
 
 
 class ControllerSettings(BaseModel):
@@ -83,6 +101,68 @@ class ControllerSettings(BaseModel):
     """Most upstream connections the gateway opens at once (503 when all are busy)."""
 
 
+class MonitoringSettings(BaseModel):
+    """Monitors of a serving process: drift windows, outliers, payload log, feedback, alerts."""
+
+    is_enabled: bool = True
+    """Load the model's monitors, annotate rows, log payloads and accept feedback."""
+    payload_store_uri: str = ""
+    """SQLAlchemy URI of the payload log and feedback tables (its own database, tables created
+    on first use); default ``sqlite:///<home>/monitoring.db``."""
+    window_size: PositiveInt = 100
+    """Drift is tested on the most recent this-many rows."""
+    drift_interval_s: PositiveFloat = 10.0
+    """Recompute drift (off the request path) at most this often."""
+    drift_alpha: PositiveFloat = 0.01
+    """Family-wise false-alarm rate of one drift test over all detectors and features."""
+    outlier_detector: str = "mahalanobis"
+    """Outlier detector fitted at log time: ``mahalanobis`` (MCD) or ``isolation_forest``."""
+    outlier_target_fpr: PositiveFloat = 0.01
+    """Share of clean rows flagged as outliers (threshold calibrated on held-back rows)."""
+    is_adversarial_enabled: bool = False
+    """Feature-squeezing check per row (costs a second model call per request)."""
+    buffer_size: PositiveInt = 10_000
+    """Payload records held in memory before new ones are dropped (and counted)."""
+    flush_interval_s: PositiveFloat = 1.0
+    """Write buffered payload records at least this often."""
+    alerts_file: Path | None = None
+    """JSON file of alert rules, webhook and retraining trigger (``AlertsSpec``)."""
+    is_private_webhook_allowed: bool = False
+    """Let alert webhooks reach loopback/private addresses (tests, in-cluster receivers)."""
+
+
+class ExplainSettings(BaseModel):
+    """``POST /explain``: its own limits, apart from ``/predict``'s (explaining costs more)."""
+
+    max_concurrency: PositiveInt = 2
+    """Explanations computed at once per process; more get 503 with ``Retry-After``."""
+    timeout_s: PositiveFloat = 10.0
+    """Time budget of one explanation (504 after it)."""
+    max_rows: PositiveInt = 20
+    """Most rows explained in one request (413 above)."""
+    background_rows: PositiveInt = 100
+    """Reference rows (seeded sample) the linear and model-agnostic explainers compare to."""
+    max_evals: PositiveInt = 300
+    """Model calls per row of the model-agnostic (permutation) explainer; at least
+    2 × features + 1 are made."""
+
+
+class AuthSettings(BaseModel):
+    """Tokens, endpoint auth and approvals (see docs/governance.md)."""
+
+    is_endpoint_auth_enabled: bool | None = None
+    """Serving endpoints (all but health) need a bearer token with ``invoke`` on the model;
+    default: on whenever the control plane or serving listens beyond loopback."""
+    token_cache_ttl_s: PositiveFloat = 2.0
+    """How long a serving process trusts a token check (revocation takes effect after it)."""
+    token_ttl_days: PositiveInt | None = 90
+    """Lifetime of newly issued tokens (none: they never expire)."""
+    is_four_eyes_default: bool = False
+    """Four-eyes approval for models without their own policy (on for regulated teams)."""
+    gate_timeout_s: PositiveFloat = 300.0
+    """Time budget of one proposal's gates (they run in a separate process)."""
+
+
 class Settings(BaseSettings):
     """All of greenbutton's process configuration."""
 
@@ -100,6 +180,12 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    explain: ExplainSettings = Field(default_factory=ExplainSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    token: str | None = Field(default=None, repr=False)
+    """Bearer token of the CLI and client (``GREENBUTTON_TOKEN``); default: the token file
+    ``<home>/admin.token`` written by the first ``greenbutton up``."""
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Self:
@@ -114,12 +200,19 @@ class Settings(BaseSettings):
             self.store.uri = f"sqlite:///{self.home / 'greenbutton.db'}"
         if not self.server.url:
             self.server.url = f"http://{self.server.host}:{self.server.port}"
+        if not self.monitoring.payload_store_uri:
+            self.monitoring.payload_store_uri = f"sqlite:///{self.home / 'monitoring.db'}"
+        if self.auth.is_endpoint_auth_enabled is None:
+            loopback = {"127.0.0.1", "localhost", "::1"}
+            self.auth.is_endpoint_auth_enabled = not {self.server.host,
+                                                      self.serving.host} <= loopback
         return self
 
     def environ(self) -> dict[str, str]:
         """These settings as ``GREENBUTTON_*`` variables, for child processes."""
         env = {"GREENBUTTON_HOME": str(self.home)}
-        for section in ("mlflow", "store", "server", "serving", "controller"):
+        for section in ("mlflow", "store", "server", "serving", "controller", "monitoring",
+                        "explain", "auth"):
             for key, value in getattr(self, section).model_dump().items():
                 if value is not None:
                     env[f"GREENBUTTON_{section.upper()}__{key.upper()}"] = str(value)

@@ -3,7 +3,7 @@
     GreenbuttonError
     ├── NotFound ─────────────── ModelNotFound, VersionNotFound, DeploymentNotFound
     ├── AlreadyExists ────────── VersionAlreadyExists
-    ├── Conflict ─────────────── InvalidTransition, StaleState
+    ├── Conflict ─────────────── InvalidTransition, StaleState, PromotionBlocked
     ├── InvalidInput ─────────── MalformedRequest, SchemaMismatch, UnsupportedBackend,
     │                            NonConformingModel
     ├── PayloadTooLarge
@@ -70,6 +70,10 @@ class InvalidTransition(Conflict):
 
 class StaleState(Conflict):
     """Someone else changed the record first (optimistic concurrency)."""
+
+
+class PromotionBlocked(Conflict):
+    """A gate failed for this version: approval needs an override (``manage`` + reason)."""
 
 
 class InvalidInput(GreenbuttonError):

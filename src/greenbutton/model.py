@@ -52,6 +52,11 @@ class Model(PythonModel):
     """Largest batch the runtime may form from concurrent requests (1: no batching)."""
     max_batch_wait_ms: ClassVar[float] = 2.0
     """Longest a request waits for others to join its batch."""
+    explain_estimator: ClassVar[str | None] = None
+    """Attribute holding the scikit-learn estimator the default ``/explain`` explains
+    (None: the one fitted estimator found among the instance's attributes)."""
+    explain_output_schema: ClassVar[dict[str, Any] | None] = None
+    """JSON Schema of what your own ``explain`` returns, shown in the OpenAPI document."""
 
     @classmethod
     def endpoints(cls) -> list[EndpointSpec]:
@@ -73,3 +78,13 @@ def endpoint(path: str | None = None, *, methods: tuple[str, ...] = ("POST",)) -
         return function
 
     return mark
+
+
+MODEL_TEST_MARKER = "__greenbutton_model_test__"
+
+
+def model_test(function: F) -> F:
+    """Mark a method ``(self, context) -> None`` as a model unit test, run as a promotion gate
+    on the logged model; it fails by raising (e.g. ``assert``) or returning ``False``."""
+    setattr(function, MODEL_TEST_MARKER, True)
+    return function

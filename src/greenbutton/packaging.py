@@ -32,6 +32,7 @@ from . import reference
 from .config import Settings
 from .conformance import call_predict, check
 from .errors import InvalidInput, NonConformingModel
+from .gates import spec as gate_spec
 from .model import Model
 
 REFERENCE_ARTIFACT = "greenbutton_reference"
@@ -69,11 +70,15 @@ def log_model(
     metrics: dict[str, float] | None = None,
     tags: dict[str, str] | None = None,
     settings: Settings | None = None,
+    held_out: tuple[Any, Any] | None = None,
+    gates: list[Any] | None = None,
 ) -> LoggedModel:
     """Log ``model`` to MLflow with its reference data and register a new version of ``name``.
 
     Logs into the active MLflow run if there is one, else into a new run of the experiment
     ``settings.mlflow.experiment``; ``params`` and ``metrics`` are logged to that run.
+    ``held_out=(X, y)`` and ``gates=[{"kind": "metric", "metric": "accuracy", "min": 0.9}]``
+    are what promotion gates check (see docs/governance.md).
     """
     if not MODEL_NAME.match(name):
         raise InvalidInput(f"model name {name!r} must match {MODEL_NAME.pattern}", field="name")
@@ -85,7 +90,10 @@ def log_model(
     _point_mlflow_at(settings)
     with tempfile.TemporaryDirectory(prefix="greenbutton-") as tmp:
         all_artifacts = _write_reference(frame, Path(tmp), artifacts or {})
+        gate_artifacts, gate_tag = gate_spec.prepare(held_out, gates, Path(tmp))
+        all_artifacts.update(gate_artifacts)
         signature = _infer_signature(model, frame, all_artifacts)
+        all_artifacts.update(_fit_monitors(model, frame, all_artifacts, Path(tmp), settings))
         with _run(settings, name) as run_id:
             dataset = mlflow.data.pandas_dataset.from_pandas(frame, name=f"{name}-reference")
             mlflow.log_input(dataset, context="reference")
@@ -112,6 +120,9 @@ def log_model(
                 )
     version = int(info.registered_model_version)
     _tag_version(settings, name, version, run_tags, description)
+    if gate_tag is not None:
+        MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri
+                     ).set_model_version_tag(name, str(version), gate_spec.GATES_TAG, gate_tag)
     return LoggedModel(name, version, run_id, f"models:/{name}/{version}",
                        run_tags[TAG_DIGEST], commit)
 
@@ -124,7 +135,7 @@ def _point_mlflow_at(settings: Settings) -> None:
 
 
 def _write_reference(frame: Any, folder: Path, user: dict[str, str]) -> dict[str, str]:
-    clash = {REFERENCE_ARTIFACT, PROFILE_ARTIFACT} & set(user)
+    clash = {REFERENCE_ARTIFACT, PROFILE_ARTIFACT, "greenbutton_monitors"} & set(user)
     if clash:
         raise InvalidInput(f"artifact names {sorted(clash)} are reserved", field="artifacts")
     data_path = folder / "reference.parquet"
@@ -144,6 +155,19 @@ def _infer_signature(model: Model, frame: Any, artifacts: dict[str, str]) -> Any
     if not report:
         raise NonConformingModel([str(p) for p in report.problems])
     return infer_signature(frame, call_predict(probe, context, head))
+
+
+def _fit_monitors(model: Model, frame: Any, artifacts: dict[str, str], folder: Path,
+                  settings: Settings) -> dict[str, str]:
+    """Drift, outlier and adversarial monitors fitted on the reference data (see monitoring/)."""
+    from .monitoring.monitors import fit_monitors  # heavy, and only needed here
+
+    probe = copy.deepcopy(model)
+    context = mlflow.pyfunc.PythonModelContext(artifacts=artifacts, model_config={})
+    probe.load_context(context)
+    return fit_monitors(frame, call_predict(probe, context, frame), folder,
+                        outlier_kind=settings.monitoring.outlier_detector,
+                        target_fpr=settings.monitoring.outlier_target_fpr)
 
 
 @contextmanager

@@ -9,16 +9,40 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from .config import Settings
+from .controller.desired import desired_state
 from .controller.loop import Controller
 from .controller.reconcile import DeploymentSpec
 from .controller.routes import RouteTable
 from .controller.targets import open_target
+from .governance.access import Access
+from .governance.approvals import Approvals
+from .governance.tokens import write_token_file
 from .registry import Registry
 from .server.app import create_control_plane
+from .serving.hooks import ServingPlugins
 from .store import open_store
+from .store.deployments import deployment_store_for
 from .store.protocol import LifecycleStore, Stage
 
 log = logging.getLogger(__name__)
+
+
+def build_monitoring(settings: Settings) -> ServingPlugins:
+    """A serving process's monitoring routes and hooks (none when monitoring is disabled)."""
+    from .monitoring.alerts import AlertsSpec
+    from .monitoring.payload_store import PayloadStore
+    from .monitoring.runtime import MonitoringRuntime
+
+    if not settings.monitoring.is_enabled:
+        return ServingPlugins()
+    prepare_home(settings)
+    alerts_file = settings.monitoring.alerts_file
+    runtime = MonitoringRuntime(
+        settings.monitoring,
+        PayloadStore(settings.monitoring.payload_store_uri),
+        AlertsSpec.from_file(alerts_file) if alerts_file else None,
+    )
+    return ServingPlugins(routes=runtime.routes(), hooks=runtime.hooks)
 
 
 def prepare_home(settings: Settings) -> None:
@@ -54,6 +78,30 @@ def desired_deployments(store: LifecycleStore) -> list[DeploymentSpec]:
     return specs
 
 
+def build_governance(settings: Settings, registry: Registry) -> tuple[Access, Approvals]:
+    """Tokens and permissions over the store, and the approval workflow with its gates
+    (run in a worker process, so the control plane never unpickles a model)."""
+    from .gates.runner import SubprocessGateRunner
+    from .store.governance_sql import SqlGovernanceStore
+
+    access = Access(SqlGovernanceStore(settings.store.uri),
+                    token_ttl_days=settings.auth.token_ttl_days)
+    approvals = Approvals(access, registry, SubprocessGateRunner(settings),
+                          four_eyes_default=settings.auth.is_four_eyes_default)
+    return access, approvals
+
+
+def bootstrap_admin(settings: Settings, access: Access) -> str | None:
+    """On first start, create the admin and return its token (shown once); for the embedded
+    default it is also saved to ``<home>/admin.token`` (0600) for the CLI on this machine."""
+    issued = access.bootstrap_admin()
+    if issued is None:
+        return None
+    if settings.store.uri.partition(":")[0] in ("sqlite", "memory"):
+        write_token_file(settings.home, issued.secret)
+    return issued.secret
+
+
 def build_control_plane(settings: Settings) -> Starlette:
     """Everything ``greenbutton up`` runs: API, stable endpoint URLs, reconcile loop."""
     prepare_home(settings)
@@ -61,5 +109,13 @@ def build_control_plane(settings: Settings) -> Starlette:
     registry = build_registry(settings, store)
     routes = RouteTable()
     target = open_target(settings.controller.target_uri, settings)
-    controller = Controller(lambda: desired_deployments(store), target, routes, settings)
-    return create_control_plane(settings, registry, controller, routes, target)
+    specs = deployment_store_for(store)
+    target_uri = settings.controller.target_uri
+    controller = Controller(lambda: desired_state(store, specs, target_uri=target_uri),
+                            target, routes, settings)
+    access, approvals = build_governance(settings, registry)
+    app = create_control_plane(settings, registry, controller, routes, target,
+                               access=access, approvals=approvals)
+    app.state.bootstrap_token = bootstrap_admin(settings, access)  # printed once by the CLI
+    app.state.deployment_store = specs  # read by server/api_deployments.py
+    return app

@@ -17,6 +17,7 @@ import pytest
 
 from greenbutton.client import ControlPlaneClient, ControlPlaneUnreachable
 from greenbutton.config import Settings
+from greenbutton.governance.tokens import read_token_file
 
 
 def free_port() -> int:
@@ -40,7 +41,8 @@ class Platform:
         return self.settings.server.url
 
     def client(self) -> ControlPlaneClient:
-        return ControlPlaneClient(self.url)
+        # the admin token the first `greenbutton up` saved in its home (0600)
+        return ControlPlaneClient(self.url, token=read_token_file(self.settings.home))
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.settings.environ()}

@@ -135,7 +135,7 @@ def test_log_model_unsafe_name_is_refused(settings: Any, name: str) -> None:
 def test_public_api_is_pinned() -> None:
     assert sorted(greenbutton.__all__) == [
         "ConformanceReport", "EndpointSpec", "LoggedModel", "Model", "Problem", "check",
-        "endpoint", "log_model",
+        "endpoint", "log_model", "model_test",
     ]
 
 

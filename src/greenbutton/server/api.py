@@ -12,9 +12,12 @@ from starlette.routing import Route
 
 from ..controller.loop import Controller
 from ..errors import DeploymentNotFound, InvalidInput
+from ..governance.permissions import Action, Resource
 from ..registry import Registry, Stage
 from ..serving.encoding import JSON, media_type_of, parse_json, read_body
 from ..serving.responses import json_response
+from . import api_deployments, api_governance
+from .auth import authenticate, authorize, readable
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -48,6 +51,8 @@ def routes() -> list[Route]:
         Route("/api/v1/models/{name}/transitions", history, methods=["GET"]),
         Route("/api/v1/deployments", list_deployments, methods=["GET"]),
         Route("/api/v1/deployments/{name}", get_deployment, methods=["GET"]),
+        *api_deployments.routes(),
+        *api_governance.routes(),
     ]
 
 
@@ -75,25 +80,31 @@ async def health(request: Request) -> Response:
 
 
 async def list_models(request: Request) -> Response:
-    """Registered models and the versions in each stage."""
-    return _ok({"models": [_plain(m) for m in _registry(request).list_models()]})
+    """Registered models and the versions in each stage (those the caller may read)."""
+    models = _registry(request).list_models()
+    allowed = await readable(request, [m.name for m in models])
+    return _ok({"models": [_plain(m) for m in models if m.name in allowed]})
 
 
 async def list_versions(request: Request) -> Response:
     """Versions of one model."""
+    await authorize(request, Resource.MODEL, Action.READ, model=request.path_params["name"])
     versions = _registry(request).list_versions(request.path_params["name"])
     return _ok({"versions": [_plain(v) for v in versions]})
 
 
 async def get_version(request: Request) -> Response:
     """One version, by number or by reference (``production``, ``latest``…)."""
+    await authorize(request, Resource.MODEL, Action.READ, model=request.path_params["name"])
     registry, name = _registry(request), request.path_params["name"]
     version = registry.resolve(name, request.path_params["ref"])
     return _ok(_plain(registry.get_version(name, version)))
 
 
 async def transition(request: Request) -> Response:
-    """Move a version to another stage; the controller reconciles at once."""
+    """Move a version to another stage; the controller reconciles at once. With governance,
+    Staging/Production is ``Approvals.promote`` (propose, gates, approve when allowed)."""
+    caller = await authenticate(request)
     media_type_of(request, frozenset({JSON}))
     body = parse_json(await read_body(request, MAX_BODY_BYTES))
     try:
@@ -104,6 +115,9 @@ async def transition(request: Request) -> Response:
         raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
     registry, name = _registry(request), request.path_params["name"]
     version = registry.resolve(name, request.path_params["ref"])
+    if caller is not None:
+        return await api_governance.promote(request, caller, name, version, wanted.stage,
+                                            wanted.reason)
     done = registry.transition(name, version, wanted.stage, actor=wanted.actor,
                                reason=wanted.reason)
     _controller(request).trigger()
@@ -112,19 +126,23 @@ async def transition(request: Request) -> Response:
 
 async def history(request: Request) -> Response:
     """Every transition of a model, oldest first."""
+    await authorize(request, Resource.MODEL, Action.READ, model=request.path_params["name"])
     done = _registry(request).history(request.path_params["name"])
     return _ok({"transitions": [_plain(t) for t in done]})
 
 
 async def list_deployments(request: Request) -> Response:
-    """What runs, in which state, at which stable URL."""
+    """What runs, in which state, at which stable URL (those the caller may read)."""
     statuses = _controller(request).status()
-    return _ok({"deployments": [s.model_dump(mode="json") for s in statuses]})
+    allowed = await readable(request, [s.name for s in statuses])
+    return _ok({"deployments": [s.model_dump(mode="json") for s in statuses
+                                if s.name in allowed]})
 
 
 async def get_deployment(request: Request) -> Response:
     """One deployment's status."""
     name = request.path_params["name"]
+    await authorize(request, Resource.DEPLOYMENT, Action.READ, model=name)
     for status in _controller(request).status():
         if status.name == name:
             return _ok(status.model_dump(mode="json"))

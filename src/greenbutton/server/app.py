@@ -19,15 +19,17 @@ from ..controller.loop import Controller
 from ..controller.routes import RouteTable
 from ..controller.targets import Target
 from ..errors import GreenbuttonError
+from ..governance.access import Access
+from ..governance.approvals import Approvals
 from ..registry import Registry
+from ..serving.guards import guard
 from ..serving.responses import (
     handle_greenbutton_error,
     handle_http_exception,
     internal_error_response,
 )
-from . import api
+from . import api, dashboard
 from .gateway import create_gateway
-from .guards import guard
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,9 @@ def create_control_plane(
     controller: Controller,
     routes: RouteTable,
     target: Target,
+    *,
+    access: Access | None = None,
+    approvals: Approvals | None = None,
 ) -> Starlette:
     """The control-plane ASGI app; its lifespan runs the reconcile loop, then closes the
     target (stopping what it runs)."""
@@ -57,7 +62,8 @@ def create_control_plane(
                 await target.close()
 
     app = Starlette(
-        routes=[*api.routes(), Mount("/endpoints", app=gateway)],
+        routes=[*api.routes(), Mount("/endpoints", app=gateway),
+                *dashboard.dashboard_routes(settings, registry, controller, routes)],
         exception_handlers={
             GreenbuttonError: handle_greenbutton_error,
             HTTPException: handle_http_exception,
@@ -67,7 +73,10 @@ def create_control_plane(
     )
     app.state.registry = registry
     app.state.controller = controller
+    app.state.access = access  # None: no auth (tests of the bare API); see server/auth.py
+    app.state.approvals = approvals
     guard(app, settings.server.host)
+    app.add_middleware(dashboard.CookieBearer)  # dashboard sign-in cookie → bearer token
     return app
 
 

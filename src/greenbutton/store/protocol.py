@@ -101,3 +101,44 @@ class LifecycleStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+@dataclass(frozen=True)
+class StoredDeploymentSpec:
+    """One deployment spec as stored: a JSON document plus its revision (starts at 1)."""
+
+    name: str
+    spec: dict[str, object]
+    revision: int
+    updated_at: datetime
+    updated_by: str
+
+
+class DeploymentStore(Protocol):
+    """Persistence of deployment specs (validated above the store; kept as JSON here).
+
+    Usage::
+
+        saved = specs.put_spec("wine", {"model": "wine", ...}, actor="alice")
+        specs.put_spec("wine", {...}, actor="bob", expected_revision=saved.revision)
+    """
+
+    def get_spec(self, name: str) -> StoredDeploymentSpec | None:
+        """The spec stored under ``name``, if any."""
+        ...
+
+    def list_specs(self) -> list[StoredDeploymentSpec]:
+        """Every stored spec, by name."""
+        ...
+
+    def put_spec(
+        self, name: str, spec: dict[str, object], *, actor: str,
+        expected_revision: int | None = None,
+    ) -> StoredDeploymentSpec:
+        """Create or replace; ``StaleState`` if ``expected_revision`` (0: must not exist)
+        differs from the stored one."""
+        ...
+
+    def delete_spec(self, name: str, *, actor: str, expected_revision: int | None = None) -> bool:
+        """Remove; False if there was none; ``StaleState`` on a revision mismatch."""
+        ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, and_, insert, select, update
 
@@ -13,6 +13,9 @@ from .engine import DEFAULT_BUSY_TIMEOUT_MS, create_store_engine, translate_erro
 from .migrate import upgrade_engine
 from .protocol import Stage, StageChange, Transition, VersionState
 from .schema import model_key, transitions, version_stages
+
+if TYPE_CHECKING:
+    from .deployment_sql import SqlDeploymentStore
 
 
 def _utcnow() -> datetime:
@@ -82,6 +85,12 @@ class SqlStore:
         with translate_errors(), self._engine.connect() as connection:
             rows = connection.execute(query.order_by(transitions.c.id)).all()
         return [_transition(row) for row in rows]
+
+    def deployment_store(self) -> SqlDeploymentStore:
+        """Deployment specs on this store's engine (table from migration 0002)."""
+        from .deployment_sql import SqlDeploymentStore
+
+        return SqlDeploymentStore(self._engine, clock=self._clock)
 
     def close(self) -> None:
         """Release connections."""
