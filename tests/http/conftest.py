@@ -1,120 +1,16 @@
-"""The serving app around a real digits model, and an httpx client speaking to it in-process.
-
-The digits fixtures repeat tests/serving/conftest.py (conftests cannot share fixtures
-sideways); they belong in tests/conftest.py once more packages serve models.
-"""
+"""The serving app around the digits data plane, and an httpx client speaking to it in-process."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator
 
-import cloudpickle
 import httpx
-import mlflow
-import numpy as np
-import pandas as pd
 import pytest
-from mlflow.models import infer_signature
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
 from starlette.applications import Starlette
 
 from greenbutton.config import Settings
-from greenbutton.monitoring.metrics import Metrics
 from greenbutton.serving.app import create_app
 from greenbutton.serving.dataplane import DataPlane
-from greenbutton.serving.loading import ServedModel, load_served_model
-
-
-class DigitsClassifier(mlflow.pyfunc.PythonModel):
-    """LogisticRegression on sklearn's digits, as a pyfunc model."""
-
-    def __init__(self, classifier: Any) -> None:
-        self.classifier = classifier
-
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> np.ndarray:
-        """The digit each row shows."""
-        return self.classifier.predict(model_input)  # type: ignore[no-any-return]
-
-
-DIGITS_URI = "models:/digits/1"
-"""Where the session's digits model is registered."""
-
-
-@pytest.fixture(scope="session")
-def digits_frame() -> pd.DataFrame:
-    """sklearn's digits as 64 float columns pixel_0..pixel_63."""
-    data = load_digits()
-    return pd.DataFrame(data.data, columns=[f"pixel_{i}" for i in range(64)]).astype("float64")
-
-
-@pytest.fixture(scope="session")
-def digits_store(tmp_path_factory: pytest.TempPathFactory, digits_frame: pd.DataFrame) -> Settings:
-    """Settings of a session-wide MLflow store holding version 1 of the model ``digits``."""
-    home = tmp_path_factory.mktemp("digits") / "gb"
-    home.mkdir()
-    settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
-    target = load_digits().target
-    classifier = LogisticRegression(max_iter=500).fit(digits_frame, target)
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow.registry_uri)
-    module = sys.modules[DigitsClassifier.__module__]
-    cloudpickle.register_pickle_by_value(module)  # so a separate process can unpickle it
-    try:
-        experiment = mlflow.create_experiment("digits", settings.mlflow.artifact_root)
-        with mlflow.start_run(experiment_id=experiment):
-            mlflow.pyfunc.log_model(
-                name="model",
-                python_model=DigitsClassifier(classifier),
-                signature=infer_signature(digits_frame, target),
-                input_example=digits_frame[:5],
-                registered_model_name="digits",
-            )
-    finally:
-        cloudpickle.unregister_pickle_by_value(module)
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
-    return settings
-
-
-@pytest.fixture(scope="session")
-def served_digits(digits_store: Settings, tmp_path_factory: pytest.TempPathFactory) -> ServedModel:
-    """The digits model loaded once for every test that serves it."""
-    dst = tmp_path_factory.mktemp("served")
-    return load_served_model(DIGITS_URI, digits_store.mlflow, Path(dst))
-
-
-@pytest.fixture
-async def dataplane(settings: Settings, served_digits: ServedModel) -> DataPlane:
-    """A warmed-up data plane over the digits model, with fresh metrics."""
-    plane = DataPlane(settings.serving, Metrics(), served_digits)
-    await plane.warm_up()
-    return plane
-
-
-@pytest.fixture
-def save_local_model(
-    tmp_path: Path, settings: Settings, digits_frame: pd.DataFrame
-) -> Callable[[mlflow.pyfunc.PythonModel], ServedModel]:
-    """Save a pyfunc model with the digits signature to a local folder and load it."""
-
-    def save(python_model: mlflow.pyfunc.PythonModel) -> ServedModel:
-        path = tmp_path / f"model-{len(list(tmp_path.iterdir()))}"
-        signature = infer_signature(digits_frame, np.zeros(len(digits_frame), dtype=np.int64))
-        mlflow.pyfunc.save_model(
-            path, python_model=python_model, signature=signature, input_example=digits_frame[:2]
-        )
-        dst = tmp_path / f"{path.name}-loaded"
-        dst.mkdir()
-        return load_served_model(str(path), settings.mlflow, dst)
-
-    return save
 
 
 @pytest.fixture
@@ -127,5 +23,5 @@ def app(settings: Settings, dataplane: DataPlane) -> Starlette:
 async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client calling ``app`` in-process."""
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://serving") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         yield client

@@ -41,7 +41,7 @@ async def test_model_crash_returns_generic_500(
 ) -> None:
     dataplane = DataPlane(settings.serving, Metrics(), save_local_model(FailingModel()))
     transport = httpx.ASGITransport(app=create_app(settings, dataplane))
-    async with httpx.AsyncClient(transport=transport, base_url="http://serving") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.post("/predict", json={"inputs": [[99.0] + [0.0] * 63]})
     assert response.status_code == 500
     error = response.json()["error"]

@@ -13,7 +13,7 @@ from greenbutton.serving.loading import ServedModel
 
 def client_for(settings: Settings, dataplane: DataPlane) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=create_app(settings, dataplane))
-    return httpx.AsyncClient(transport=transport, base_url="http://serving")
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
 
 
 async def test_live_answers_while_model_loads(settings: Settings) -> None:
@@ -47,3 +47,11 @@ async def test_predict_before_load_returns_503(settings: Settings) -> None:
     async with client_for(settings, DataPlane(settings.serving, Metrics())) as client:
         response = await client.post("/predict", json={"inputs": [[0.0] * 64]})
     assert response.status_code == 503
+
+
+async def test_ready_turns_503_when_draining(
+    client: httpx.AsyncClient, dataplane: DataPlane
+) -> None:
+    dataplane.is_draining = True
+    assert (await client.get("/health/ready")).status_code == 503
+    assert (await client.get("/v2/health/ready")).status_code == 503

@@ -11,11 +11,17 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
+import cloudpickle
 import httpx
+import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.models import infer_signature
 from starlette.applications import Starlette
 
 from greenbutton.config import Settings
@@ -43,7 +49,7 @@ async def wait_ready(client: httpx.AsyncClient, timeout_s: float = 60.0) -> http
 async def started(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://serving") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             yield client
 
 
@@ -72,26 +78,90 @@ async def test_build_serving_app_load_failure_reported(digits_store: Settings) -
 
 
 @pytest.mark.slow
-async def test_run_serves_on_inherited_socket_until_sigterm(
+async def test_workers_share_socket_replace_dead_one_and_exit_0_on_sigterm(
     digits_store: Settings, digits_frame: pd.DataFrame
 ) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    env = {**os.environ, **digits_store.environ()}
+    env = {**os.environ, **digits_store.environ(), "GREENBUTTON_SERVING__WORKERS": "2"}
     process = subprocess.Popen(
         [sys.executable, "-c", SERVE_FROM_FD, "models:/digits/1", str(listener.fileno())],
         pass_fds=[listener.fileno()],
         env=env,
     )
     listener.close()
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             assert (await wait_ready(client, timeout_s=120)).status_code == 200
-            rows = digits_frame[:2].to_numpy().tolist()
-            response = await client.post("/predict", json={"inputs": rows})
-            assert response.status_code == 200
+            workers = children.read_text().split()
+            assert len(workers) == 2
+        os.kill(int(workers[0]), signal.SIGKILL)  # its connections are reset, never left hanging
+        rows = digits_frame[:2].to_numpy().tolist()
+        statuses = set()
+        fresh = httpx.Limits(max_keepalive_connections=0)  # a new connection per request
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=fresh,
+                                     timeout=10) as client:
+            for _ in range(20):  # the live worker (or the replacement) answers
+                response = await client.post("/predict", json={"inputs": rows})
+                statuses.add(response.status_code)
+            assert 200 in statuses and statuses <= {200, 503}
+            await asyncio.sleep(1.5)  # every worker has published its counts
+            scraped = (await client.get("/metrics")).text
+            answered = [line for line in scraped.splitlines()
+                        if line.startswith("greenbutton_requests_total{")
+                        and 'endpoint="/predict"' in line and 'status="200"' in line]
+            assert sum(float(line.rsplit(" ", 1)[1]) for line in answered) >= 19, scraped[:3000]
+            deadline = time.monotonic() + 30
+            while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert len(children.read_text().split()) == 2
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+class SlowModel(mlflow.pyfunc.PythonModel):
+    """Takes a second per call, long enough to be in flight when SIGTERM arrives."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        time.sleep(1.0)
+        return np.zeros(len(model_input), dtype=np.int64)
+
+
+@pytest.mark.slow
+async def test_sigterm_lets_in_flight_request_finish_and_exits_0(
+    settings: Settings, tmp_path: Path, digits_frame: pd.DataFrame
+) -> None:
+    path = tmp_path / "slow"
+    module = sys.modules[SlowModel.__module__]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        mlflow.pyfunc.save_model(path, python_model=SlowModel(),
+                                 signature=infer_signature(digits_frame[:2]),
+                                 input_example=digits_frame[:1])
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    env = {**os.environ, **settings.environ(), "GREENBUTTON_SERVING__WORKERS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_FROM_FD, str(path), str(listener.fileno())],
+        pass_fds=[listener.fileno()], env=env,
+    )
+    listener.close()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            assert (await wait_ready(client, timeout_s=120)).status_code == 200
+            rows = digits_frame[:1].to_numpy().tolist()
+            in_flight = asyncio.create_task(client.post("/predict", json={"inputs": rows}))
+            await asyncio.sleep(0.3)
+            process.send_signal(signal.SIGTERM)
+            assert (await in_flight).status_code == 200
+        assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()

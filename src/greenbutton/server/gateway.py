@@ -157,6 +157,11 @@ async def _forward(
         except httpx.TimeoutException as error:
             lease.release()
             raise RequestTimeout(f"deployment {name!r} did not answer in time") from error
+        except (httpx.RemoteProtocolError, httpx.ReadError) as error:
+            # the backend (e.g. a worker that died) dropped the request after receiving it:
+            # not retried, it may have had effects; the caller may retry after Retry-After
+            lease.release()
+            raise NotReady(f"deployment {name!r} dropped the request; retry") from error
         except BaseException:
             lease.release()
             raise

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from ..config import ServingSettings
 from ..errors import ModelNotReady, RequestTimeout, SchemaMismatch
 from ..monitoring.metrics import Metrics
+from .batching import BatchedModel, BatchLimits, batch_limits_of
+from .hooks import PredictionRecord, PredictionSink, RowAnnotator, ServingHooks, utc_now
 from .loading import ServedModel
 from .schema import RequestSchema
 
 logger = logging.getLogger(__name__)
 
+INLINE_BUDGET_S = 0.002
+"""Models whose calls average less than this run on the event loop: for them a thread hop
+costs more than the call, and waiting for the GIL between threads makes the latency tail."""
+Scored = tuple[Any, dict[str, list[Any]]]
+"""Predictions and each annotator's values."""
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
@@ -41,23 +50,40 @@ class PredictionResult:
     model_version: str | None
     rows: int
     latency_s: float
+    annotations: dict[str, list[Any]] = field(default_factory=dict)
+    """Each row annotator's values, one per row, under the annotator's name."""
 
 
 class DataPlane:
-    """Holds the served model and runs predictions on it, off the event loop and on a budget."""
+    """Holds the served model and runs predictions on it, off the event loop and on a budget.
+
+    ``annotators`` run after each prediction on DataFrame inputs; ``sinks`` receive a
+    :class:`~greenbutton.serving.hooks.PredictionRecord` of every answered prediction.
+    """
 
     def __init__(
-        self, settings: ServingSettings, metrics: Metrics, model: ServedModel | None = None
+        self,
+        settings: ServingSettings,
+        metrics: Metrics,
+        model: ServedModel | None = None,
+        *,
+        annotators: Sequence[RowAnnotator] = (),
+        sinks: Sequence[PredictionSink] = (),
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.annotators: list[RowAnnotator] = list(annotators)
+        self.sinks: list[PredictionSink] = list(sinks)
         self.load_error: BaseException | None = None
         self.is_ready = False
+        self.is_draining = False
+        self.batcher: BatchedModel | None = None
+        self.call_s: float | None = None
+        """Moving average of one unbatched model call (None until the first)."""
         self._model: ServedModel | None = None
         self._request_schema: RequestSchema | None = None
         if model is not None:
             self.attach(model)
-
     @property
     def name(self) -> str:
         """Name the model answers as ("" until it is loaded)."""
@@ -84,6 +110,8 @@ class DataPlane:
 
     def status_message(self) -> str:
         """Why the model is not ready, or "ready"."""
+        if self.is_draining:
+            return "shutting down"
         if self.load_error is not None:
             return f"model failed to load: {self.load_error}"
         if self._model is None:
@@ -100,11 +128,48 @@ class DataPlane:
         )
         self._model = model
         self.metrics.set_ready(model=model.name, version=model.version, is_ready=False)
+        limits = batch_limits_of(
+            model.python_model, self.settings.max_batch_size, self.settings.max_batch_wait_ms
+        )
+        self.batcher = self._batcher(model, limits) if limits.is_batching else None
 
-    async def load(self, loader: Callable[[], ServedModel]) -> None:
-        """Run the blocking ``loader`` in a thread, attach and warm up; failures are kept."""
+    def _batcher(self, model: ServedModel, limits: BatchLimits) -> BatchedModel:
+        def observe(requests: int, rows: int) -> None:
+            self.metrics.observe_batch(
+                model=model.name, version=model.version, requests=requests, rows=rows
+            )
+
+        return BatchedModel(model, limits, observe)
+
+    def add_hooks(
+        self, annotators: Sequence[RowAnnotator] = (), sinks: Sequence[PredictionSink] = ()
+    ) -> None:
+        """Add row annotators and prediction sinks (wiring calls this once the model loaded)."""
+        self.annotators.extend(annotators)
+        self.sinks.extend(sinks)
+
+    async def aclose(self) -> None:
+        """Stop batching and flush every sink (graceful shutdown)."""
+        if self.batcher is not None:
+            await self.batcher.aclose()
+        for sink in self.sinks:
+            try:
+                await sink.aclose()
+            except Exception:
+                logger.exception("flushing prediction sink %r failed", sink)
+
+    async def load(
+        self,
+        loader: Callable[[], ServedModel],
+        hooks: Callable[[ServedModel], ServingHooks] | None = None,
+    ) -> None:
+        """Load in a thread, attach, add ``hooks``, warm up; a failure is kept in load_error."""
         try:
-            self.attach(await asyncio.to_thread(loader))
+            model = await asyncio.to_thread(loader)
+            self.attach(model)
+            if hooks is not None:
+                built = hooks(model)
+                self.add_hooks(built.annotators, built.sinks)
             await self.warm_up()
         except Exception as error:
             logger.exception("loading the model failed")
@@ -120,41 +185,110 @@ class DataPlane:
         self.metrics.set_ready(model=model.name, version=model.version, is_ready=True)
 
     async def predict(
-        self, frame: Any, params: dict[str, Any] | None = None, *, request_id: str | None = None
+        self,
+        frame: Any,
+        params: dict[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+        endpoint: str = "/predict",
     ) -> PredictionResult:
         """Score ``frame`` within the request timeout; SchemaMismatch if MLflow rejects it."""
         model = self.model
+        received_at = utc_now()
         started = time.perf_counter()
-        predictions = await self._call(frame, params)
+        predictions, annotations = await self._call(frame, params)
         latency_s = time.perf_counter() - started
         rows = len(frame) if hasattr(frame, "__len__") else 1
         self.metrics.observe_prediction(
             model=model.name, version=model.version, rows=rows, latency_s=latency_s
         )
-        return PredictionResult(
+        result = PredictionResult(
             predictions=predictions,
             request_id=request_id or request_id_from(None),
             model_name=model.name,
             model_version=model.version,
             rows=rows,
             latency_s=latency_s,
+            annotations=annotations,
         )
+        if self.sinks and isinstance(frame, pd.DataFrame):
+            self._submit(result, frame, endpoint, received_at)
+        return result
 
-    async def _call(self, data: Any, params: dict[str, Any] | None) -> Any:
+    async def _call(self, data: Any, params: dict[str, Any] | None) -> Scored:
+        if self.batcher is None and self.call_s is not None and self.call_s < INLINE_BUDGET_S:
+            return self._predict_and_annotate(data, params, isinstance(data, pd.DataFrame))
         # the worker thread cannot be interrupted: on timeout it finishes in the background
-        work = asyncio.to_thread(self._predict_blocking, data, params)
         try:
-            return await asyncio.wait_for(work, timeout=self.settings.request_timeout_s)
+            return await asyncio.wait_for(
+                self._score(data, params), timeout=self.settings.request_timeout_s
+            )
         except TimeoutError:
             raise RequestTimeout(
                 f"prediction took longer than {self.settings.request_timeout_s} s"
             ) from None
 
-    def _predict_blocking(self, data: Any, params: dict[str, Any] | None) -> Any:
+    async def _score(self, data: Any, params: dict[str, Any] | None) -> Scored:
+        is_frame = isinstance(data, pd.DataFrame)
+        if self.batcher is not None and is_frame:
+            try:
+                predictions = await self.batcher.predict(data, params)
+            except MlflowException as error:
+                raise _mismatch(error) from error
+            if not self.annotators:
+                return predictions, {}
+            return predictions, await asyncio.to_thread(self._annotate, data, predictions)
+        return await asyncio.to_thread(self._predict_and_annotate, data, params, is_frame)
+
+    def _predict_and_annotate(
+        self, data: Any, params: dict[str, Any] | None, is_frame: bool
+    ) -> Scored:
+        started = time.perf_counter()
         try:
-            return self.model.pyfunc.predict(data, params=params)
+            predictions = self.model.predict(data, params)
         except MlflowException as error:
             # PyFuncModel.predict enforces the signature and raises MlflowException on mismatch
-            raise SchemaMismatch(
-                f"input does not match the model signature: {error.message}"
-            ) from error
+            raise _mismatch(error) from error
+        finally:
+            elapsed_s = time.perf_counter() - started
+            previous = self.call_s
+            self.call_s = elapsed_s if previous is None else 0.8 * previous + 0.2 * elapsed_s
+        if not self.annotators or not is_frame:
+            return predictions, {}
+        return predictions, self._annotate(data, predictions)
+
+    def _annotate(self, frame: pd.DataFrame, predictions: Any) -> dict[str, list[Any]]:
+        annotations: dict[str, list[Any]] = {}
+        for annotator in self.annotators:
+            try:
+                values = list(annotator.annotate(frame, predictions))
+            except Exception:  # a monitor's bug must not fail the prediction
+                logger.exception("row annotator %r failed", annotator.name)
+                values = [None] * len(frame)
+            annotations[annotator.name] = values
+        return annotations
+
+    def _submit(
+        self, result: PredictionResult, frame: pd.DataFrame, endpoint: str,
+        received_at: datetime.datetime,
+    ) -> None:
+        record = PredictionRecord(
+            request_id=result.request_id,
+            model_name=result.model_name,
+            model_version=result.model_version,
+            endpoint=endpoint,
+            inputs=frame,
+            predictions=result.predictions,
+            annotations=result.annotations,
+            latency_s=result.latency_s,
+            received_at=received_at,
+        )
+        for sink in self.sinks:
+            try:
+                sink.submit(record)
+            except Exception:
+                logger.exception("prediction sink %r failed", sink)
+
+
+def _mismatch(error: MlflowException) -> SchemaMismatch:
+    return SchemaMismatch(f"input does not match the model signature: {error.message}")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 
 from ..config import MlflowSettings
 from ..errors import InvalidInput, ModelNotFound
+from .conform import FastConformer
 
 UNREGISTERED_NAME = "model"
 """Name a model answers as when its URI is not a ``models:/`` registry URI."""
@@ -25,11 +27,40 @@ class ServedModel:
     pyfunc: PyFuncModel
     name: str
     version: str | None
+    conformer: FastConformer | None = field(init=False, repr=False)
+    """Fast path past MLflow's schema enforcement for plainly valid DataFrames (or None)."""
+
+    def __post_init__(self) -> None:
+        metadata = self.pyfunc.metadata
+        is_plain = not (
+            metadata._is_signature_from_type_hint()  # type: ignore[no-untyped-call]
+            or metadata._is_type_hint_from_example()  # type: ignore[no-untyped-call]
+            or not hasattr(self.pyfunc, "_predict_fn")
+        )
+        schema = metadata.get_input_schema()  # type: ignore[no-untyped-call]
+        conformer = FastConformer.from_schema(schema) if is_plain else None
+        object.__setattr__(self, "conformer", conformer)
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        """The model's predictions; plainly valid DataFrames skip MLflow's slower enforcement."""
+        if params is None and self.conformer is not None and isinstance(data, pd.DataFrame):
+            conformed = self.conformer.conform(data)
+            if conformed is not None:
+                return self.pyfunc._predict_fn(conformed)  # what PyFuncModel.predict calls
+        return self.pyfunc.predict(data, params=params)
 
     @property
     def input_example(self) -> Any:
         """The example saved with the model (a DataFrame for column signatures), or None."""
         return getattr(self.pyfunc, "input_example", None)
+
+    @property
+    def python_model(self) -> object:
+        """The user's ``PythonModel`` instance, or None for other flavors (e.g. sklearn)."""
+        try:
+            return self.pyfunc.unwrap_python_model()  # type: ignore[no-untyped-call]
+        except (MlflowException, AttributeError, ValueError):
+            return None
 
 
 def load_served_model(model_uri: str, settings: MlflowSettings, dst_path: Path) -> ServedModel:

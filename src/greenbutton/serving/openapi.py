@@ -10,6 +10,7 @@ from starlette.responses import HTMLResponse, Response
 from .dataplane import DataPlane
 from .encoding import CSV, JSON, to_jsonable
 from .jsonschema import predict_components
+from .protocols.explain import explain_response_schema
 from .responses import json_response
 
 REF = "#/components/schemas/"
@@ -73,6 +74,7 @@ def build_openapi(dataplane: DataPlane) -> dict[str, Any]:
         "InvocationsRequest": INVOCATIONS_REQUEST_SCHEMA,
         "InvocationsResponse": INVOCATIONS_RESPONSE_SCHEMA,
         "Error": ERROR_SCHEMA,
+        "ExplainResponse": explain_response_schema(model.python_model),
     }
     predict_body: dict[str, Any] = {"schema": {"$ref": f"{REF}PredictRequest"}}
     example = _request_example(model.input_example)
@@ -99,6 +101,16 @@ def build_openapi(dataplane: DataPlane) -> dict[str, Any]:
                     },
                     "InvocationsResponse",
                     "Score a request in MLflow's format, as `mlflow models serve` does.",
+                )
+            },
+            "/explain": {
+                "post": _operation(
+                    "Explain",
+                    {JSON: predict_body},
+                    "ExplainResponse",
+                    "The /predict request, answered with per-feature attributions (SHAP) or "
+                    "the model's own explain(); its own concurrency limit (503) and timeout "
+                    "(504).",
                 )
             },
             "/health/live": {"get": _plain("Liveness", "The process is up.")},

@@ -3,16 +3,22 @@
 The model loads in the background once the ASGI lifespan starts, so ``/health/live``
 answers at once and ``/health/ready`` turns 200 only after loading and warm-up. If loading
 fails, the server stops and :func:`run` raises :class:`~greenbutton.errors.ModelNotReady`.
+On SIGTERM readiness turns 503 at once, in-flight requests finish, sinks are flushed, and
+the process exits 0. With several workers, :mod:`.workers` forks them over one socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
+import os
+import signal
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -21,46 +27,164 @@ from starlette.applications import Starlette
 
 from ..config import Settings
 from ..errors import ModelNotReady
+from ..explain.service import ExplainMetrics, ExplainService
 from ..monitoring.metrics import Metrics
 from .app import create_app
 from .dataplane import DataPlane
+from .hooks import ServingHooks, ServingPlugins
 from .loading import ServedModel, load_served_model
+from .shared_metrics import SharedMetrics
+from .workers import EXIT_LOAD_FAILED, Supervisor
+
+BACKLOG = 2048
+"""Listen backlog of a socket the serving process binds itself."""
 
 
 def build_serving_app(
     settings: Settings,
     model_uri: str,
     *,
+    plugins: ServingPlugins | None = None,
     on_load_failure: Callable[[BaseException], None] | None = None,
+    preloaded: ServedModel | None = None,
+    metrics_dir: Path | None = None,
 ) -> Starlette:
-    """The serving app for ``model_uri``; its lifespan loads and warms up the model."""
+    """The serving app for ``model_uri``; its lifespan loads (or takes ``preloaded``), warms
+    up, and at exit flushes the sinks. With ``metrics_dir`` (several workers), ``/metrics``
+    answers the sum over every worker publishing there."""
+    plugins = plugins or ServingPlugins()
     dataplane = DataPlane(settings.serving, Metrics())
+    hooks = _bind_hooks(plugins, dataplane.metrics)
+    shared = SharedMetrics(metrics_dir, dataplane.metrics.render) if metrics_dir else None
+    explain = ExplainService(settings.explain, ExplainMetrics(dataplane.metrics.registry))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         with tempfile.TemporaryDirectory(
             prefix="greenbutton-model-", ignore_cleanup_errors=True
         ) as workdir:
-            loader = partial(load_served_model, model_uri, settings.mlflow, Path(workdir))
-            loading = asyncio.create_task(_load(dataplane, loader, on_load_failure))
+            loader: Callable[[], ServedModel] = (
+                partial(load_served_model, model_uri, settings.mlflow, Path(workdir))
+                if preloaded is None else lambda: preloaded
+            )
+            tasks = [asyncio.create_task(_load(dataplane, loader, hooks, on_load_failure))]
+            if shared is not None:
+                tasks.append(asyncio.create_task(_publish(shared)))
             try:
                 yield
             finally:
-                loading.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await loading
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await dataplane.aclose()
+                if shared is not None:
+                    shared.publish(dataplane.metrics.render())  # the last counts outlive us
+                explain.close()
 
-    return create_app(settings, dataplane, lifespan=lifespan)
+    app = create_app(settings, dataplane, lifespan=lifespan, extra_routes=plugins.routes)
+    if shared is not None:
+        app.state.render_metrics = shared.render
+    app.state.explain = explain  # POST /explain (serving/protocols/explain.py)
+    return app
+
+
+async def _publish(shared: SharedMetrics) -> None:
+    while True:
+        shared.publish()
+        await asyncio.sleep(shared.interval_s)
+
+
+def _bind_hooks(
+    plugins: ServingPlugins, metrics: Metrics
+) -> Callable[[ServedModel], ServingHooks] | None:
+    factory = plugins.hooks
+    if factory is None:
+        return None
+    return lambda model: factory(model, metrics)
 
 
 async def _load(
     dataplane: DataPlane,
     loader: Callable[[], ServedModel],
+    hooks: Callable[[ServedModel], ServingHooks] | None,
     on_failure: Callable[[BaseException], None] | None,
 ) -> None:
-    await dataplane.load(loader)
+    await dataplane.load(loader, hooks)
     if dataplane.load_error is not None and on_failure is not None:
         on_failure(dataplane.load_error)
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, but a SIGTERM/SIGINT drain is a success (exit 0, not re-raised).
+
+    ``on_exit`` runs first, so readiness turns 503 before anything else happens.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Install the drain handler; unlike uvicorn's, do not re-raise the signal after."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        """Start draining: readiness off at once, then uvicorn's graceful shutdown."""
+        self._on_exit()
+        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+
+def listening_socket(settings: Settings, host: str | None, port: int | None,
+                     fd: int | None) -> socket.socket:
+    """The inherited socket ``fd`` (family detected), or a new one bound to host:port."""
+    if fd is not None:
+        return socket.socket(fileno=fd)
+    address = (host or settings.serving.host, port or settings.serving.port)
+    return socket.create_server(address, backlog=BACKLOG)
+
+
+def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
+                 plugins: ServingPlugins | None = None,
+                 preloaded: ServedModel | None = None,
+                 metrics_dir: Path | None = None) -> int:
+    """Serve on ``sock`` until SIGTERM/SIGINT; 0 after a drain, 3 if the model failed to load."""
+    server: GracefulServer | None = None
+
+    def stop(error: BaseException) -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = build_serving_app(settings, model_uri, plugins=plugins, on_load_failure=stop,
+                            preloaded=preloaded, metrics_dir=metrics_dir)
+    dataplane: DataPlane = app.state.dataplane
+
+    def drain() -> None:
+        dataplane.is_draining = True
+
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        backlog=BACKLOG,
+        timeout_graceful_shutdown=math.ceil(settings.serving.shutdown_timeout_s),
+    )
+    server = GracefulServer(config, drain)
+    server.run(sockets=[sock])
+    return EXIT_LOAD_FAILED if dataplane.load_error is not None else 0
 
 
 def run(
@@ -70,30 +194,28 @@ def run(
     host: str | None = None,
     port: int | None = None,
     fd: int | None = None,
+    plugins: ServingPlugins | None = None,
 ) -> None:
-    """Serve ``model_uri`` until SIGTERM/SIGINT, on ``host:port`` or an inherited socket ``fd``."""
-    server: uvicorn.Server | None = None
+    """Serve ``model_uri`` until SIGTERM/SIGINT, on ``host:port`` or an inherited socket ``fd``.
 
-    def stop(error: BaseException) -> None:
-        if server is not None:
-            server.should_exit = True
-
-    app = build_serving_app(settings, model_uri, on_load_failure=stop)
-    config = uvicorn.Config(
-        app,
-        host=host or settings.serving.host,
-        port=port or settings.serving.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=math.ceil(settings.serving.shutdown_timeout_s),
-    )
-    server = uvicorn.Server(config)
-    # socket(fileno=...) detects the family itself (uvicorn's own fd= assumes AF_UNIX)
-    sockets = [socket.socket(fileno=fd)] if fd is not None else None
-    server.run(sockets=sockets)
-    dataplane: DataPlane = app.state.dataplane
-    if dataplane.load_error is not None:
-        raise ModelNotReady(f"{model_uri}: {dataplane.status_message()}") from dataplane.load_error
+    ``settings.serving.workers`` processes share the socket (0: one per core); returns after
+    a graceful drain, raises ModelNotReady if the model cannot be loaded. One worker loads
+    in the background (``/health/live`` answers at once); several workers are forked after
+    the supervisor has loaded the model, so each starts with it (copy-on-write) and a
+    replacement is ready in a moment.
+    """
+    sock = listening_socket(settings, host, port, fd)
+    workers = settings.serving.workers or os.cpu_count() or 1
+    if workers == 1:
+        code = serve_worker(settings, model_uri, sock, plugins)
+    else:
+        with tempfile.TemporaryDirectory(prefix="greenbutton-model-",
+                                         ignore_cleanup_errors=True) as workdir:
+            model = load_served_model(model_uri, settings.mlflow, Path(workdir))
+            gc.freeze()  # what exists now is never collected: no GC pauses over it, pages shared
+            metrics_dir = Path(workdir) / "metrics"
+            metrics_dir.mkdir(mode=0o700)
+            serve = partial(serve_worker, settings, model_uri, sock, plugins, model, metrics_dir)
+            code = Supervisor(serve, sock, workers, settings.serving.shutdown_timeout_s).run()
+    if code != 0:
+        raise ModelNotReady(f"{model_uri}: the model could not be loaded; see the log")

@@ -35,6 +35,7 @@ async def handle_greenbutton_error(request: Request, error: Exception) -> Respon
     """Starlette exception handler: a GreenbuttonError becomes its status from errors.py."""
     assert isinstance(error, GreenbuttonError)
     request.state.error_type = error.type
+    request.state.error_field = error.field
     return error_response(
         http_status_for(error),
         error.type,

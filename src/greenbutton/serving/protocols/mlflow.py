@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import InvalidInput, PayloadTooLarge, SchemaMismatch
+from ..conform import FastConformer, frame_from_columns, frame_from_split
 from ..dataplane import DataPlane
 from ..encoding import CSV, JSON, media_type_of, parse_json, read_body, to_jsonable
 from ..responses import json_response
@@ -38,19 +39,31 @@ async def invocations(request: Request) -> Response:
         data, params = parse_csv(body, schema), None
     else:
         is_type_hinted = getattr(metadata, "_is_signature_from_type_hint", lambda: False)()
-        data, params = parse_scoring_json(body, schema, is_type_hinted=is_type_hinted)
+        data, params = parse_scoring_json(
+            body, schema, is_type_hinted=is_type_hinted, conformer=dataplane.model.conformer
+        )
     if hasattr(data, "__len__") and len(data) > dataplane.settings.max_rows:
         raise PayloadTooLarge(
-            f"{len(data)} rows, at most {dataplane.settings.max_rows} accepted", field="body"
+            f"{len(data)} rows, at most {dataplane.settings.max_rows} accepted", field="rows"
         )
-    result = await dataplane.predict(data, params, request_id=request.state.request_id)
+    result = await dataplane.predict(
+        data, params, request_id=request.state.request_id, endpoint="/invocations"
+    )
     return json_response({"predictions": to_jsonable(result.predictions)})
 
 
 def parse_scoring_json(
-    body: bytes, schema: Schema | None, *, is_type_hinted: bool = False
+    body: bytes,
+    schema: Schema | None,
+    *,
+    is_type_hinted: bool = False,
+    conformer: FastConformer | None = None,
 ) -> tuple[Any, dict[str, Any] | None]:
-    """Model input and params from a JSON scoring request, as MLflow's scoring server parses it."""
+    """Model input and params from a JSON scoring request, as MLflow's scoring server parses it.
+
+    With a ``conformer``, a ``dataframe_split`` of plain numbers is built in one vectorised
+    step instead of MLflow's column-by-column cast (same result, a fraction of the time).
+    """
     payload = _decode(body)
     if not isinstance(payload, dict):
         raise InvalidInput("body: expected a JSON object with one input format key", field="body")
@@ -67,6 +80,10 @@ def parse_scoring_json(
         if formats[0] != "inputs":
             raise InvalidInput("body: this model takes its data under 'inputs'", field="body")
         return payload["inputs"], params
+    if conformer is not None:
+        fast = _fast_frame(formats[0], payload[formats[0]], conformer)
+        if fast is not None:
+            return fast, params
     try:
         data = scoring_server.infer_and_parse_data(
             {formats[0]: payload[formats[0]]},
@@ -77,6 +94,14 @@ def parse_scoring_json(
     except (ValueError, TypeError, KeyError) as error:  # pandas rejecting the shape
         raise SchemaMismatch(f"{formats[0]}: {error}", field=formats[0]) from error
     return data, params
+
+
+def _fast_frame(input_format: str, value: Any, conformer: FastConformer) -> pd.DataFrame | None:
+    if input_format == "dataframe_split":
+        return frame_from_split(value, conformer)
+    if input_format in ("inputs", "instances"):
+        return frame_from_columns(value, conformer)
+    return None
 
 
 def parse_csv(body: bytes, schema: Schema | None) -> pd.DataFrame:

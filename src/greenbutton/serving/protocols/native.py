@@ -24,8 +24,11 @@ async def predict(request: Request) -> Response:
 
 def render_result(result: PredictionResult) -> dict[str, object]:
     """The ``/predict`` response body."""
-    return {
+    body: dict[str, object] = {
         "predictions": to_jsonable(result.predictions),
         "request_id": result.request_id,
         "model": {"name": result.model_name, "version": result.model_version},
     }
+    for name, values in result.annotations.items():
+        body.setdefault(name, values)  # an annotator never hides the core keys
+    return body

@@ -1,9 +1,11 @@
-"""Browser-borne attacks on a local server: DNS rebinding and cross-site writes.
+"""Browser-borne attacks on a local server: DNS rebinding, cross-site writes, form posts.
 
 Localhost is not a boundary: any web page can make the user's browser send requests to
-127.0.0.1. Two checks stop that: the Host header must name this server (Starlette's
-TrustedHostMiddleware, installed by ``guard``), and a state-changing request must not come
-from another site (``Origin`` and ``Sec-Fetch-Site``).
+127.0.0.1. Three checks stop that: the Host header must name this server (Starlette's
+TrustedHostMiddleware, installed by ``guard``), a state-changing request must not come
+from another site (``Origin`` and ``Sec-Fetch-Site``), and a state-changing request with a
+body must say it is JSON (or another listed type), which a plain HTML form cannot
+(:class:`JsonOnlyWrites`). Used by both ASGI apps, the control plane and serving.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from starlette.datastructures import Headers
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..serving.encoding import JSON, render_json
+from .encoding import JSON, render_json
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def allowed_hosts(bind_host: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -68,3 +71,39 @@ class CrossSiteWriteGuard:
         if "*" in self.hosts or (host is not None and host in self.hosts):
             return None
         return f"requests from origin {origin!r} are refused"
+
+
+class JsonOnlyWrites:
+    """Refuses (415) state-changing requests whose body is not JSON, before reading them.
+
+    ``extra`` maps a path to further media types it accepts (``/invocations``: CSV). Pickle
+    and octet-stream bodies are never accepted: pickle is not a transport.
+    """
+
+    def __init__(self, app: ASGIApp, extra: dict[str, frozenset[str]] | None = None) -> None:
+        self.app = app
+        self.extra = extra or {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+        accepted = self.extra.get(scope["path"], frozenset()) | {JSON}
+        if media_type in accepted or (not media_type and not has_body):
+            await self.app(scope, receive, send)
+            return
+        shown = media_type or "none"
+        state = scope.setdefault("state", {})
+        state["error_type"] = "unsupported_media_type"
+        request_id = state.get("request_id")
+        body = render_json({"error": {"type": "unsupported_media_type", "field": "content-type",
+                                      "message": f"content type {shown!r} not accepted; "
+                                                 f"send {' or '.join(sorted(accepted))}",
+                                      "request_id": request_id}})
+        await send({"type": "http.response.start", "status": 415,
+                    "headers": [(b"content-type", JSON.encode()),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

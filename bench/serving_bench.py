@@ -1,0 +1,264 @@
+"""``make bench``: greenbutton serve vs mlflow models serve vs a bare Starlette app, with wrk.
+
+Usage: ``.venv/bin/python bench/serving_bench.py [--duration 5] [--write docs/performance.md]``.
+Trains LogisticRegression and a 100-tree RandomForest on sklearn's digits, registers them in
+a temporary MLflow store, starts each server as its own process, drives it with wrk (closed
+loop, 1 thread) and prints requests/s, p50, p99, errors, cold start and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+from sklearn.datasets import load_digits
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = ('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+       'wrk.body = io.open("{}"):read("*a")\n')
+
+
+class Classifier(mlflow.pyfunc.PythonModel):  # pickled by value (defined in __main__)
+    """A scikit-learn classifier as a pyfunc model; declares batching when ``batch`` > 1."""
+
+    max_batch_size = 1
+    max_batch_wait_ms = 2.0
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        return self.model.predict(model_input.to_numpy())
+
+
+class BatchingClassifier(Classifier):
+    max_batch_size = 64
+
+
+def register(home: Path) -> tuple[str, pd.DataFrame]:
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    data = load_digits()
+    frame = pd.DataFrame(data.data, columns=[f"pixel_{i}" for i in range(64)])
+    experiment = mlflow.create_experiment("bench", (home / "artifacts").as_uri())
+    for name, model in (("lr", Classifier(LogisticRegression(max_iter=500))),
+                        ("rf", BatchingClassifier(RandomForestClassifier(100, random_state=0)))):
+        model.model.fit(frame.to_numpy(), data.target)
+        with mlflow.start_run(experiment_id=experiment):
+            mlflow.pyfunc.log_model(name="model", python_model=model, input_example=frame[:2],
+                                    signature=infer_signature(frame, data.target),
+                                    registered_model_name=name)
+    return uri, frame
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(
+    argv: list[str], env: dict[str, str], ready_url: str
+) -> tuple[subprocess.Popen[bytes], float]:
+    started = time.monotonic()
+    process = subprocess.Popen(argv, env={**os.environ, **env}, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while time.monotonic() - started < 120:
+        try:
+            with urllib.request.urlopen(ready_url, timeout=1) as response:
+                if response.status == 200:
+                    return process, time.monotonic() - started
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"{argv} never became ready")
+
+
+def tree_rss_mb(pid: int) -> float:
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, AttributeError):
+            continue
+    return total / 1024
+
+
+def wrk(url: str, body: str, connections: int, duration_s: int, workdir: Path) -> dict[str, Any]:
+    payload = workdir / f"body-{abs(hash(body))}.json"
+    payload.write_text(body)
+    check(url, body)
+    script = payload.with_suffix(".lua")
+    script.write_text(LUA.format(payload))
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(script),
+            url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, flags=re.MULTILINE))
+    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses:|timeout|read|write|"
+                                            r"connect)\s+(\d+)", out))
+    return {"rps": rps, "p50": to_ms(lat.get("50", "0ms")), "p99": to_ms(lat.get("99", "0ms")),
+            "errors": errors}
+
+
+def check(url: str, body: str) -> None:
+    """One request first: a load of error answers would measure nothing."""
+    request = urllib.request.Request(url, body.encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        if response.status != 200:
+            raise RuntimeError(f"{url} answered {response.status}")
+
+
+def to_ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def bodies(frame: pd.DataFrame) -> dict[str, str]:
+    one, hundred = frame[:1], frame[:100]
+    split = lambda f: json.dumps({"dataframe_split": f.to_dict(orient="split")})  # noqa: E731
+    inputs = json.dumps({"inputs": {c: one[c].tolist() for c in one.columns}})
+    return {"split1": split(one), "inputs1": inputs, "split100": split(hundred)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--write", type=Path, help="also write the table into this markdown file")
+    parser.add_argument("--only", default="", help="run only servers whose name contains this")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: run `make bench-deps`")
+    work = Path(tempfile.mkdtemp(prefix="gb-serving-bench-"))
+    try:
+        run_all(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, work: Path) -> None:
+    """Register the models in ``work``, run every server and load, print (and write) the table."""
+    uri, frame = register(work)
+    body = bodies(frame)
+    gb_env = {"GREENBUTTON_HOME": str(work), "GREENBUTTON_MLFLOW__TRACKING_URI": uri}
+    py = sys.executable
+    path = f"{Path(py).parent}:{os.environ.get('PATH', '')}"  # mlflow execs `uvicorn`
+    bare_env = {"MODEL_PATH": mlflow.artifacts.download_artifacts("models:/lr/1")}
+    servers = {  # name: (argv, env, ready path, invocations path)
+        "greenbutton lr": ([py, "-m", "greenbutton", "serve", "models:/lr/1", "--port", "{port}"],
+                           gb_env, "/health/ready"),
+        "greenbutton lr monitoring-off": (
+            [py, "-m", "greenbutton", "serve", "models:/lr/1", "--port", "{port}"],
+            {**gb_env, "GREENBUTTON_MONITORING__IS_ENABLED": "false"}, "/health/ready"),
+        "mlflow lr": ([py, "-m", "mlflow", "models", "serve", "-m", "models:/lr/1",
+                       "--env-manager", "local", "-p", "{port}"],
+                      {"MLFLOW_TRACKING_URI": uri, "PATH": path}, "/ping"),
+        "bare lr": ([py, "-m", "uvicorn", "bench.serving_bare:app", "--port", "{port}",
+                     "--workers", "2", "--http", "httptools", "--loop", "uvloop",
+                     "--no-access-log"],
+                    bare_env, "/ping"),
+        "bare lr h11": ([py, "-m", "uvicorn", "bench.serving_bare:app", "--port", "{port}",
+                         "--workers", "2", "--http", "h11", "--loop", "asyncio",
+                         "--no-access-log"], bare_env, "/ping"),
+        "greenbutton rf batched": ([py, "-m", "greenbutton", "serve", "models:/rf/1", "--port",
+                                    "{port}"], gb_env, "/health/ready"),
+        "greenbutton rf unbatched": ([py, "-m", "greenbutton", "serve", "models:/rf/1",
+                                      "--port", "{port}"],
+                                     {**gb_env, "GREENBUTTON_SERVING__MAX_BATCH_SIZE": "1"},
+                                     "/health/ready"),
+    }
+    loads = {"lr": [("split1", 1), ("split1", 8), ("inputs1", 8), ("split1", 64), ("split100", 8)],
+             "rf": [("split1", 8), ("split1", 64)], "bare lr h11": [("split1", 8)],
+             "greenbutton lr monitoring-off": [("split1", 8)]}
+    rows = []
+    for name, (argv, env, ready) in servers.items():
+        if args.only not in name:
+            continue
+        port = free_port()
+        process, cold_s = start([a.format(port=port) for a in argv], env,
+                                f"http://127.0.0.1:{port}{ready}")
+        peak = tree_rss_mb(process.pid)
+        try:
+            for load, connections in loads.get(name, loads[name.split()[1]]):
+                result = wrk(f"http://127.0.0.1:{port}/invocations", body[load], connections,
+                             args.duration, work)
+                peak = max(peak, tree_rss_mb(process.pid))
+                rows.append({"server": name, "load": load, "c": connections, **result,
+                             "cold_s": cold_s, "rss_mb": peak})
+                print(rows[-1], flush=True)
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    table = render(rows) + f"\n\nLoad average (1/5/15 min) at the end of the run: {load}."
+    print(table)
+    if args.write:
+        write_section(args.write, table)
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    lines = ["| server | load | conc. | req/s | p50 ms | p99 ms | errors | cold start s "
+             "| peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['server']} | {r['load']} | {r['c']} | {r['rps']:.0f} | {r['p50']:.2f} "
+                     f"| {r['p99']:.2f} | {r['errors']} | {r['cold_s']:.2f} | {r['rss_mb']:.0f} |")
+    by = {(r["server"], r["load"], r["c"]): r["rps"] for r in rows}
+    ratios = [
+        ("greenbutton / mlflow, dataframe_split c8 (target ≥ 10×)",
+         ("greenbutton lr", "split1", 8), ("mlflow lr", "split1", 8)),
+        ("greenbutton / mlflow, inputs c8 (target ≥ 5×)",
+         ("greenbutton lr", "inputs1", 8), ("mlflow lr", "inputs1", 8)),
+        ("greenbutton / bare app, dataframe_split c8 (target ≥ 0.7×)",
+         ("greenbutton lr", "split1", 8), ("bare lr", "split1", 8)),
+        ("monitoring on / off, dataframe_split c8 (target ≥ 0.9×)",
+         ("greenbutton lr", "split1", 8), ("greenbutton lr monitoring-off", "split1", 8)),
+        ("bare app httptools / h11, c8",
+         ("bare lr", "split1", 8), ("bare lr h11", "split1", 8)),
+        ("rf batched / unbatched, c64 (target ≥ 4×)",
+         ("greenbutton rf batched", "split1", 64), ("greenbutton rf unbatched", "split1", 64)),
+    ]
+    lines.append("")
+    for label, a, b in ratios:
+        if a in by and b in by and by[b]:
+            lines.append(f"- {label}: **{by[a] / by[b]:.2f}×**")
+    return "\n".join(lines)
+
+
+def write_section(path: Path, table: str) -> None:
+    begin, end = "<!-- serving-bench:begin -->", "<!-- serving-bench:end -->"
+    text = path.read_text() if path.exists() else "# Performance\n"
+    block = (f"{begin}\n## Serving: greenbutton serve vs mlflow models serve vs bare Starlette "
+             f"(issue 3)\n\nMeasured with `make bench` (`.venv/bin/python bench/serving_bench.py "
+             f"--write docs/performance.md`; wrk, 1 thread, closed loop, 4-5 s per row; "
+             f"`/invocations`; greenbutton with its defaults: one worker per core):\n\n"
+             f"{table}\n{end}")
+    if begin in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The monitoring seam: what the data plane calls on every prediction, and what wiring plugs in.
+
+Two kinds of hook, both structural (any class with these members fits, no import needed):
+
+- a :class:`RowAnnotator` runs on the request path after ``predict`` and returns one
+  JSON-able value per row; ``/predict`` renders its list under the annotator's ``name``;
+- a :class:`PredictionSink` receives a :class:`PredictionRecord` after every answered
+  prediction; ``submit`` must never block (the sink owns a bounded buffer) and ``aclose``
+  flushes it on graceful shutdown.
+
+Wiring supplies them through :class:`ServingPlugins`, built once per worker after the model
+has loaded (annotators usually need artifacts logged with the model)::
+
+    def plugins(model: ServedModel, metrics: Metrics) -> ServingHooks:
+        return ServingHooks(annotators=[OutlierAnnotator(...)], sinks=[PayloadLog(...)])
+
+    build_serving_app(settings, uri, plugins=ServingPlugins(routes=[...], hooks=plugins))
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pandas as pd
+from starlette.routing import BaseRoute
+
+if TYPE_CHECKING:
+    from ..monitoring.metrics import Metrics
+    from .loading import ServedModel
+
+
+class RowAnnotator(Protocol):
+    """Adds one JSON-able value per row to each prediction (e.g. outlier flags).
+
+    Example::
+
+        class Outliers:
+            name = "outliers"
+            def annotate(self, frame, predictions):
+                return [{"is_outlier": bool(s > 10), "score": float(s)} for s in score(frame)]
+    """
+
+    name: str
+
+    def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
+        """One value per row of ``frame``; runs in a worker thread, after ``predict``."""
+        ...
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One answered prediction, as sinks receive it."""
+
+    request_id: str
+    model_name: str
+    model_version: str | None
+    endpoint: str
+    inputs: pd.DataFrame
+    predictions: Any
+    annotations: dict[str, list[Any]]
+    latency_s: float
+    received_at: datetime.datetime
+    """UTC time the data plane received the request."""
+
+
+class PredictionSink(Protocol):
+    """Receives every answered prediction (payload log, drift window, feedback join).
+
+    Example::
+
+        class Recent:
+            def __init__(self): self.records = collections.deque(maxlen=1000)
+            def submit(self, record): self.records.append(record)
+            async def aclose(self): pass
+    """
+
+    def submit(self, record: PredictionRecord) -> None:
+        """Take ``record`` without blocking (drop and count when the buffer is full)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Flush buffered records; called once on graceful shutdown."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServingHooks:
+    """The annotators and sinks of one worker."""
+
+    annotators: Sequence[RowAnnotator] = ()
+    sinks: Sequence[PredictionSink] = ()
+
+
+HooksFactory = Callable[["ServedModel", "Metrics"], ServingHooks]
+"""Builds a worker's hooks from its loaded model and its metrics (called once per worker)."""
+
+
+@dataclass(frozen=True)
+class ServingPlugins:
+    """What wiring adds to a serving process: routes at build time, hooks after load."""
+
+    routes: Sequence[BaseRoute] = ()
+    hooks: HooksFactory | None = None
+
+
+def utc_now() -> datetime.datetime:
+    """The current time in UTC (``received_at`` of a record)."""
+    return datetime.datetime.now(datetime.UTC)

@@ -1,0 +1,49 @@
+"""``POST /feedback``: ground truth or a reward for an earlier prediction, by request id."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...errors import InvalidInput
+from ...monitoring.feedback import Feedback
+from ..encoding import JSON, media_type_of, parse_json, read_body
+from ..responses import json_response
+
+if TYPE_CHECKING:
+    from ...monitoring.runtime import MonitoringRuntime
+
+MAX_FEEDBACK_BYTES = 1024 * 1024
+
+
+class FeedbackRequest(BaseModel):
+    """The body: ``request_id`` and ``truth`` (value or one per row) and/or ``reward``."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+    truth: Any = None
+    reward: float | None = None
+    replace: bool = False
+
+
+def post_feedback(runtime: MonitoringRuntime) -> Callable[[Request], Awaitable[Response]]:
+    """The ``/feedback`` endpoint bound to ``runtime``; 201 once the feedback is committed."""
+
+    async def feedback(request: Request) -> Response:
+        service = runtime.require_feedback()
+        media_type_of(request, frozenset({JSON}))
+        body = parse_json(await read_body(request, MAX_FEEDBACK_BYTES))
+        try:
+            parsed = FeedbackRequest.model_validate(body)
+        except ValidationError as error:
+            raise InvalidInput(f"invalid feedback: {error.errors()[0]['msg']}",
+                               field=".".join(map(str, error.errors()[0]["loc"]))) from None
+        result = await service.record(Feedback(parsed.request_id, parsed.truth, parsed.reward,
+                                               parsed.replace))
+        return json_response({"status": "stored", **result}, status_code=201)
+
+    return feedback

@@ -1,0 +1,88 @@
+"""One ``/metrics`` for several workers: each publishes its registry, any of them sums them up.
+
+Every worker keeps its own ``CollectorRegistry``. With several workers a scrape lands on one
+of them at random, so each worker writes its exposition to ``<directory>/<pid>.prom``
+(write-then-rename) every ``interval_s`` and whenever it answers a scrape, and the
+answering worker merges every file: counters, histograms and summaries are summed (a dead
+worker's file stays, so totals never go backwards), gauges take the maximum (a drift score
+or readiness of any worker), except the additive ones (requests in flight) which are summed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
+
+ADDITIVE_GAUGES = frozenset({"greenbutton_requests_in_flight"})
+"""Gauges whose per-worker values add up (the others report the largest worker value)."""
+
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class SharedMetrics:
+    """Publishes this worker's metrics to ``directory`` and renders the sum of all workers."""
+
+    def __init__(self, directory: Path, render_own: Callable[[], bytes],
+                 interval_s: float = 1.0) -> None:
+        self.directory = directory
+        self.render_own = render_own
+        self.interval_s = interval_s
+        self._path = directory / f"{os.getpid()}.prom"
+
+    def publish(self, own: bytes | None = None) -> None:
+        """Write this worker's exposition (``own`` if already rendered); call every interval."""
+        temporary = self._path.with_suffix(".tmp")
+        temporary.write_bytes(own if own is not None else self.render_own())
+        temporary.replace(self._path)
+
+    def render(self) -> bytes:
+        """Every worker's metrics merged into one exposition (this worker's fresh)."""
+        self.publish(self.render_own())
+        texts = []
+        for path in sorted(self.directory.glob("*.prom")):
+            try:
+                texts.append(path.read_text())
+            except OSError:  # a worker replaced its file meanwhile
+                continue
+        return merge_expositions(texts).encode()
+
+
+def merge_expositions(texts: list[str]) -> str:
+    """Prometheus text expositions merged sample by sample (see the module docstring)."""
+    families: dict[str, tuple[str, str]] = {}  # name -> (type, help)
+    samples: dict[str, dict[Key, float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            if family.name.endswith("_created"):
+                continue  # creation times (parsed as gauges) do not add up
+            families.setdefault(family.name, (family.type, family.documentation))
+            merged = samples.setdefault(family.name, {})
+            is_max = family.type == "gauge" and family.name not in ADDITIVE_GAUGES
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue  # creation times do not add up
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                if key in merged:
+                    merged[key] = (max(merged[key], sample.value) if is_max
+                                   else merged[key] + sample.value)
+                else:
+                    merged[key] = sample.value
+    lines = []
+    for name, (kind, documentation) in families.items():
+        escaped_help = documentation.replace("\\", "\\\\").replace("\n", "\\n")
+        lines += [f"# HELP {name} {escaped_help}", f"# TYPE {name} {kind}"]
+        for (sample_name, labels), value in samples[name].items():
+            rendered = floatToGoString(value)  # type: ignore[no-untyped-call]
+            lines.append(f"{sample_name}{_labels(labels)} {rendered}")
+    return "\n".join(lines) + "\n"
+
+
+def _labels(labels: tuple[tuple[str, str], ...]) -> str:
+    if not labels:
+        return ""
+    escaped = (v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') for _, v in labels)
+    return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(labels, escaped, strict=True)) + "}"

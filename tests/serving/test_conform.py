@@ -1,0 +1,57 @@
+"""FastConformer: plainly valid frames skip MLflow's enforcement; anything else is left to it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from mlflow.types.schema import ColSpec, Schema
+
+from greenbutton.serving.conform import FastConformer
+
+SCHEMA = Schema([ColSpec("double", "a"), ColSpec("double", "b")])
+
+
+def conformer() -> FastConformer:
+    built = FastConformer.from_schema(SCHEMA)
+    assert built is not None
+    return built
+
+
+def test_float_frame_reordered_and_extra_columns_dropped() -> None:
+    frame = pd.DataFrame({"b": [1.0], "x": ["?"], "a": [2.0]})
+    conformed = conformer().conform(frame)
+    assert conformed is not None and list(conformed.columns) == ["a", "b"]
+
+
+def test_int32_widened_but_int64_bool_and_missing_left_to_mlflow() -> None:
+    assert conformer().conform(pd.DataFrame({"a": [1], "b": [2]}, dtype=np.int32)) is not None
+    assert conformer().conform(pd.DataFrame({"a": [1], "b": [2]}, dtype=np.int64)) is None
+    assert conformer().conform(pd.DataFrame({"a": [True], "b": [False]})) is None
+    assert conformer().conform(pd.DataFrame({"a": [1.0]})) is None
+
+
+def test_mixed_or_optional_schemas_have_no_fast_path() -> None:
+    assert FastConformer.from_schema(Schema([ColSpec("double", "a"), ColSpec("long", "b")])) is None
+    assert FastConformer.from_schema(Schema([ColSpec("double", "a", required=False)])) is None
+
+
+def test_fast_parse_equals_mlflow_parse(digits_frame: pd.DataFrame) -> None:
+    from mlflow.models import infer_signature
+
+    from greenbutton.serving.protocols.mlflow import parse_scoring_json
+
+    schema = infer_signature(digits_frame).inputs
+    fast = FastConformer.from_schema(schema)
+    rows = digits_frame[:3].astype("int64")  # JSON integers for double columns
+    for body in (
+        {"dataframe_split": rows.to_dict(orient="split")},
+        {"inputs": {c: rows[c].tolist() for c in rows.columns}},
+    ):
+        encoded = json.dumps(body).encode()
+        quick, _ = parse_scoring_json(encoded, schema, conformer=fast)
+        slow, _ = parse_scoring_json(encoded, schema)
+        slow = pd.DataFrame(slow) if isinstance(slow, dict) else slow
+        pd.testing.assert_frame_equal(quick.reset_index(drop=True),
+                                      slow.astype("float64").reset_index(drop=True))

@@ -1,0 +1,54 @@
+"""The monitoring seam: annotators' values reach the result, sinks get a record per request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from greenbutton.config import Settings
+from greenbutton.monitoring.metrics import Metrics
+from greenbutton.serving.dataplane import DataPlane
+from greenbutton.serving.hooks import PredictionRecord
+from greenbutton.serving.loading import ServedModel
+
+
+class RowCount:
+    name = "row"
+
+    def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
+        return list(range(len(frame)))
+
+
+class Broken:
+    name = "broken"
+
+    def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
+        raise RuntimeError("bug in a monitor")
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.records: list[PredictionRecord] = []
+        self.is_closed = False
+
+    def submit(self, record: PredictionRecord) -> None:
+        self.records.append(record)
+
+    async def aclose(self) -> None:
+        self.is_closed = True
+
+
+async def test_annotations_and_record_reach_hooks(
+    settings: Settings, served_digits: ServedModel, digits_frame: pd.DataFrame
+) -> None:
+    sink = Recording()
+    plane = DataPlane(settings.serving, Metrics(), served_digits, annotators=[RowCount(), Broken()],
+                      sinks=[sink])
+    result = await plane.predict(digits_frame[:3], request_id="r1", endpoint="/predict")
+    assert result.annotations == {"row": [0, 1, 2], "broken": [None, None, None]}
+    record = sink.records[-1]
+    assert (record.request_id, record.model_version, len(record.inputs)) == ("r1", "1", 3)
+    assert record.received_at.tzinfo is not None
+    await plane.aclose()
+    assert sink.is_closed
