@@ -164,4 +164,4 @@ def test_deployment_spec_unsafe_name_is_rejected(name: str) -> None:
 
 def test_deployment_spec_unknown_field_is_rejected() -> None:
     with pytest.raises(ValidationError):
-        DeploymentSpec(name="digits", model="digits", version=1, replicas=2)  # type: ignore[call-arg]
+        DeploymentSpec(name="digits", model="digits", version=1, replica=2)  # type: ignore[call-arg]

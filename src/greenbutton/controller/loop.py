@@ -34,8 +34,9 @@ from .reconcile import (
     action_deployment,
     plan,
 )
+from .rollouts import WORST_FIRST, RolloutWatch, shares_by_version
 from .routes import RouteTable
-from .targets import Target
+from .targets import SpecAwareTarget, Target
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class DeploymentState(StrEnum):
     READY = "ready"
     FAILED = "failed"
     STOPPING = "stopping"
+    WRITTEN = "written"
 
 
 class TrafficShare(BaseModel):
@@ -90,8 +92,12 @@ class Controller:
         target: Target,
         routes: RouteTable,
         settings: Settings,
+        *,
+        on_rollout: Callable[[DeploymentSpec], None] | None = None,
     ) -> None:
+        """``on_rollout(spec)``: see ``RolloutWatch`` (e.g. an audit entry per rollout)."""
         self._desired_state = desired_state
+        self._rollouts = RolloutWatch(on_rollout)
         self._target = target
         self._routes = routes
         self._settings = settings
@@ -117,6 +123,9 @@ class Controller:
         except Exception:  # never read a failing source as "nothing is desired"
             log.exception("reading desired state failed; keeping everything as it is")
             return []
+        if isinstance(self._target, SpecAwareTarget):  # it runs the replicas itself
+            await self._target.desire(desired)
+            desired = [spec.model_copy(update={"replicas": 1}) for spec in desired]
         observed = self._overlay_draining(await self._target.observe())
         self._desired, self._observed = desired, observed
         for spec in desired:  # level-triggered like the rest: re-applied every pass
@@ -127,6 +136,7 @@ class Controller:
             groups.setdefault(action_deployment(action), []).append(action)
         results = await asyncio.gather(*(self._execute(group) for group in groups.values()))
         self._errors = {name: error for name, error in zip(groups, results, strict=True) if error}
+        await self._rollouts.check(desired, self._routes.snapshot())
         return actions
 
     async def run(self, stop_event: asyncio.Event) -> None:
@@ -190,6 +200,8 @@ class Controller:
         if isinstance(action, StartVersion):
             await self._target.start(action.ref)
         elif isinstance(action, SwitchTraffic):
+            if isinstance(self._target, SpecAwareTarget):  # e.g. Kubernetes: the Ingress
+                await self._target.route(action.name, action.backends)
             self._routes.switch(action.name, action.backends)
         elif isinstance(action, RemoveRoute):
             self._routes.remove(action.name)
@@ -231,14 +243,17 @@ class Controller:
         for instance in self._observed:
             if instance.state is InstanceState.FAILED:
                 waits.append(self._backoff.delay_s(instance.failures) - instance.state_age_s)
-            elif instance.state is not InstanceState.READY:
+            elif instance.state not in (InstanceState.READY, InstanceState.WRITTEN):
                 waits.append(0.0)
         return max(settings.ready_poll_interval_s, min(waits))
 
     def _status(
         self, name: str, model: str, version: int | None, routed: dict[str, tuple[Backend, ...]]
     ) -> DeploymentStatus:
-        instances = {i.ref.version: i for i in self._observed if i.ref.name == name}
+        instances: dict[int, ObservedDeployment] = {}
+        for i in sorted(self._observed, key=lambda i: WORST_FIRST.index(i.state)):
+            if i.ref.name == name:  # a version's least healthy replica speaks for it
+                instances.setdefault(i.ref.version, i)
         instance = instances.get(version) if version is not None else None
         backends = routed.get(name, ())
         if instance is None:
@@ -256,8 +271,8 @@ class Controller:
             serving_version=primary.version if primary else None,
             backend_url=primary.url if primary else None,
             reason=self._errors.get(name) or (instance.reason if instance else None),
-            traffic=tuple(TrafficShare(version=b.version, weight=b.weight,
-                                       mirror_percent=b.mirror_percent) for b in backends),
+            traffic=tuple(TrafficShare(version=v, weight=w, mirror_percent=m)
+                          for v, w, m in shares_by_version(backends)),
             failures=instance.failures if instance else 0,
             retry_in_s=max(0.0, self._backoff.delay_s(instance.failures) - instance.state_age_s)
             if is_failed and instance is not None else None,

@@ -62,6 +62,11 @@ class DeploymentSpec(BaseModel):
     split: tuple[RouteSpec, ...] = ()
     shadow: tuple[ShadowSpec, ...] = ()
     sticky_header: str | None = None
+    replicas: PositiveInt = Field(default=1, le=64)
+    """Serving processes (or pods) per routed version; shadows run one."""
+    max_replicas: PositiveInt | None = None
+    resources: tuple[tuple[str, str | None], ...] = ()
+    """Kubernetes requests/limits as ``(ResourcesSpec field, quantity)`` pairs."""
 
     @property
     def routes(self) -> tuple[RouteSpec, ...]:
@@ -77,11 +82,12 @@ class DeploymentSpec(BaseModel):
 
 @dataclass(frozen=True)
 class VersionRef:
-    """One model version running under one deployment name."""
+    """One replica of a model version running under one deployment name."""
 
     name: str
     model: str
     version: int
+    replica: int = 0
 
 
 class InstanceState(StrEnum):
@@ -91,6 +97,8 @@ class InstanceState(StrEnum):
     READY = "ready"
     FAILED = "failed"
     STOPPING = "stopping"
+    WRITTEN = "written"
+    """Handed to another system (manifests in a GitOps folder): routed as if ready."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,8 @@ class Backend:
 
     version: int
     url: str
-    weight: int = 100
+    weight: float = 100
+    """A replica of a version routed with weight W among N replicas weighs W / N."""
     mirror_percent: int = 0
 
 
@@ -205,12 +214,13 @@ def _plan_deployment(
 ) -> list[Action]:
     wanted = {route.version: route.weight for route in spec.routes}
     mirrors = spec.mirrors
-    live = {i.ref.version: i for i in instances if i.state is not InstanceState.STOPPING}
+    slots = [(v, r) for v in wanted for r in range(spec.replicas)] + [(v, 0) for v in mirrors]
+    live = {_slot(i): i for i in instances if i.state is not InstanceState.STOPPING}
     actions: list[Action] = []
-    for version in [*wanted, *mirrors]:
-        instance = live.get(version)
-        if instance is None and not _is_stopping(instances, version):
-            actions.append(StartVersion(VersionRef(spec.name, spec.model, version)))
+    for version, replica in slots:
+        instance = live.get((version, replica))
+        if instance is None and not _is_stopping(instances, version, replica):
+            actions.append(StartVersion(VersionRef(spec.name, spec.model, version, replica)))
         elif instance is not None and instance.ref.model != spec.model:
             actions.append(_stop(instance))
         elif instance is not None and _is_due_for_restart(instance, backoff):
@@ -218,39 +228,47 @@ def _plan_deployment(
     new_route = _next_route(spec, wanted, mirrors, live, current)
     if new_route != current:
         actions.append(SwitchTraffic(spec.name, new_route))
-    kept = {backend.version for backend in new_route} | set(wanted) | set(mirrors)
-    for version, instance in sorted(live.items()):
-        if version not in kept:
+    routed_urls = {backend.url for backend in new_route}
+    for slot, instance in sorted(live.items()):
+        if slot not in slots and instance.url not in routed_urls:
             actions.append(_stop(instance))
     return actions
+
+
+def _slot(instance: ObservedDeployment) -> tuple[int, int]:
+    return (instance.ref.version, instance.ref.replica)
 
 
 def _next_route(
     spec: DeploymentSpec,
     wanted: dict[int, int],
     mirrors: dict[int, int],
-    live: dict[int, ObservedDeployment],
+    live: dict[tuple[int, int], ObservedDeployment],
     current: tuple[Backend, ...] | None,
 ) -> tuple[Backend, ...]:
-    """All wanted versions (plus ready shadows) once every wanted one is ready; until then,
-    whatever still serves. A shadow never holds a rollout back."""
+    """Every replica of every wanted version (plus ready shadows) once all of them are ready,
+    each replica weighing an equal share of its version's weight; until then, whatever still
+    serves. A shadow never holds a rollout back."""
     ready = {
-        version: instance.url
-        for version, instance in live.items()
-        if instance.state is InstanceState.READY
+        slot: instance.url
+        for slot, instance in live.items()
+        if instance.state in (InstanceState.READY, InstanceState.WRITTEN)
         and instance.url is not None
         and instance.ref.model == spec.model
     }
-    if all(version in ready for version in wanted):
-        routed = [Backend(v, ready[v], weight) for v, weight in sorted(wanted.items())]
-        shadows = [Backend(v, ready[v], 0, percent)
-                   for v, percent in sorted(mirrors.items()) if v in ready]
+    n = spec.replicas
+    if all((v, r) in ready for v in wanted for r in range(n)):
+        routed = [Backend(v, ready[(v, r)], weight / n if n > 1 else weight)
+                  for v, weight in sorted(wanted.items()) for r in range(n)]
+        shadows = [Backend(v, ready[(v, 0)], 0, percent)
+                   for v, percent in sorted(mirrors.items()) if (v, 0) in ready]
         return tuple(routed + shadows)
-    return tuple(b for b in current or () if ready.get(b.version) == b.url)
+    ready_urls = set(ready.values())
+    return tuple(b for b in current or () if b.url in ready_urls)
 
 
-def _is_stopping(instances: list[ObservedDeployment], version: int) -> bool:
-    return any(i.ref.version == version for i in instances)
+def _is_stopping(instances: list[ObservedDeployment], version: int, replica: int) -> bool:
+    return any(_slot(i) == (version, replica) for i in instances)
 
 
 def _is_due_for_restart(instance: ObservedDeployment, backoff: RestartBackoff) -> bool:

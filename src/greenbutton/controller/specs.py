@@ -148,6 +148,9 @@ def resolve(spec: DeploySpec, stages: Mapping[Stage, int]) -> DeploymentSpec | N
         split=split if len(split) > 1 else (),
         shadow=tuple(ShadowSpec(version=v, percent=p) for v, p in sorted(mirrors.items())),
         sticky_header=spec.sticky_header,
+        replicas=spec.replicas,
+        max_replicas=spec.max_replicas,
+        resources=tuple(spec.resources.model_dump().items()),
     )
 
 

@@ -21,6 +21,8 @@ from ..controller.specs import DeploySpec
 
 Manifest = dict[str, Any]
 PORT = 8080
+DEPLOYMENT_ANNOTATION = "greenbutton.dev/deployment"
+"""On each Deployment: the greenbutton deployment name (labels are lower-cased)."""
 _RUN_AS = 10001
 
 
@@ -110,7 +112,7 @@ def _deployment(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
         container["envFrom"] = [{"secretRef": {"name": options.token_secret, "optional": True}}]
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": _meta(name, options, labels),
+        "metadata": _meta(name, options, labels, {DEPLOYMENT_ANNOTATION: spec.name}),
         "spec": {
             "replicas": endpoint.replicas,
             "selector": {"matchLabels": labels},

@@ -5,8 +5,12 @@ Routes (registered by ``api.routes()``)::
     GET    /api/v1/deployments/{name}/spec     stored spec, or the default one (is_default)
     PUT    /api/v1/deployments/{name}/spec     {"spec": {...}, "actor": "...",
                                                 "expected_revision": 3}  -> reconciles now
-    DELETE /api/v1/deployments/{name}/spec     {"actor": "..."}: back to the default spec
-    POST   /api/v1/models/{name}/rollback      {"actor": "...", "reason": "..."}
+    DELETE /api/v1/deployments/{name}/spec     {}: back to the default spec
+    POST   /api/v1/models/{name}/rollback      {"reason": "..."}
+    POST   /api/v1/reconcile                   webhook (CI, GitOps): a reconcile pass now
+
+The recorded actor is always the authenticated caller; a body's ``actor`` is accepted for
+older clients and ignored. Spec changes, rollbacks and webhook calls are audited.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,15 +27,19 @@ from ..controller.desired import load_spec
 from ..controller.loop import Controller
 from ..controller.rollback import rollback
 from ..controller.specs import DeploySpec, default_spec
-from ..errors import DeploymentNotFound, InvalidInput, NotReady
-from ..governance.permissions import Action, Resource
+from ..errors import DeploymentNotFound, InvalidInput, NotReady, PermissionDenied
+from ..governance.access import Caller
+from ..governance.permissions import Action, Permission, Resource
 from ..registry import Registry
 from ..serving.encoding import JSON, media_type_of, parse_json, read_body
 from ..serving.responses import json_response
+from ..store.governance_records import AuditEvent
 from ..store.protocol import DeploymentStore, StoredDeploymentSpec
-from .auth import authorize
+from .auth import access_of, authenticate, authorize
 
 MAX_BODY_BYTES = 64 * 1024
+ANONYMOUS = "anonymous"
+"""Recorded actor when governance is not wired (bare API in tests): never a body's claim."""
 Body = TypeVar("Body", bound=BaseModel)
 
 
@@ -39,7 +48,8 @@ class PutSpecRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     spec: dict[str, Any]
-    actor: str = Field(min_length=1, max_length=200)
+    actor: str | None = Field(default=None, max_length=200)
+    """Ignored: the authenticated caller is recorded."""
     expected_revision: int | None = Field(default=None, ge=0)
 
 
@@ -47,7 +57,8 @@ class ActorRequest(BaseModel):
     """Body of ``DELETE …/spec`` and ``POST …/rollback``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    actor: str = Field(min_length=1, max_length=200)
+    actor: str | None = Field(default=None, max_length=200)
+    """Ignored: the authenticated caller is recorded."""
     reason: str | None = Field(default=None, max_length=4000)
     expected_revision: int | None = Field(default=None, ge=0)
 
@@ -59,7 +70,19 @@ def routes() -> list[Route]:
         Route("/api/v1/deployments/{name}/spec", put_spec, methods=["PUT"]),
         Route("/api/v1/deployments/{name}/spec", delete_spec, methods=["DELETE"]),
         Route("/api/v1/models/{name}/rollback", post_rollback, methods=["POST"]),
+        Route("/api/v1/reconcile", post_reconcile, methods=["POST"]),
     ]
+
+
+def _actor(caller: Caller | None) -> str:
+    return caller.name if caller is not None else ANONYMOUS
+
+
+async def _audit(request: Request, event: AuditEvent) -> None:
+    """Append ``event`` to the governance audit log (nothing when governance is not wired)."""
+    access = access_of(request)
+    if access is not None:
+        await run_in_threadpool(access.store.append_audit, [event])
 
 
 def _specs(request: Request) -> DeploymentStore:
@@ -125,9 +148,13 @@ async def put_spec(request: Request) -> Response:
     if spec.model != name:  # the permission is per model: check the one actually served too
         await authorize(request, Resource.DEPLOYMENT, Action.CHANGE, model=spec.model)
     document = spec.model_dump(mode="json", exclude={"name"})
-    actor = caller.name if caller is not None else wanted.actor
+    actor = _actor(caller)
+    before = _specs(request).get_spec(name)
     stored = _specs(request).put_spec(name, document, actor=actor,
                                       expected_revision=wanted.expected_revision)
+    await _audit(request, AuditEvent(actor, "deployment.spec.put", f"deployment:{name}",
+                                     before=before.spec if before else None,
+                                     after={"spec": document, "revision": stored.revision}))
     _controller(request).trigger()
     return json_response(_render(spec, stored))
 
@@ -138,10 +165,13 @@ async def delete_spec(request: Request) -> Response:
                              model=request.path_params["name"])  # governance (server/auth.py)
     wanted = await _body(request, ActorRequest)
     name = request.path_params["name"]
-    actor = caller.name if caller is not None else wanted.actor
-    if not _specs(request).delete_spec(name, actor=actor,
-                                       expected_revision=wanted.expected_revision):
+    actor = _actor(caller)
+    before = _specs(request).get_spec(name)
+    if before is None or not _specs(request).delete_spec(
+            name, actor=actor, expected_revision=wanted.expected_revision):
         raise DeploymentNotFound(f"no stored spec for {name!r}", field="name")
+    await _audit(request, AuditEvent(actor, "deployment.spec.delete", f"deployment:{name}",
+                                     before={"spec": before.spec, "revision": before.revision}))
     _controller(request).trigger()
     return json_response({"deleted": name})
 
@@ -153,10 +183,30 @@ async def post_rollback(request: Request) -> Response:
     wanted = await _body(request, ActorRequest)
     registry: Registry = request.app.state.registry
     name = request.path_params["name"]
-    actor = caller.name if caller is not None else wanted.actor
-    done = rollback(registry, name, actor=actor, reason=wanted.reason)
+    actor = _actor(caller)
+    done = await run_in_threadpool(rollback, registry, name, actor=actor, reason=wanted.reason)
+    await _audit(request, AuditEvent(actor, "lifecycle.rollback", f"model:{name}", after=[
+        {"version": t.version, "from": t.from_stage.value, "to": t.to_stage.value}
+        for t in done]))
     _controller(request).trigger()
     return json_response({"transitions": [
         {"model": t.model, "version": t.version, "from_stage": t.from_stage.value,
          "to_stage": t.to_stage.value, "actor": t.actor, "reason": t.reason,
          "at": t.at.isoformat()} for t in done]}, 201)
+
+
+async def post_reconcile(request: Request) -> Response:
+    """Webhook: run a reconcile pass now (``deploy`` on some model, or a role implying it)."""
+    caller = await authenticate(request)  # governance (server/auth.py)
+    access = access_of(request)
+    if caller is not None and access is not None:
+        def may_deploy() -> bool:
+            return access.is_allowed_to(caller, Resource.DEPLOYMENT, Action.CHANGE) or any(
+                g.permission == Permission.DEPLOY for g in access.store.list_grants(caller.name))
+
+        if not await run_in_threadpool(may_deploy):
+            raise PermissionDenied(f"{caller.name!r} may not deploy anything")
+    await _audit(request, AuditEvent(_actor(caller), "controller.reconcile", "controller",
+                                     after={"via": "webhook"}))
+    _controller(request).trigger()
+    return json_response({"triggered": True}, 202)

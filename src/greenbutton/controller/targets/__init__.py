@@ -11,16 +11,17 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from ...config import Settings
-from ...errors import UnsupportedBackend
-from ..reconcile import ObservedDeployment, VersionRef
+from ...errors import InvalidInput, UnsupportedBackend
+from ..reconcile import Backend, DeploymentSpec, ObservedDeployment, VersionRef
 
 
 class Target(Protocol):
-    """A place that runs one serving instance per (deployment, version)."""
+    """A place that runs one serving instance per (deployment, version, replica)."""
 
     async def observe(self) -> list[ObservedDeployment]:
         """Every instance this target runs, with its current state."""
@@ -39,17 +40,55 @@ class Target(Protocol):
         ...
 
 
+@runtime_checkable
+class SpecAwareTarget(Protocol):
+    """A target that renders whole deployments (Kubernetes): it is told the resolved specs
+    every pass, runs the replicas itself, and routes traffic itself (an Ingress)."""
+
+    async def desire(self, desired: Sequence[DeploymentSpec]) -> None:
+        """The deployments wanted now (called before ``observe`` on every pass)."""
+        ...
+
+    async def route(self, name: str, backends: tuple[Backend, ...]) -> None:
+        """Send ``name``'s traffic to ``backends`` (weights and mirrors as the gateway)."""
+        ...
+
+
 def _local(uri: str, settings: Settings) -> Target:
     from .local import LocalTarget
 
     return LocalTarget(settings)
 
 
-BUILDERS: dict[str, Callable[[str, Settings], Target]] = {"local": _local}
+def _kubernetes(uri: str, settings: Settings) -> Target:
+    from ...deploy.kubernetes import KubernetesOptions
+    from ...deploy.kubernetes_apply import parse_target
+    from .kubernetes import KubernetesTarget
+    from .kubernetes_sinks import ClusterSink
+
+    context, namespace = parse_target(uri)
+    return KubernetesTarget(ClusterSink(context, namespace),
+                            KubernetesOptions(namespace=namespace))
+
+
+def _kubernetes_dir(uri: str, settings: Settings) -> Target:
+    from ...deploy.kubernetes import KubernetesOptions
+    from .kubernetes import KubernetesTarget
+    from .kubernetes_sinks import DirSink
+
+    path = uri.partition("://")[2]
+    if not path.startswith("/"):
+        raise InvalidInput(f"kubernetes+dir:// wants an absolute path: {uri!r}", field="target")
+    return KubernetesTarget(DirSink(Path(path)), KubernetesOptions())
+
+
+BUILDERS: dict[str, Callable[[str, Settings], Target]] = {
+    "local": _local, "kubernetes": _kubernetes, "kubernetes+dir": _kubernetes_dir}
 
 
 def open_target(uri: str, settings: Settings) -> Target:
-    """The deploy target named by ``uri`` (``local://``)."""
+    """The deploy target named by ``uri``: ``local://``, ``kubernetes://context/namespace``
+    or ``kubernetes+dir:///absolute/path`` (GitOps folder)."""
     scheme = uri.partition(":")[0]
     if scheme not in BUILDERS:
         raise UnsupportedBackend(scheme, known=sorted(BUILDERS))

@@ -1,4 +1,4 @@
-"""``local://``: each (deployment, version) is a supervised serving process on 127.0.0.1.
+"""``local://``: each (deployment, version, replica) is a supervised serving process on 127.0.0.1.
 
 The target binds the listening socket itself and hands its fd to the child, so the port is
 known before the child starts and nothing else can take it. Children log to a file under
@@ -107,6 +107,8 @@ class LocalTarget:
         check_name(ref.model)
         if not isinstance(ref.version, int) or ref.version < 1:
             raise ValueError(f"invalid version {ref.version!r}")
+        if not isinstance(ref.replica, int) or not 0 <= ref.replica < 256:
+            raise ValueError(f"invalid replica {ref.replica!r}")
         await self._adopt_once()
         previous = self._instances.get(ref)
         if previous is not None and previous.state is not InstanceState.FAILED:
@@ -123,7 +125,7 @@ class LocalTarget:
             pid = find_live_pid(record)
             if pid is None:
                 continue  # gone, or the pid now belongs to someone else: leave it alone
-            ref = VersionRef(record.name, record.model, record.version)
+            ref = VersionRef(record.name, record.model, record.version, record.replica)
             record = InstanceRecord(**{**record.__dict__, "pid": pid,
                                        "start_time": record.start_time or start_time_of(pid)})
             if ref in self._instances:  # a duplicate: keep the first, stop this one
@@ -157,11 +159,12 @@ class LocalTarget:
 
     def _spawn(self, ref: VersionRef, failures: int) -> _Instance:
         self._logs.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_path = self._logs / f"{ref.name}-v{ref.version}.log"
+        replica = f"-r{ref.replica}" if ref.replica else ""
+        log_path = self._logs / f"{ref.name}-v{ref.version}{replica}.log"
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         sock = socket.create_server(("127.0.0.1", 0))
         record = InstanceRecord(ref.name, ref.model, ref.version, sock.getsockname()[1],
-                                uuid.uuid4().hex, str(log_path))
+                                uuid.uuid4().hex, str(log_path), replica=ref.replica)
         self._pending = record
         try:
             self._save()  # before the spawn: a kill -9 right after it still finds the child

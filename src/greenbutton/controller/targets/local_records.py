@@ -37,6 +37,7 @@ class InstanceRecord:
     log: str
     pid: int | None = None
     start_time: str | None = None
+    replica: int = 0
 
 
 def load_records(path: Path) -> list[InstanceRecord]:
