@@ -99,6 +99,14 @@ class ControllerSettings(BaseModel):
     """Longest wait between restarts; a process ready this long has its failures forgotten."""
     gateway_max_connections: PositiveInt = 256
     """Most upstream connections the gateway opens at once (503 when all are busy)."""
+    workers_per_replica: PositiveInt = 1
+    """Worker processes in each local serving replica. One keeps each replica's drift window
+    and memory whole; scale a deployment with ``replicas`` instead."""
+    leader_poll_interval_s: PositiveFloat = 1.0
+    """Several replicas on one PostgreSQL store: followers try to become the leader, and the
+    leader checks it still is, this often (see controller/leader.py)."""
+    leader_timeout_s: PositiveFloat = 3.0
+    """A leadership check that takes longer counts as lost (the leader stops reconciling)."""
 
 
 class MonitoringSettings(BaseModel):

@@ -16,6 +16,7 @@ def run_control_plane(app: Starlette, settings: Settings) -> None:
     """Serve the control plane until SIGINT/SIGTERM; the controller stops its processes."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request
     log.info("control plane on %s (home %s)", settings.server.url, settings.home)
     log.info("deployments are served at %s/endpoints/<model>/predict", settings.server.url)
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level="info",

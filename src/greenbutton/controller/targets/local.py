@@ -177,6 +177,8 @@ class LocalTarget:
                 stdout=log_fd,
                 stderr=log_fd,
                 env={**os.environ, **self._settings.environ(),
+                     "GREENBUTTON_SERVING__WORKERS": str(
+                         self._settings.controller.workers_per_replica),
                      INSTANCE_ID_ENV: record.instance_id},
                 start_new_session=True,  # Ctrl-C reaches the controller, which drains children
             )
