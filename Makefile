@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # Reinstall only when the dependency declarations change.
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,postgres,explain]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,postgres,explain,s3]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,6 +33,8 @@ test-deps:
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@# S3-compatible server for tests/scaleout (a real separate process; see docs/scale-out.md)
+	@command -v s3rver >/dev/null || npm install -g --no-audit --no-fund s3rver@3.7.1
 
 ## make test: lint, then the default suite (everything but the load/soak tiers).
 test: $(STAMP) test-deps
@@ -59,6 +61,7 @@ bench: $(STAMP) bench-deps
 	$(BIN)/python bench/drift_overhead.py
 	$(BIN)/python bench/serving_bench.py --write docs/performance.md
 	$(BIN)/python bench/controller_rollout.py --write docs/performance.md
+	$(BIN)/python bench/scaleout_bench.py --write docs/performance.md
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src

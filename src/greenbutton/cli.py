@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--shadow", action="append", default=[], metavar="[TARGET=]PERCENT",
                         help="mirror PERCENT %% of requests to TARGET (default staging)")
     deploy.add_argument("--sticky-header", help="assign callers to a variant by this header")
-    deploy.add_argument("--replicas", type=int, default=1, help="serving replicas (Kubernetes)")
+    deploy.add_argument("--replicas", type=int, default=1, help="serving replicas per version")
     deploy.add_argument("--max-replicas", type=int, help="autoscaling ceiling (Kubernetes)")
     deploy.add_argument("--target", help="deploy target URI (default: the controller's)")
     deploy.add_argument("--write-manifests", type=Path, metavar="DIR",
@@ -135,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="also log it as an MLflow dataset input of a new run")
     export.set_defaults(command=_export)
 
+    doctor = sub.add_parser("doctor", help="check every configured backend (store, MLflow, "
+                            "artifacts, deploy target); exit 1 on problems")
+    doctor.set_defaults(command=_doctor)
+
     prom = sub.add_parser("monitoring-config",
                           help="write Prometheus scrape config, alert rules, Grafana dashboards")
     prom.add_argument("directory", type=Path)
@@ -160,6 +164,12 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
 
     with _client(settings) as client:
         return deploy(client, args)
+
+
+def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from .doctor import run
+
+    return run(settings)
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:

@@ -10,8 +10,10 @@ from starlette.applications import Starlette
 
 from .config import Settings
 from .controller.desired import desired_state
+from .controller.leader import open_elector, terminate_this_process
 from .controller.loop import Controller
 from .controller.reconcile import DeploymentSpec
+from .controller.rollouts import audit_rollout
 from .controller.routes import RouteTable
 from .controller.targets import open_target
 from .governance.access import Access
@@ -111,11 +113,14 @@ def build_control_plane(settings: Settings) -> Starlette:
     target = open_target(settings.controller.target_uri, settings)
     specs = deployment_store_for(store)
     target_uri = settings.controller.target_uri
-    controller = Controller(lambda: desired_state(store, specs, target_uri=target_uri),
-                            target, routes, settings)
     access, approvals = build_governance(settings, registry)
+    controller = Controller(lambda: desired_state(store, specs, target_uri=target_uri),
+                            target, routes, settings,
+                            on_rollout=audit_rollout(access.store.append_audit))
     app = create_control_plane(settings, registry, controller, routes, target,
-                               access=access, approvals=approvals)
+                               access=access, approvals=approvals,
+                               elector=open_elector(settings),
+                               on_leadership_lost=terminate_this_process)
     app.state.bootstrap_token = bootstrap_admin(settings, access)  # printed once by the CLI
     app.state.deployment_store = specs  # read by server/api_deployments.py
     return app

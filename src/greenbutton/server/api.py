@@ -75,8 +75,9 @@ def _plain(record: Any) -> dict[str, Any]:
 
 
 async def health(request: Request) -> Response:
-    """The control plane answers (its controller runs in the same process)."""
-    return _ok({"status": "ok"})
+    """The control plane answers; ``leader``: this replica runs the reconcile loop."""
+    leadership = getattr(request.app.state, "leadership", None)
+    return _ok({"status": "ok", "leader": bool(leadership and leadership.is_leader)})
 
 
 async def list_models(request: Request) -> Response:

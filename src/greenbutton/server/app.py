@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -15,8 +15,10 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from ..config import Settings
+from ..controller.leader import AlwaysLeader, Elector, Leadership, lead
 from ..controller.loop import Controller
 from ..controller.routes import RouteTable
+from ..controller.shared_routes import SharedRoutes
 from ..controller.targets import Target
 from ..errors import GreenbuttonError
 from ..governance.access import Access
@@ -43,23 +45,36 @@ def create_control_plane(
     *,
     access: Access | None = None,
     approvals: Approvals | None = None,
+    elector: Elector | None = None,
+    on_leadership_lost: Callable[[], None] | None = None,
 ) -> Starlette:
-    """The control-plane ASGI app; its lifespan runs the reconcile loop, then closes the
-    target (stopping what it runs)."""
+    """The control-plane ASGI app; its lifespan runs the reconcile loop while this replica is
+    the leader (``controller/leader.py``), then closes the target (stopping what it runs) —
+    except when other replicas may take over: they adopt what runs."""
     gateway = create_gateway(routes, settings)
+    elector = elector or AlwaysLeader()
+    leadership = Leadership()
+    # replicas on one home (local target): followers' gateways take the leader's routes
+    shared = SharedRoutes(routes, settings.home / "run" / "routes.json")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
         async with gateway.router.lifespan_context(gateway):
-            loop_task = asyncio.create_task(controller.run(stop), name="reconcile-loop")
+            loop_task = asyncio.create_task(
+                lead(elector, controller.run, stop, leadership=leadership,
+                     poll_interval_s=settings.controller.leader_poll_interval_s,
+                     on_lost=on_leadership_lost,
+                     on_tick=(lambda is_leader: shared.tick(is_leader=is_leader))
+                     if elector.is_shared else None), name="leader-election")
             try:
                 yield
             finally:
                 stop.set()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop_task
-                await target.close()
+                if not (elector.is_shared or leadership.is_lost):
+                    await target.close()
 
     app = Starlette(
         routes=[*api.routes(), Mount("/endpoints", app=gateway),
@@ -73,6 +88,7 @@ def create_control_plane(
     )
     app.state.registry = registry
     app.state.controller = controller
+    app.state.leadership = leadership
     app.state.access = access  # None: no auth (tests of the bare API); see server/auth.py
     app.state.approvals = approvals
     guard(app, settings.server.host)

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, exc
+from sqlalchemy import Engine, exc, text
 
 from .engine import create_store_engine, translate_errors
 
@@ -24,6 +24,8 @@ _SCRIPT_LOCATION = Path(__file__).parent / "migrations"
 _ATTEMPTS = 5
 # alembic's ``context`` and ``op`` are process-wide proxies: one migration at a time per process
 _ALEMBIC_LOCK = threading.Lock()
+# PostgreSQL: replicas starting at once migrate one after the other (transaction advisory lock)
+_MIGRATION_LOCK_KEY = 0x6762_6D69_6772_6174  # "gbmigrat"
 
 
 def _config() -> Config:
@@ -75,6 +77,9 @@ def upgrade_engine(engine: Engine) -> str:
             return head
         try:
             with _ALEMBIC_LOCK, engine.begin() as connection:
+                if connection.dialect.name == "postgresql":  # the others wait, then find head
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                       {"key": _MIGRATION_LOCK_KEY})
                 config = _config()
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
