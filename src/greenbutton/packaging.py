@@ -92,8 +92,9 @@ def log_model(
         all_artifacts = _write_reference(frame, Path(tmp), artifacts or {})
         gate_artifacts, gate_tag = gate_spec.prepare(held_out, gates, Path(tmp))
         all_artifacts.update(gate_artifacts)
-        signature = _infer_signature(model, frame, all_artifacts)
-        all_artifacts.update(_fit_monitors(model, frame, all_artifacts, Path(tmp), settings))
+        predictions = _predict_reference(model, frame, all_artifacts)
+        signature = infer_signature(frame, predictions)
+        all_artifacts.update(_fit_monitors(frame, predictions, Path(tmp), settings))
         with _run(settings, name) as run_id:
             dataset = mlflow.data.pandas_dataset.from_pandas(frame, name=f"{name}-reference")
             mlflow.log_input(dataset, context="reference")
@@ -145,27 +146,24 @@ def _write_reference(frame: Any, folder: Path, user: dict[str, str]) -> dict[str
     return {**user, REFERENCE_ARTIFACT: str(data_path), PROFILE_ARTIFACT: str(profile_path)}
 
 
-def _infer_signature(model: Model, frame: Any, artifacts: dict[str, str]) -> Any:
-    """Signature from all reference rows and the model's own predictions on some of them."""
+def _predict_reference(model: Model, frame: Any, artifacts: dict[str, str]) -> Any:
+    """The model's own predictions on the reference rows (for the signature and monitors),
+    after checking it on the first rows; computed on a copy, loaded as MLflow will load it."""
     probe = copy.deepcopy(model)  # load_context may load state that must not be pickled twice
     context = mlflow.pyfunc.PythonModelContext(artifacts=artifacts, model_config={})
     probe.load_context(context)  # type: ignore[no-untyped-call]
-    head = frame.head(100)
-    report = check(probe, sample=head, context=context)
+    report = check(probe, sample=frame.head(100), context=context)
     if not report:
         raise NonConformingModel([str(p) for p in report.problems])
-    return infer_signature(frame, call_predict(probe, context, head))
+    return call_predict(probe, context, frame)
 
 
-def _fit_monitors(model: Model, frame: Any, artifacts: dict[str, str], folder: Path,
+def _fit_monitors(frame: Any, predictions: Any, folder: Path,
                   settings: Settings) -> dict[str, str]:
     """Drift, outlier and adversarial monitors fitted on the reference data (see monitoring/)."""
     from .monitoring.monitors import fit_monitors  # heavy, and only needed here
 
-    probe = copy.deepcopy(model)
-    context = mlflow.pyfunc.PythonModelContext(artifacts=artifacts, model_config={})
-    probe.load_context(context)
-    return fit_monitors(frame, call_predict(probe, context, frame), folder,
+    return fit_monitors(frame, predictions, folder,
                         outlier_kind=settings.monitoring.outlier_detector,
                         target_fpr=settings.monitoring.outlier_target_fpr)
 
