@@ -50,19 +50,43 @@ def write_manifests(manifests: Sequence[Manifest], directory: Path, name: str) -
     return path
 
 
-def _dynamic_client(context: str | None, kubeconfig: Path | None) -> Any:
+def api_client(context: str | None, kubeconfig: Path | None) -> Any:
+    """A Kubernetes ``ApiClient`` for ``context`` from the kubeconfig; without a kubeconfig
+    and with no named context, the pod's service account (greenbutton running in a cluster).
+
+    Raises ``NotReady`` when the client is not installed or nothing is configured.
+    """
     try:
-        import urllib3
-        from kubernetes import config, dynamic
+        from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
     except ImportError as error:
-        raise NotReady("install greenbutton[kubernetes] to apply manifests") from error
+        raise NotReady("install greenbutton[kubernetes] to reach a cluster") from error
     try:
-        api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        return config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=str(kubeconfig) if kubeconfig else None, context=context)
+    except (ConfigException, OSError) as kubeconfig_error:
+        if context:
+            raise NotReady(f"no kubeconfig for context {context!r}: {kubeconfig_error}"
+                           ) from kubeconfig_error
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration)
+        except ConfigException:
+            raise NotReady(f"no kubeconfig and not in a cluster: {kubeconfig_error}"
+                           ) from kubeconfig_error
+        return client.ApiClient(configuration)
+
+
+def _dynamic_client(context: str | None, kubeconfig: Path | None) -> Any:
+    import urllib3
+    from kubernetes import dynamic
+
+    api = api_client(context, kubeconfig)
+    try:
         return dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]  # does discovery
-    except (ConfigException, OSError, urllib3.exceptions.HTTPError) as error:
-        raise NotReady(f"cluster {context!r} unreachable or not configured: {error}") from error
+    except urllib3.exceptions.HTTPError as error:
+        raise NotReady(f"cluster {context!r} unreachable: {error}") from error
 
 
 def has_prometheus_operator(context: str | None, kubeconfig: Path | None = None) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs
 
 from ...deploy.kubernetes import Manifest
-from ...deploy.kubernetes_apply import FIELD_MANAGER, write_manifests
+from ...deploy.kubernetes_apply import FIELD_MANAGER, api_client, write_manifests
 from ...errors import GreenbuttonError, NotReady
 from ..reconcile import InstanceState
 
@@ -92,18 +92,7 @@ class ClusterSink:
 
     def _client(self) -> Any:
         if self._api is None:
-            try:
-                from kubernetes import config
-                from kubernetes.config.config_exception import ConfigException
-            except ImportError as error:
-                raise NotReady("install greenbutton[kubernetes] for kubernetes://") from error
-            try:
-                self._api = config.new_client_from_config(  # type: ignore[no-untyped-call]
-                    config_file=str(self._kubeconfig) if self._kubeconfig else None,
-                    context=self._context)
-            except (ConfigException, OSError) as error:
-                raise NotReady(f"no kubeconfig for context {self._context!r}: {error}"
-                               ) from error
+            self._api = api_client(self._context, self._kubeconfig)
         return self._api
 
     def _call(self, method: str, path: str, *, body: Manifest | None = None,
