@@ -87,7 +87,10 @@ async def test_kill9_mid_rollout_then_restart_adopts_and_converges(
         assert after[2]["port"] == before[2]["port"]
     finally:
         await target.close()
-    assert not is_alive(before[2]["pid"])
+        leftovers = [r["pid"] for r in before.values() if is_alive(r["pid"])]
+        for pid in leftovers:  # never leave an orphan behind, whatever failed
+            os.kill(pid, signal.SIGKILL)
+    assert leftovers == []
 
 
 async def test_recycled_pid_is_neither_adopted_nor_signalled(
