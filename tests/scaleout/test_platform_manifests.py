@@ -57,3 +57,18 @@ def test_rbac_is_namespaced_and_exactly_what_the_target_needs() -> None:
                for resource in rule["resources"]}
     assert granted == set(NEEDED)
     assert all("*" not in rule["verbs"] for rule in rules)
+
+
+def test_platform_image_is_built_by_the_shipped_dockerfile() -> None:
+    dockerfile = (PLATFORM / "Dockerfile").read_text()
+    repo = PLATFORM.parents[1]
+    tag = next(line.split("-t ")[1].split()[0] for line in dockerfile.splitlines()
+               if "docker build" in line)
+    for name in ("greenbutton-control-plane", "mlflow"):
+        pod = _kind("Deployment", name)["spec"]["template"]["spec"]
+        assert {c["image"] for c in pod["containers"]} == {tag}
+        assert pod["securityContext"]["runAsUser"] == 10001
+    copied = [part for line in dockerfile.splitlines() if line.startswith("COPY ")
+              for part in line.split()[1:-1]]
+    assert copied and all((repo / part).exists() for part in copied)
+    assert "USER 10001" in dockerfile
