@@ -24,17 +24,19 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from mlflow.models import infer_signature
 from sklearn.datasets import load_digits
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+
+import greenbutton
+from greenbutton.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
        'wrk.body = io.open("{}"):read("*a")\n')
 
 
-class Classifier(mlflow.pyfunc.PythonModel):  # pickled by value (defined in __main__)
+class Classifier(greenbutton.Model):  # pickled by value (defined in __main__)
     """A scikit-learn classifier as a pyfunc model; declares batching when ``batch`` > 1."""
 
     max_batch_size = 1
@@ -57,14 +59,14 @@ def register(home: Path) -> tuple[str, pd.DataFrame]:
     mlflow.set_registry_uri(uri)
     data = load_digits()
     frame = pd.DataFrame(data.data, columns=[f"pixel_{i}" for i in range(64)])
-    experiment = mlflow.create_experiment("bench", (home / "artifacts").as_uri())
+    settings = Settings(home=home, mlflow={"tracking_uri": uri})  # type: ignore[arg-type]
     for name, model in (("lr", Classifier(LogisticRegression(max_iter=500))),
                         ("rf", BatchingClassifier(RandomForestClassifier(100, random_state=0)))):
         model.model.fit(frame.to_numpy(), data.target)
-        with mlflow.start_run(experiment_id=experiment):
-            mlflow.pyfunc.log_model(name="model", python_model=model, input_example=frame[:2],
-                                    signature=infer_signature(frame, data.target),
-                                    registered_model_name=name)
+        # greenbutton.log_model: the version carries fitted monitors, so "monitoring on"
+        # measures outlier scoring, the payload log and drift windows for real
+        greenbutton.log_model(model, name, reference_data=frame, settings=settings,
+                              pip_requirements=["scikit-learn", "pandas"])
     return uri, frame
 
 
