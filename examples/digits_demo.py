@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,8 +28,9 @@ from sklearn.preprocessing import StandardScaler
 
 import greenbutton
 from greenbutton.cli_governance import local_token
-from greenbutton.client import ControlPlaneClient, ControlPlaneUnreachable
+from greenbutton.client import ControlPlaneClient
 from greenbutton.config import Settings
+from greenbutton.launcher import ensure_platform, stop_platform, wait_until_serving
 
 
 class DigitClassifier(greenbutton.Model):
@@ -53,7 +51,7 @@ def main() -> int:
     settings = Settings()
     started = time.monotonic()
 
-    platform = ensure_platform(settings)
+    platform = ensure_platform(settings, report=step)
     try:
         X, y = load_digits(return_X_y=True, as_frame=True)
         X.columns = [f"pixel_{i}" for i in range(64)]
@@ -73,7 +71,7 @@ def main() -> int:
             client.transition("digits", logged.version, "Production", actor=getpass.getuser(),
                               reason="make demo")
             step(f"promoted digits v{logged.version} to Production — the green button")
-            url = wait_until_deployed(client, "digits", logged.version, args.timeout)
+            url = wait_until_serving(client, "digits", logged.version, args.timeout)
         step(f"deployed at {url}")
 
         row = X_test.iloc[[0]]
@@ -92,62 +90,8 @@ def main() -> int:
         pass
     finally:
         if platform is not None:
-            stop(platform)
+            stop_platform(platform)
     return 0
-
-
-def ensure_platform(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """Start `greenbutton up` unless a control plane already answers at the configured URL."""
-    with ControlPlaneClient(settings.server.url or "", timeout_s=2) as client:
-        try:
-            client.health()
-            step(f"using the control plane already running at {settings.server.url}")
-            return None
-        except ControlPlaneUnreachable:
-            pass
-        logs = settings.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log_path = logs / "control-plane.log"
-        with log_path.open("ab") as log:
-            platform = subprocess.Popen([sys.executable, "-m", "greenbutton", "up"],
-                                        env={**os.environ, **settings.environ()},
-                                        stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if platform.poll() is not None:
-                raise SystemExit(f"greenbutton up exited; see {log_path}")
-            try:
-                client.health()
-                step(f"control plane up at {settings.server.url} (log: {log_path})")
-                return platform
-            except ControlPlaneUnreachable:
-                time.sleep(0.2)
-        stop(platform)
-        raise SystemExit(f"control plane did not answer within 30 s; see {log_path}")
-
-
-def wait_until_deployed(client: ControlPlaneClient, name: str, version: int,
-                        timeout_s: float) -> str:
-    """Poll the controller's status until ``name`` serves ``version``; its stable URL."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for deployment in client.deployments():
-            if (deployment["name"] == name and deployment["state"] == "ready"
-                    and deployment["serving_version"] == version):
-                return str(deployment["url"])
-        time.sleep(0.25)
-    raise SystemExit(f"{name} v{version} was not deployed within {timeout_s:.0f} s; "
-                     "run `greenbutton status` for the reason")
-
-
-def stop(platform: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the control plane (it stops its serving processes) and wait for it."""
-    if platform.poll() is None:
-        platform.send_signal(signal.SIGTERM)
-        try:
-            platform.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            platform.kill()
 
 
 def step(message: str) -> None:

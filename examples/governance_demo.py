@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +25,11 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 import greenbutton
-from greenbutton.client import ControlPlaneUnreachable
 from greenbutton.config import Settings
 from greenbutton.errors import GreenbuttonError
 from greenbutton.governance.client import GovernanceClient
 from greenbutton.governance.tokens import read_token_file
+from greenbutton.launcher import ensure_platform, stop_platform, wait_until_serving
 
 MODEL = "digits-governed"
 GATES = [{"kind": "metric", "metric": "accuracy", "min": 0.9},
@@ -64,19 +61,21 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="deployment wait (s)")
     args = parser.parse_args()
     home = Path(os.environ.get("GREENBUTTON_HOME", ".greenbutton-governance")).resolve()
-    settings = Settings(home=home, server={"port": 8610},  # type: ignore[arg-type]
+    port = int(os.environ.get("GREENBUTTON_SERVER__PORT", "8610"))
+    settings = Settings(home=home, server={"port": port},  # type: ignore[arg-type]
                         auth={"is_endpoint_auth_enabled": True, "is_four_eyes_default": True},
                         _env_file=None)  # type: ignore[call-arg]
-    platform = start_platform(settings)
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    platform = ensure_platform(settings, report=step)
     try:
         run(settings, args.timeout)
-        if not args.exit:
+        if not args.exit and platform is not None:
             step("platform keeps running; Ctrl-C stops it")
             platform.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        stop(platform)
+        stop_platform(platform)
     return 0
 
 
@@ -128,7 +127,8 @@ def run(settings: Settings, timeout_s: float) -> None:
         step(f"dana cannot approve her own proposal (four-eyes): {error.message}")
     rob.decide(good["id"], "approve", reason="reviewed gate results")
     step(f"rob approved #{good['id']}: v{versions[1]} -> Production")
-    endpoint = wait_deployed(admin, versions[1], timeout_s)
+    endpoint = wait_until_serving(admin, MODEL, versions[1], timeout_s)
+    step(f"controller deployed v{versions[1]} at {endpoint}")
 
     row = {"inputs": X.iloc[[1500]].to_dict(orient="records")}
     for who in ("shop", "intruder", None):
@@ -144,48 +144,6 @@ def run(settings: Settings, timeout_s: float) -> None:
                                "lifecycle.transition") and MODEL in entry["target"]:
             print(f"    #{entry['seq']} {entry['at'][:19]} {entry['actor']:<12} "
                   f"{entry['action']:<22} {entry['target']}")
-
-
-def wait_deployed(client: GovernanceClient, version: int, timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for d in client.deployments():
-            if d["name"] == MODEL and d["state"] == "ready" and d["serving_version"] == version:
-                step(f"controller deployed v{version} at {d['url']}")
-                return str(d["url"])
-        time.sleep(0.25)
-    raise SystemExit(f"v{version} not deployed within {timeout_s:.0f} s")
-
-
-def start_platform(settings: Settings) -> subprocess.Popen[bytes]:
-    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    log_path = settings.home / "control-plane.log"
-    with log_path.open("ab") as log:
-        platform = subprocess.Popen([sys.executable, "-m", "greenbutton", "up"],
-                                    env={**os.environ, **settings.environ()},
-                                    stdout=log, stderr=subprocess.STDOUT)
-    with GovernanceClient(settings.server.url or "", timeout_s=2) as probe:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if platform.poll() is not None:
-                raise SystemExit(f"greenbutton up exited; see {log_path}")
-            try:
-                probe.health()
-                step(f"control plane up at {settings.server.url} (log: {log_path})")
-                return platform
-            except ControlPlaneUnreachable:
-                time.sleep(0.2)
-    stop(platform)
-    raise SystemExit(f"control plane did not answer; see {log_path}")
-
-
-def stop(platform: subprocess.Popen[bytes]) -> None:
-    if platform.poll() is None:
-        platform.send_signal(signal.SIGTERM)
-        try:
-            platform.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            platform.kill()
 
 
 if __name__ == "__main__":

@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -38,8 +35,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import greenbutton
-from greenbutton.client import ControlPlaneClient, ControlPlaneUnreachable
+from greenbutton.client import ControlPlaneClient
 from greenbutton.config import Settings
+from greenbutton.launcher import ensure_platform, stop_platform
 
 TARGET = "alcohol"
 
@@ -64,7 +62,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="deployment wait (s)")
     args = parser.parse_args()
     settings = Settings()
-    platform = ensure_platform(settings)
+    platform = ensure_platform(settings, report=step)
     try:
         run(settings, args)
         if not args.exit and platform is not None:
@@ -74,7 +72,7 @@ def main() -> int:
         pass
     finally:
         if platform is not None:
-            stop(platform)
+            stop_platform(platform)
     return 0
 
 
@@ -156,46 +154,6 @@ def wait_for_split(client: ControlPlaneClient, name: str, versions: set[int],
 def _token(settings: Settings) -> str | None:
     token_file = settings.home / "admin.token"
     return settings.token or (token_file.read_text().strip() if token_file.exists() else None)
-
-
-def ensure_platform(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """Start `greenbutton up` unless a control plane already answers at the configured URL."""
-    with ControlPlaneClient(settings.server.url or "", timeout_s=2) as client:
-        try:
-            client.health()
-            step(f"using the control plane already running at {settings.server.url}")
-            return None
-        except ControlPlaneUnreachable:
-            pass
-        logs = settings.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log_path = logs / "control-plane.log"
-        with log_path.open("ab") as log:
-            platform = subprocess.Popen([sys.executable, "-m", "greenbutton", "up"],
-                                        env={**os.environ, **settings.environ()},
-                                        stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if platform.poll() is not None:
-                raise SystemExit(f"greenbutton up exited; see {log_path}")
-            try:
-                client.health()
-                step(f"control plane up at {settings.server.url} (log: {log_path})")
-                return platform
-            except ControlPlaneUnreachable:
-                time.sleep(0.2)
-        stop(platform)
-        raise SystemExit(f"control plane did not answer within 60 s; see {log_path}")
-
-
-def stop(platform: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the control plane (it stops its serving processes) and wait for it."""
-    if platform.poll() is None:
-        platform.send_signal(signal.SIGTERM)
-        try:
-            platform.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            platform.kill()
 
 
 def step(message: str) -> None:

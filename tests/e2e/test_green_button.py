@@ -161,3 +161,17 @@ def test_demo_runs_to_the_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "prediction [" in done.stdout and "/endpoints/digits/" in done.stdout
     assert time.monotonic() - started < 120
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    ("wine_ab_demo.py", "wins; promote it"),
+    ("governance_demo.py", "lifecycle.transition"),
+])
+def test_other_demos_run_to_the_end(tmp_path: Path, script: str, expected: str) -> None:
+    env = {**os.environ, "GREENBUTTON_HOME": str(tmp_path / "gb"),
+           "GREENBUTTON_SERVER__PORT": str(free_port())}
+    demo = Path(__file__).parents[2] / "examples" / script
+    done = subprocess.run([sys.executable, str(demo), "--exit"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert expected in done.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,15 +49,13 @@ class FeedbackService:
     """Joins feedback with the payload log, stores it, and republishes live quality."""
 
     def __init__(self, store: PayloadStore, log: PendingLog, gauges: MonitoringGauges,
-                 reward: Reward | None = None) -> None:
+                 reward: Reward | None = None, *, flush_interval_s: float = 1.0) -> None:
         self.store, self.log, self.gauges, self.reward = store, log, gauges, reward
+        self.flush_interval_s = flush_interval_s
 
     async def record(self, feedback: Feedback) -> dict[str, Any]:
         """Store ``feedback``; FeedbackNotFound (404) / FeedbackExists (409) as appropriate."""
-        logged = await asyncio.to_thread(self.store.find_prediction, feedback.request_id)
-        if logged is None and self.log.pending(feedback.request_id):
-            await self.log.flush()
-            logged = await asyncio.to_thread(self.store.find_prediction, feedback.request_id)
+        logged = await self._find(feedback.request_id)
         if logged is None:
             raise FeedbackNotFound(f"no logged prediction has request id "
                                    f"{feedback.request_id!r}")
@@ -69,6 +68,20 @@ class FeedbackService:
             "name": logged.model_name, "version": logged.model_version},
             "is_correct": values["is_correct"], "abs_error": values["abs_error"],
             "reward": values["reward"]}
+
+    async def _find(self, request_id: str) -> LoggedPrediction | None:
+        """The logged prediction; one still buffered here is flushed first, and one buffered by
+        another process of the deployment (a replica, a worker) is waited for: every buffer is
+        written within ``flush_interval_s``."""
+        logged = await asyncio.to_thread(self.store.find_prediction, request_id)
+        if logged is None and self.log.pending(request_id):
+            await self.log.flush()
+            logged = await asyncio.to_thread(self.store.find_prediction, request_id)
+        deadline = time.monotonic() + 2 * self.flush_interval_s
+        while logged is None and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.1, self.flush_interval_s / 4))
+            logged = await asyncio.to_thread(self.store.find_prediction, request_id)
+        return logged
 
     def _row(self, feedback: Feedback, logged: LoggedPrediction) -> dict[str, Any]:
         predictions = [_scalar(p) for p in logged.predictions]

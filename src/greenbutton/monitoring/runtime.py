@@ -110,7 +110,8 @@ class MonitoringRuntime:
         python_model = getattr(model, "python_model", None)
         reward = getattr(python_model, "reward", None)
         self.feedback = FeedbackService(self.store, self.payload_log, gauges,
-                                        reward if callable(reward) else None)
+                                        reward if callable(reward) else None,
+                                        flush_interval_s=self.settings.flush_interval_s)
         path = model_artifacts(model).get(MONITORS_ARTIFACT)
         if path is None:
             logger.warning("%s v%s was logged without monitors", model.name, model.version)
