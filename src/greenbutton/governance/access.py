@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
+from ..errors import InvalidInput, NotFound, PermissionDenied, StaleState, Unauthenticated
 from ..store.governance_records import AuditEvent, Grant, Principal, TokenInfo
 from ..store.governance_sql import SqlGovernanceStore
 from .permissions import (
@@ -94,7 +94,10 @@ class Access:
         """On a platform with no principals, create an admin and its first token."""
         if self.store.count_principals():
             return None
-        self._create("greenbutton", name, Role.ADMIN.value, "user")
+        try:
+            self._create("greenbutton", name, Role.ADMIN.value, "user")
+        except StaleState:  # another replica starting at the same moment created it
+            return None
         return self._issue("greenbutton", name, "bootstrap")
 
     def issue_token(self, caller: Caller, principal: str, label: str = "") -> IssuedToken:
