@@ -252,7 +252,7 @@ def check_artifacts(settings: Settings) -> list[Finding]:
             back = Path(back_path).read_text()
         try:
             repository.delete_artifacts()  # type: ignore[no-untyped-call]
-        except NotImplementedError:
+        except NotImplementedError:  # some MLflow artifact repositories cannot delete
             pass
     except Exception as error:
         from .doctor_storage import explain_storage_error
