@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 
 from mlflow import MlflowClient
-from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from .config import Settings
 from .controller.desired import desired_state
 from .controller.leader import open_elector, terminate_this_process
 from .controller.loop import Controller
-from .controller.reconcile import DeploymentSpec
 from .controller.rollouts import audit_rollout
 from .controller.routes import RouteTable
 from .controller.targets import open_target
@@ -24,7 +22,7 @@ from .server.app import create_control_plane
 from .serving.hooks import ServingPlugins
 from .store import open_store
 from .store.deployments import deployment_store_for
-from .store.protocol import LifecycleStore, Stage
+from .store.protocol import LifecycleStore
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +59,6 @@ def build_registry(settings: Settings, store: LifecycleStore) -> Registry:
     """The lifecycle over the MLflow client named by the settings."""
     client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri)
     return Registry(client, store)
-
-
-def desired_deployments(store: LifecycleStore) -> list[DeploymentSpec]:
-    """One deployment per model with a Production version, named after the model.
-
-    A model whose name cannot be a deployment name (URL, file name, argv) is skipped and
-    logged, so one bad name never stops the others from being reconciled.
-    """
-    specs = []
-    for state in store.versions_in(Stage.PRODUCTION):
-        try:
-            specs.append(DeploymentSpec(name=state.model, model=state.model,
-                                        version=state.version))
-        except ValidationError:
-            log.warning("model %r cannot be deployed: its name is not a valid deployment name",
-                        state.model)
-    return specs
 
 
 def build_governance(settings: Settings, registry: Registry) -> tuple[Access, Approvals]:

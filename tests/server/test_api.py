@@ -7,33 +7,20 @@ from typing import Any
 
 import httpx
 import mlflow
-import pandas as pd
 import pytest
 
-import greenbutton
+from control_plane import control_plane_client, log_echo_versions
 from greenbutton.config import Settings
-from greenbutton.controller.loop import Controller
-from greenbutton.controller.routes import RouteTable
-from greenbutton.controller.targets import open_target
-from greenbutton.server.app import create_control_plane
-from greenbutton.wiring import build_registry, build_store, desired_deployments
+from greenbutton.wiring import build_registry, build_store
 
 API = "/api/v1"
-
-
-class Echo(greenbutton.Model):
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        return model_input["x"]
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     settings = Settings(home=tmp_path_factory.mktemp("gb"), _env_file=None)  # type: ignore[call-arg]
     previous = mlflow.get_tracking_uri()
-    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
-    for _ in range(2):
-        greenbutton.log_model(Echo(), "echo", reference_data=frame, settings=settings,
-                              pip_requirements=["pandas"])
+    log_echo_versions(settings, [{}, {}])
     yield settings
     mlflow.set_tracking_uri(previous)
 
@@ -41,15 +28,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 @pytest.fixture
 async def api(home: Settings) -> AsyncIterator[httpx.AsyncClient]:
     store = build_store(home)
-    registry = build_registry(home, store)
-    target = open_target("local://", home)
-    routes = RouteTable()
-    controller = Controller(lambda: desired_deployments(store), target, routes, home)
-    app = create_control_plane(home, registry, controller, routes, target)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8600") as client:
+    async with control_plane_client(home, store, build_registry(home, store)) as client:
         yield client
-    await target.close()
     store.close()
 
 

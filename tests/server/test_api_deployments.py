@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import mlflow
-import pandas as pd
 import pytest
 
-import greenbutton
+from control_plane import control_plane_client, log_echo_versions
 from greenbutton.config import Settings
-from greenbutton.controller.desired import desired_state
-from greenbutton.controller.loop import Controller
-from greenbutton.controller.routes import RouteTable
-from greenbutton.controller.targets import open_target
-from greenbutton.server.app import create_control_plane
-from greenbutton.store.deployments import deployment_store_for
 from greenbutton.wiring import build_registry, build_store
 
 API = "/api/v1"
@@ -27,19 +19,11 @@ AB = {"model": "echo", "routes": [{"to": "production", "weight": 80},
       "shadow": [{"percent": 5}], "sticky_header": "X-User"}
 
 
-class Echo(greenbutton.Model):
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-        return model_input["x"]
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     settings = Settings(home=tmp_path_factory.mktemp("gb"), _env_file=None)  # type: ignore[call-arg]
     previous = mlflow.get_tracking_uri()
-    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
-    for _ in range(3):
-        greenbutton.log_model(Echo(), "echo", reference_data=frame, settings=settings,
-                              pip_requirements=["pandas"])
+    log_echo_versions(settings, [{}, {}, {}])
     yield settings
     mlflow.set_tracking_uri(previous)
 
@@ -50,17 +34,8 @@ async def api(home: Settings, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient
     store_settings = home.store.model_copy(update={"uri": f"sqlite:///{tmp_path / 'gb.db'}"})
     settings = home.model_copy(update={"store": store_settings})
     store = build_store(settings)
-    specs = deployment_store_for(store)
-    target = open_target("local://", settings)
-    routes = RouteTable()
-    controller = Controller(lambda: desired_state(store, specs), target, routes, settings)
-    app = create_control_plane(settings, build_registry(settings, store), controller, routes,
-                               target)
-    app.state.deployment_store = specs
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8600") as client:
+    async with control_plane_client(settings, store, build_registry(settings, store)) as client:
         yield client
-    await target.close()
     store.close()
 
 
