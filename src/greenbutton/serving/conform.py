@@ -34,6 +34,14 @@ class FastConformer:
         self._name_index = pd.Index(names)
         self._name_set = frozenset(names)
 
+    def index_for(self, columns: list[Any]) -> pd.Index | list[Any]:
+        """The prebuilt column index when ``columns`` are the signature's names, in order.
+
+        Building a DataFrame from a list of names converts it to an index on every call, which
+        for 64 string columns costs several times the rest of the frame.
+        """
+        return self._name_index if columns == self.names else columns
+
     @classmethod
     def from_schema(cls, schema: Schema | None) -> FastConformer | None:
         """A conformer for ``schema``, or None when its shape is not the simple case."""
@@ -94,7 +102,8 @@ def frame_from_split(split: Any, conformer: FastConformer) -> pd.DataFrame | Non
     index = split.get("index")
     if index is not None and (not isinstance(index, list) or len(index) != len(array)):
         return None
-    return conformer.conform(pd.DataFrame(array, columns=columns, index=index), is_parsed=True)
+    frame = pd.DataFrame(array, columns=conformer.index_for(columns), index=index)
+    return conformer.conform(frame, is_parsed=True)
 
 
 def frame_from_columns(columns: Any, conformer: FastConformer) -> pd.DataFrame | None:
@@ -109,4 +118,5 @@ def frame_from_columns(columns: Any, conformer: FastConformer) -> pd.DataFrame |
         return None
     if array.ndim != 2 or array.dtype.kind not in "iuf":
         return None
-    return conformer.conform(pd.DataFrame(array.T, columns=list(columns)), is_parsed=True)
+    frame = pd.DataFrame(array.T, columns=conformer.index_for(list(columns)))
+    return conformer.conform(frame, is_parsed=True)
