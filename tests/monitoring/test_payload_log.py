@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
@@ -40,6 +44,90 @@ async def test_submitted_records_written_on_close(payload_store: PayloadStore) -
     found = payload_store.find_prediction("a")
     assert found is not None and found.model_version == "2"
     assert found.inputs["data"][0] == [1.0, "x"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PayloadStore]:
+    """The payload store on each backend (the shared PostgreSQL is isolated by request ids)."""
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'monitoring.db'}"
+    else:
+        uri = request.getfixturevalue("postgres_uri")
+    store = PayloadStore(uri)
+    yield store
+    store.close()
+
+
+def test_rows_round_trip_on_each_backend(any_store: PayloadStore) -> None:
+    ids = [f"rt-{uuid.uuid4().hex}" for _ in range(1201)]  # more than one statement's rows
+    inputs = pd.DataFrame([[1.5, np.nan], [np.inf, -2.0]], columns=pd.Index(["a", "b"]))
+    received = datetime.datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=datetime.UTC)
+    rows = [{"request_id": i, "model_name": "wine", "model_version": None,
+             "endpoint": "/invocations", "inputs": {"columns": ["a", "b"],
+                                                   "data": inputs.to_numpy()},
+             "predictions": np.array([3, 4], dtype=np.int64),
+             "annotations": {"outliers": [{"is_outlier": np.bool_(True), "score": 2.5}, None]},
+             "has_outlier": True, "latency_s": 0.002, "received_at": received} for i in ids]
+    any_store.write_predictions(rows)
+    found = any_store.find_prediction(ids[-1])
+    assert found is not None and found.model_version is None
+    assert found.inputs == {"columns": ["a", "b"], "data": [[1.5, None], [None, -2.0]]}
+    assert found.predictions == [3, 4]
+    assert found.annotations == {"outliers": [{"is_outlier": True, "score": 2.5}, None]}
+    assert found.received_at.replace(tzinfo=datetime.UTC) == received
+    assert any_store.find_prediction(ids[0]) is not None
+
+
+class Flagger:
+    """Flags rows whose ``a`` is above 1; records the size of every call."""
+
+    name = "outliers"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
+        self.calls.append(len(frame))
+        return [{"is_outlier": a > 1, "score": a} for a in frame["a"].tolist()]
+
+
+def unannotated(request_id: str, a: float) -> PredictionRecord:
+    return PredictionRecord(
+        request_id=request_id, model_name="wine", model_version="2", endpoint="/invocations",
+        inputs=pd.DataFrame({"a": [a]}), predictions=np.array([5.5]), annotations={},
+        latency_s=0.01, received_at=utc_now())
+
+
+async def test_unannotated_records_scored_together_at_flush(payload_store: PayloadStore) -> None:
+    flagger = Flagger()
+    log = PayloadLog(payload_store, MonitoringGauges(CollectorRegistry()), capacity=10,
+                     flush_interval_s=60, annotators=[flagger])
+    for i, a in enumerate([0.5, 3.0, 0.2]):
+        log.submit(unannotated(f"u{i}", a))
+    log.submit(record("already"))  # annotated on the request path: left as it was
+    await log.aclose()
+    assert flagger.calls == [3]
+    found = payload_store.find_prediction("u1")
+    assert found is not None
+    assert found.annotations == {"outliers": [{"is_outlier": True, "score": 3.0}]}
+    assert payload_store.find_prediction("already").annotations["outliers"][0]["score"] == 1.0
+
+
+async def test_failed_write_requeues_records_annotated(payload_store: PayloadStore,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    flagger = Flagger()
+    log = PayloadLog(payload_store, MonitoringGauges(CollectorRegistry()), capacity=10,
+                     flush_interval_s=60, annotators=[flagger])
+    log.submit(unannotated("again", 2.0))
+    write = payload_store.write_predictions
+    monkeypatch.setattr(payload_store, "write_predictions",
+                        lambda rows: (_ for _ in ()).throw(OSError("database is down")))
+    await log.flush()
+    assert log.pending("again")
+    monkeypatch.setattr(payload_store, "write_predictions", write)
+    await log.aclose()
+    assert flagger.calls == [1]  # scored (and counted) once, not again on the retry
+    assert payload_store.find_prediction("again").annotations["outliers"][0]["is_outlier"]
 
 
 async def test_full_buffer_drops_and_counts(payload_store: PayloadStore) -> None:

@@ -90,3 +90,21 @@ async def test_monitoring_clean_traffic_not_drifted(monitored_app: Any, digits_s
     body = (await client.get("/monitoring", params={"refresh": "1"})).json()
     assert body["drift"]["overall"]["is_drift"] is False
     assert np.isclose(body["outlier_rate"], 0.0, atol=0.05)
+
+
+async def test_invocations_rows_scored_for_outliers_in_the_payload_log(
+        monitored_app: Any, digits_split: Any, payload_store: Any) -> None:
+    client, runtime, plane = monitored_app
+    rows = [*rows_of(digits_split[2][:2]), WHITE]
+    for i in range(3):  # several requests: scored together at flush
+        response = await client.post("/invocations", json={"dataframe_records": rows},
+                                     headers={"X-Request-ID": f"inv-{i}"})
+        assert response.status_code == 200, response.text
+        assert set(response.json()) == {"predictions"}  # MLflow's shape, unchanged
+    await runtime.payload_log.flush()
+    logged = payload_store.find_prediction("inv-2")
+    assert logged is not None
+    assert [o["is_outlier"] for o in logged.annotations["outliers"]] == [False, False, True]
+    flagged = plane.metrics.registry.get_sample_value(
+        "greenbutton_outlier_rows_total", {"model": "model", "version": ""})
+    assert flagged == 3  # one white row per request, counted once

@@ -52,3 +52,24 @@ async def test_annotations_and_record_reach_hooks(
     assert record.received_at.tzinfo is not None
     await plane.aclose()
     assert sink.is_closed
+
+
+async def test_callers_not_rendering_annotations_skip_them(
+    settings: Settings, served_digits: ServedModel, digits_frame: pd.DataFrame
+) -> None:
+    class Counting(RowCount):
+        calls = 0
+
+        def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
+            Counting.calls += 1
+            return super().annotate(frame, predictions)
+
+    sink = Recording()
+    plane = DataPlane(settings.serving, Metrics(), served_digits, annotators=[Counting()],
+                      sinks=[sink])
+    result = await plane.predict(digits_frame[:2], request_id="r2", endpoint="/invocations",
+                                 with_annotations=False)
+    assert (result.annotations, sink.records[-1].annotations, Counting.calls) == ({}, {}, 0)
+    await plane.predict(digits_frame[:2], request_id="r3")
+    assert Counting.calls == 1
+    await plane.aclose()

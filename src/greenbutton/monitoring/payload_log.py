@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,24 +20,32 @@ import pandas as pd
 
 from .gauges import MonitoringGauges
 from .payload_store import PayloadStore
+from .stacking import annotate_records
 
 if TYPE_CHECKING:  # the seam is defined by serving; this module only implements it
-    from ..serving.hooks import PredictionRecord
+    from ..serving.hooks import PredictionRecord, RowAnnotator
 
 logger = logging.getLogger(__name__)
 
 
-def to_row(record: PredictionRecord) -> dict[str, Any]:
-    """A ``gb_predictions`` row for ``record`` (inputs as records, outputs as a JSON list)."""
-    outliers = record.annotations.get("outliers", [])
+def to_row(record: PredictionRecord,
+           annotations: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+    """A ``gb_predictions`` row for ``record`` (inputs in split orientation, outputs as given).
+
+    ``annotations`` replace the record's own (once the missing ones were computed). numpy
+    and pandas values are left as they are: the store's JSON encoder writes them natively
+    (see :func:`~greenbutton.monitoring.payload_store.encode_json`).
+    """
+    annotations = record.annotations if annotations is None else annotations
+    outliers = annotations.get("outliers", [])
     return {
         "request_id": record.request_id,
         "model_name": record.model_name,
         "model_version": record.model_version,
         "endpoint": record.endpoint,
         "inputs": split_rows(record.inputs),
-        "predictions": jsonable(record.predictions),
-        "annotations": jsonable(record.annotations),
+        "predictions": record.predictions,
+        "annotations": annotations,
         "has_outlier": any(isinstance(o, dict) and o.get("is_outlier") for o in outliers),
         "latency_s": float(record.latency_s),
         "received_at": record.received_at,
@@ -43,38 +53,41 @@ def to_row(record: PredictionRecord) -> dict[str, Any]:
 
 
 def split_rows(frame: pd.DataFrame) -> dict[str, Any]:
-    """``{"columns": [...], "data": [[...], ...]}``, fast for numeric frames (NaN → None)."""
+    """``{"columns": [...], "data": rows}``; a numeric frame stays one array (NaN → null)."""
     values = frame.to_numpy()
-    if values.dtype.kind == "f" and not np.isnan(values).any():
-        data = values.tolist()
-    else:
-        data = jsonable(frame.astype(object).where(frame.notna(), None).to_numpy())
-    return {"columns": [str(c) for c in frame.columns], "data": data}
+    if values.dtype.kind not in "biuf":
+        values = frame.astype(object).where(frame.notna(), None).to_numpy()
+    return {"columns": _column_names(frame.columns), "data": np.ascontiguousarray(values)}
 
 
-def jsonable(value: Any) -> Any:
-    """numpy / pandas values turned into plain JSON types (NaN → None)."""
-    if hasattr(value, "to_numpy"):
-        value = value.to_numpy()
-    if isinstance(value, np.ndarray):
-        return [jsonable(v) for v in value.tolist()]
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
+class _ColumnNames:
+    """Column names as strings; remembers the last index (request frames share one)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[pd.Index | None, list[str]] = (None, [])
+
+    def __call__(self, columns: pd.Index) -> list[str]:
+        index, names = self._last
+        if columns is not index:
+            names = [str(c) for c in columns.tolist()]
+            self._last = (columns, names)  # one assignment: threads see a consistent pair
+        return names
+
+
+_column_names = _ColumnNames()
 
 
 class PayloadLog:
-    """A :class:`~greenbutton.serving.hooks.PredictionSink` writing to a :class:`PayloadStore`."""
+    """A :class:`~greenbutton.serving.hooks.PredictionSink` writing to a :class:`PayloadStore`.
+
+    ``annotators``: the row annotators of the serving process. Records that arrive without
+    their values (endpoints that do not render them, such as ``/invocations``) are annotated
+    at flush time, all of a flush in one call per annotator.
+    """
 
     def __init__(self, store: PayloadStore, gauges: MonitoringGauges, *, capacity: int,
-                 flush_interval_s: float) -> None:
-        self.store, self.gauges = store, gauges
+                 flush_interval_s: float, annotators: Sequence[RowAnnotator] = ()) -> None:
+        self.store, self.gauges, self.annotators = store, gauges, list(annotators)
         self.capacity, self.flush_interval_s = capacity, flush_interval_s
         self._buffer: deque[PredictionRecord] = deque()
         self._flusher: asyncio.Task[None] | None = None
@@ -106,8 +119,19 @@ class PayloadLog:
                 self._requeue(batch)
 
     def _write(self, batch: list[PredictionRecord]) -> None:
-        # converting to rows happens here, in the worker thread, not on the event loop
-        self.store.write_predictions([to_row(r) for r in batch])
+        # annotating and converting to rows happen here, in the worker thread, off the loop
+        if not self.annotators:
+            self.store.write_predictions([to_row(r) for r in batch])
+            return
+        annotations = annotate_records(self.annotators, batch)
+        try:
+            self.store.write_predictions([to_row(r, a)
+                                          for r, a in zip(batch, annotations, strict=True)])
+        except Exception:
+            # requeued annotated: a retry must not score (and count) the rows again
+            batch[:] = [dataclasses.replace(r, annotations=a)
+                        for r, a in zip(batch, annotations, strict=True)]
+            raise
 
     def _requeue(self, batch: list[PredictionRecord]) -> None:
         room = max(0, self.capacity - len(self._buffer))

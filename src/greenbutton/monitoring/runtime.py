@@ -51,10 +51,11 @@ class OutlierAnnotator:
     def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
         scores = self.monitors.outlier_scores(frame)
         flags = scores > self.threshold
-        if flags.any():
-            self.gauges.outlier_rows.labels(*self.labels).inc(int(flags.sum()))
-        return [{"is_outlier": bool(f), "score": round(float(s), 4)}
-                for f, s in zip(flags, scores, strict=True)]
+        flagged = int(flags.sum())
+        if flagged:
+            self.gauges.outlier_rows.labels(*self.labels).inc(flagged)
+        return [{"is_outlier": f, "score": s}
+                for f, s in zip(flags.tolist(), scores.round(4).tolist(), strict=True)]
 
 
 class AdversarialAnnotator:
@@ -105,22 +106,25 @@ class MonitoringRuntime:
 
         gauges = MonitoringGauges(metrics.registry)
         labels = (model.name, model.version or "")
-        self.payload_log = PayloadLog(self.store, gauges, capacity=self.settings.buffer_size,
-                                      flush_interval_s=self.settings.flush_interval_s)
         python_model = getattr(model, "python_model", None)
         reward = getattr(python_model, "reward", None)
+        path = model_artifacts(model).get(MONITORS_ARTIFACT)
+        monitors = load_monitors(Path(path)) if path is not None else None
+        annotators: list[Any] = []
+        if monitors is not None:
+            annotators.append(OutlierAnnotator(monitors, gauges, labels))
+            if self.settings.is_adversarial_enabled and monitors.adversarial is not None:
+                monitors.adversarial.predict = model.pyfunc.predict
+                annotators.append(AdversarialAnnotator(monitors.adversarial, gauges, labels))
+        self.payload_log = PayloadLog(self.store, gauges, capacity=self.settings.buffer_size,
+                                      flush_interval_s=self.settings.flush_interval_s,
+                                      annotators=annotators)
         self.feedback = FeedbackService(self.store, self.payload_log, gauges,
                                         reward if callable(reward) else None,
                                         flush_interval_s=self.settings.flush_interval_s)
-        path = model_artifacts(model).get(MONITORS_ARTIFACT)
-        if path is None:
+        if monitors is None:
             logger.warning("%s v%s was logged without monitors", model.name, model.version)
             return ServingHooks(sinks=[self.payload_log])
-        monitors = load_monitors(Path(path))
-        annotators: list[Any] = [OutlierAnnotator(monitors, gauges, labels)]
-        if self.settings.is_adversarial_enabled and monitors.adversarial is not None:
-            monitors.adversarial.predict = model.pyfunc.predict
-            annotators.append(AdversarialAnnotator(monitors.adversarial, gauges, labels))
         alerter = None
         if self.alerts is not None:
             alerter = Alerter(self.alerts,

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .alerts import Alerter, Figures
 from .drift import DriftResult, Window
 from .gauges import MonitoringGauges
 from .monitors import Monitors
 from .payload_store import PayloadStore
+from .stacking import stack_frames
 
 if TYPE_CHECKING:
     from ..serving.hooks import PredictionRecord
@@ -81,7 +81,7 @@ class DriftWindow:
             return self.snapshot
         self._new_rows = 0
         records = list(self._records)
-        window, latencies = self._window(records)
+        window, latencies = await asyncio.to_thread(self._window, records)
         results = await asyncio.to_thread(self._test, window)
         self.gauges.publish_drift(self.model, self.version, results, len(window.frame))
         flags = window.outlier_scores > getattr(self.monitors.outliers, "threshold", np.inf)
@@ -99,7 +99,7 @@ class DriftWindow:
         return self.snapshot
 
     def _window(self, records: list[PredictionRecord]) -> tuple[Window, list[float]]:
-        frame = pd.concat([r.inputs for r in records], ignore_index=True).tail(self.size)
+        frame = stack_frames([r.inputs for r in records]).tail(self.size)
         outputs = np.concatenate([np.asarray(r.predictions).reshape(len(r.inputs), -1)
                                   for r in records])[-self.size:]
         scores = [_score(a) for r in records for a in r.annotations.get("outliers", [])]

@@ -191,12 +191,18 @@ class DataPlane:
         *,
         request_id: str | None = None,
         endpoint: str = "/predict",
+        with_annotations: bool = True,
     ) -> PredictionResult:
-        """Score ``frame`` within the request timeout; SchemaMismatch if MLflow rejects it."""
+        """Score ``frame`` within the request timeout; SchemaMismatch if MLflow rejects it.
+
+        ``with_annotations=False``: the caller does not render the row annotators' values, so
+        they are not computed here; sinks receive the record without them and may compute
+        them in batches (the payload log does), which costs a fraction of once per request.
+        """
         model = self.model
         received_at = utc_now()
         started = time.perf_counter()
-        predictions, annotations = await self._call(frame, params)
+        predictions, annotations = await self._call(frame, params, with_annotations)
         latency_s = time.perf_counter() - started
         rows = len(frame) if hasattr(frame, "__len__") else 1
         self.metrics.observe_prediction(
@@ -215,33 +221,35 @@ class DataPlane:
             self._submit(result, frame, endpoint, received_at)
         return result
 
-    async def _call(self, data: Any, params: dict[str, Any] | None) -> Scored:
+    async def _call(
+        self, data: Any, params: dict[str, Any] | None, with_annotations: bool = True
+    ) -> Scored:
+        annotate = with_annotations and isinstance(data, pd.DataFrame)
         if self.batcher is None and self.call_s is not None and self.call_s < INLINE_BUDGET_S:
-            return self._predict_and_annotate(data, params, isinstance(data, pd.DataFrame))
+            return self._predict_and_annotate(data, params, annotate)
         # the worker thread cannot be interrupted: on timeout it finishes in the background
         try:
             return await asyncio.wait_for(
-                self._score(data, params), timeout=self.settings.request_timeout_s
+                self._score(data, params, annotate), timeout=self.settings.request_timeout_s
             )
         except TimeoutError:
             raise RequestTimeout(
                 f"prediction took longer than {self.settings.request_timeout_s} s"
             ) from None
 
-    async def _score(self, data: Any, params: dict[str, Any] | None) -> Scored:
-        is_frame = isinstance(data, pd.DataFrame)
-        if self.batcher is not None and is_frame:
+    async def _score(self, data: Any, params: dict[str, Any] | None, annotate: bool) -> Scored:
+        if self.batcher is not None and isinstance(data, pd.DataFrame):
             try:
                 predictions = await self.batcher.predict(data, params)
             except MlflowException as error:
                 raise _mismatch(error) from error
-            if not self.annotators:
+            if not self.annotators or not annotate:
                 return predictions, {}
             return predictions, await asyncio.to_thread(self._annotate, data, predictions)
-        return await asyncio.to_thread(self._predict_and_annotate, data, params, is_frame)
+        return await asyncio.to_thread(self._predict_and_annotate, data, params, annotate)
 
     def _predict_and_annotate(
-        self, data: Any, params: dict[str, Any] | None, is_frame: bool
+        self, data: Any, params: dict[str, Any] | None, annotate: bool
     ) -> Scored:
         started = time.perf_counter()
         try:
@@ -253,7 +261,7 @@ class DataPlane:
             elapsed_s = time.perf_counter() - started
             previous = self.call_s
             self.call_s = elapsed_s if previous is None else 0.8 * previous + 0.2 * elapsed_s
-        if not self.annotators or not is_frame:
+        if not self.annotators or not annotate:
             return predictions, {}
         return predictions, self._annotate(data, predictions)
 

@@ -37,8 +37,9 @@ async def explain(request: Request) -> Response:
     frame, params = dataplane.request_schema.to_frame(parse_json(body))
     model = dataplane.model  # the version that answers /predict in this process
     service.admit(model, frame)  # refuse before predicting when no slot is free
-    result = await dataplane.predict(
-        frame, params, request_id=request.state.request_id, endpoint=PATH
+    result = await dataplane.predict(  # the response renders no row annotations
+        frame, params, request_id=request.state.request_id, endpoint=PATH,
+        with_annotations=False,
     )
     explained = await service.explain(model, frame, params)
     return json_response(render_explanation(result, explained))

@@ -46,8 +46,11 @@ async def invocations(request: Request) -> Response:
         raise PayloadTooLarge(
             f"{len(data)} rows, at most {dataplane.settings.max_rows} accepted", field="rows"
         )
+    # MLflow's response shape has no place for row annotations (outlier flags): sinks get
+    # the record without them and the payload log scores them in batches
     result = await dataplane.predict(
-        data, params, request_id=request.state.request_id, endpoint="/invocations"
+        data, params, request_id=request.state.request_id, endpoint="/invocations",
+        with_annotations=False,
     )
     return json_response({"predictions": to_jsonable(result.predictions)})
 

@@ -1,0 +1,79 @@
+"""Stacking many answered predictions into one, and annotating them in one call per group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from greenbutton.monitoring.stacking import annotate_records, stack_frames, stack_predictions
+from greenbutton.serving.hooks import PredictionRecord, utc_now
+
+INDEX = pd.Index(["a", "b"])
+
+
+def record(request_id: str, frame: pd.DataFrame, annotations: dict[str, Any] | None = None,
+           ) -> PredictionRecord:
+    return PredictionRecord(
+        request_id=request_id, model_name="m", model_version="1", endpoint="/invocations",
+        inputs=frame, predictions=np.arange(len(frame)), annotations=annotations or {},
+        latency_s=0.001, received_at=utc_now())
+
+
+class Doubler:
+    """Annotates each row with twice its first column; counts calls and rows."""
+
+    name = "double"
+
+    def __init__(self, fail_on: float | None = None) -> None:
+        self.calls: list[int] = []
+        self.fail_on = fail_on
+
+    def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
+        self.calls.append(len(frame))
+        values = frame.iloc[:, 0].to_numpy()
+        if self.fail_on is not None and (values == self.fail_on).any():
+            raise RuntimeError("this monitor has a bug")
+        return [2 * v for v in values.tolist()]
+
+
+def test_frames_sharing_an_index_stack_like_concat() -> None:
+    frames = [pd.DataFrame(np.full((n, 2), float(n)), columns=INDEX) for n in (1, 3, 2)]
+    stacked = stack_frames(frames)
+    pd.testing.assert_frame_equal(stacked, pd.concat(frames, ignore_index=True))
+
+
+def test_mixed_dtypes_go_through_concat() -> None:
+    frames = [pd.DataFrame({"a": [1], "b": ["x"]}), pd.DataFrame({"a": [2], "b": ["y"]})]
+    stacked = stack_frames(frames)
+    assert stacked.to_dict(orient="list") == {"a": [1, 2], "b": ["x", "y"]}
+
+
+@pytest.mark.parametrize(("outputs", "expected"), [
+    ([np.array([1]), np.array([2, 3])], [1, 2, 3]),
+    ([[1], [2, 3]], [1, 2, 3]),
+    ([pd.Series([1]), pd.Series([2, 3])], [1, 2, 3]),
+])
+def test_predictions_stack_in_order(outputs: list[Any], expected: list[int]) -> None:
+    assert list(stack_predictions(outputs)) == expected
+
+
+def test_missing_annotations_computed_once_per_column_set() -> None:
+    same = [record(f"r{i}", pd.DataFrame([[float(i), 0.0]], columns=INDEX)) for i in range(4)]
+    other = record("o", pd.DataFrame({"z": [10.0, 20.0]}))
+    done = record("d", pd.DataFrame([[7.0, 0.0]], columns=INDEX), {"double": ["kept"]})
+    annotator = Doubler()
+    annotations = annotate_records([annotator], [*same, other, done])
+    assert sorted(annotator.calls) == [2, 4]  # one call per column set, none for "d"
+    assert [a["double"] for a in annotations] == [[0.0], [2.0], [4.0], [6.0], [20.0, 40.0],
+                                                   ["kept"]]
+
+
+def test_a_failing_batch_is_annotated_one_by_one() -> None:
+    records = [record(f"r{i}", pd.DataFrame([[float(i), 0.0]], columns=INDEX)) for i in range(3)]
+    annotator = Doubler(fail_on=1.0)
+    annotations = annotate_records([annotator], records)
+    assert [a["double"] for a in annotations] == [[0.0], [None], [4.0]]
+    assert annotator.calls == [3, 1, 1, 1]
