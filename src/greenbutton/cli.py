@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import getpass
 import json
 import sys
@@ -224,11 +225,20 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from .serving.process import run
-    from .wiring import build_monitoring
+    # startup makes ~500k objects and little garbage: without collections it is ~15 % faster;
+    # serving/process.py resumes them once the model is loaded
+    gc.disable()
+    try:
+        from .serving.prefetch import prefetching  # MLflow: needed by its helper and by us
 
-    run(settings, args.model_uri, host=args.host, port=args.port, fd=args.fd,
-        plugins=build_monitoring(settings))
+        with prefetching(args.model_uri, settings.mlflow) as fetch:
+            from .serving.process import run  # the web stack, while the helper fetches the model
+            from .wiring import build_monitoring
+
+            run(settings, args.model_uri, host=args.host, port=args.port, fd=args.fd,
+                plugins=build_monitoring(settings), fetch=fetch)
+    finally:
+        gc.enable()
     return 0
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
-from .governance.client import GovernanceClient
 from .governance.tokens import read_token_file
+
+if TYPE_CHECKING:  # httpx is imported by the commands that call the API, not by every command
+    from .governance.client import GovernanceClient
 
 
 def local_token(settings: Settings) -> str | None:
@@ -20,6 +22,8 @@ def local_token(settings: Settings) -> str | None:
 
 def client(settings: Settings) -> GovernanceClient:
     """A client of the control plane with this machine's token."""
+    from .governance.client import GovernanceClient
+
     assert settings.server.url is not None
     return GovernanceClient(settings.server.url, token=local_token(settings))
 

@@ -3,38 +3,32 @@
 from __future__ import annotations
 
 import logging
-
-from mlflow import MlflowClient
-from starlette.applications import Starlette
+from typing import TYPE_CHECKING
 
 from .config import Settings
-from .controller.desired import desired_state
-from .controller.leader import open_elector, terminate_this_process
-from .controller.loop import Controller
-from .controller.rollouts import audit_rollout
-from .controller.routes import RouteTable
-from .controller.targets import open_target
-from .governance.access import Access
-from .governance.approvals import Approvals
-from .governance.tokens import write_token_file
-from .registry import Registry
-from .server.app import create_control_plane
-from .serving.hooks import ServingPlugins
-from .store import open_store
-from .store.deployments import deployment_store_for
-from .store.protocol import LifecycleStore
+
+if TYPE_CHECKING:  # each builder imports what it builds: `serve` needs none of the control plane
+    from starlette.applications import Starlette
+
+    from .governance.access import Access
+    from .governance.approvals import Approvals
+    from .registry import Registry
+    from .serving.hooks import ServingPlugins
+    from .store.protocol import LifecycleStore
 
 log = logging.getLogger(__name__)
 
 
 def build_monitoring(settings: Settings) -> ServingPlugins:
     """A serving process's monitoring routes and hooks (none when monitoring is disabled)."""
+    from .serving.hooks import ServingPlugins
+
+    if not settings.monitoring.is_enabled:
+        return ServingPlugins()
     from .monitoring.alerts import AlertsSpec
     from .monitoring.payload_store import PayloadStore
     from .monitoring.runtime import MonitoringRuntime
 
-    if not settings.monitoring.is_enabled:
-        return ServingPlugins()
     prepare_home(settings)
     alerts_file = settings.monitoring.alerts_file
     runtime = MonitoringRuntime(
@@ -52,11 +46,17 @@ def prepare_home(settings: Settings) -> None:
 
 def build_store(settings: Settings) -> LifecycleStore:
     """greenbutton's own store, chosen by ``settings.store.uri``."""
+    from .store import open_store
+
     return open_store(settings.store.uri)
 
 
 def build_registry(settings: Settings, store: LifecycleStore) -> Registry:
     """The lifecycle over the MLflow client named by the settings."""
+    from mlflow import MlflowClient
+
+    from .registry import Registry
+
     client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri)
     return Registry(client, store)
 
@@ -65,6 +65,8 @@ def build_governance(settings: Settings, registry: Registry) -> tuple[Access, Ap
     """Tokens and permissions over the store, and the approval workflow with its gates
     (run in a worker process, so the control plane never unpickles a model)."""
     from .gates.runner import SubprocessGateRunner
+    from .governance.access import Access
+    from .governance.approvals import Approvals
     from .store.governance_sql import SqlGovernanceStore
 
     access = Access(SqlGovernanceStore(settings.store.uri),
@@ -77,6 +79,8 @@ def build_governance(settings: Settings, registry: Registry) -> tuple[Access, Ap
 def bootstrap_admin(settings: Settings, access: Access) -> str | None:
     """On first start, create the admin and return its token (shown once); for the embedded
     default it is also saved to ``<home>/admin.token`` (0600) for the CLI on this machine."""
+    from .governance.tokens import write_token_file
+
     issued = access.bootstrap_admin()
     if issued is None:
         return None
@@ -87,6 +91,15 @@ def bootstrap_admin(settings: Settings, access: Access) -> str | None:
 
 def build_control_plane(settings: Settings) -> Starlette:
     """Everything ``greenbutton up`` runs: API, stable endpoint URLs, reconcile loop."""
+    from .controller.desired import desired_state
+    from .controller.leader import open_elector, terminate_this_process
+    from .controller.loop import Controller
+    from .controller.rollouts import audit_rollout
+    from .controller.routes import RouteTable
+    from .controller.targets import open_target
+    from .server.app import create_control_plane
+    from .store.deployments import deployment_store_for
+
     prepare_home(settings)
     store = build_store(settings)
     registry = build_registry(settings, store)

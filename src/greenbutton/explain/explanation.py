@@ -11,14 +11,15 @@ import inspect
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInput
-from .estimators import find_estimator
-from .explainers import Attributions, Explainer, build_default
+
+if TYPE_CHECKING:  # scikit-learn is imported when the first default explainer is built
+    from .explainers import Attributions, Explainer
 
 REFERENCE_ARTIFACT = "greenbutton_reference"
 """Artifact key of the reference sample, as written by ``greenbutton.packaging``."""
@@ -79,6 +80,9 @@ class ExplainedModel:
     def default_explainer(self) -> Explainer:
         """The default explainer for this model's kind, built on first call."""
         if self._default is None:
+            from .estimators import find_estimator
+            from .explainers import build_default
+
             background = self.background()
             self._columns = [str(c) for c in background.columns]
             self._dtypes = {str(k): v for k, v in background.dtypes.items()}

@@ -17,7 +17,6 @@ from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from ..config import Settings
 from ..errors import GreenbuttonError, ModelNotReady
-from .auth import endpoint_auth
 from .dataplane import DataPlane
 from .encoding import CSV
 from .guards import CrossSiteWriteGuard, JsonOnlyWrites, allowed_hosts
@@ -68,6 +67,8 @@ def create_app(
         Middleware(JsonOnlyWrites, extra={"/invocations": frozenset({CSV})}),
     ]
     if settings.auth.is_endpoint_auth_enabled:  # bearer token with 'invoke' (serving/auth.py)
+        from .auth import endpoint_auth  # SQLAlchemy, imported only when tokens are checked
+
         middleware.insert(3, endpoint_auth(settings))
     app = Starlette(
         routes=routes,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,16 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.pyfunc import PyFuncModel
+from mlflow.models import Model
+from mlflow.models.model import MLMODEL_FILE_NAME
+from mlflow.pyfunc import (
+    FLAVOR_NAME,
+    PY_VERSION,
+    PyFuncModel,
+    _get_pip_requirements_from_model_path,
+    _warn_potentially_incompatible_py_version_if_necessary,
+)
+from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
 
 from ..config import MlflowSettings
 from ..errors import InvalidInput, ModelNotFound
@@ -63,8 +72,24 @@ class ServedModel:
             return None
 
 
+@dataclass(frozen=True)
+class FetchedModel:
+    """A model's files on local disk and the registry identity it answers as."""
+
+    path: str
+    name: str
+    version: str | None
+    is_checked: bool = False
+    """The environment was checked against the model's (see :func:`check_environment`)."""
+
+
 def load_served_model(model_uri: str, settings: MlflowSettings, dst_path: Path) -> ServedModel:
     """Resolve ``model_uri`` (alias → version), download it into ``dst_path`` and load it."""
+    return load_fetched(model_uri, fetch_model(model_uri, settings, dst_path))
+
+
+def fetch_model(model_uri: str, settings: MlflowSettings, dst_path: Path) -> FetchedModel:
+    """Resolve ``model_uri`` (alias → version) and download its files into ``dst_path``."""
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
     name, version = resolve_identity(model_uri, client)
     try:
@@ -74,10 +99,31 @@ def load_served_model(model_uri: str, settings: MlflowSettings, dst_path: Path) 
         local_path = mlflow.artifacts.download_artifacts(
             artifact_uri=source, dst_path=str(dst_path), tracking_uri=settings.tracking_uri
         )
-        pyfunc = mlflow.pyfunc.load_model(local_path)
     except MlflowException as error:
         raise ModelNotFound(f"cannot load {model_uri!r}: {error.message}") from error
-    return ServedModel(pyfunc=pyfunc, name=name, version=version)
+    return FetchedModel(path=local_path, name=name, version=version)
+
+
+def check_environment(fetched: FetchedModel) -> FetchedModel:
+    """Log what ``mlflow.pyfunc.load_model`` warns about (requirements this environment does
+    not meet, another Python version); loading the copy returned skips these checks.
+
+    Listing the installed packages takes about 0.2 s, so the prefetch helper (:mod:`.prefetch`)
+    does this while the serving process imports.
+    """
+    warn_dependency_requirement_mismatches(_get_pip_requirements_from_model_path(fetched.path))
+    flavor = Model.load(Path(fetched.path) / MLMODEL_FILE_NAME).flavors.get(FLAVOR_NAME) or {}
+    _warn_potentially_incompatible_py_version_if_necessary(flavor.get(PY_VERSION))  # type: ignore[no-untyped-call]
+    return replace(fetched, is_checked=True)
+
+
+def load_fetched(model_uri: str, fetched: FetchedModel) -> ServedModel:
+    """Load the pyfunc model whose files :func:`fetch_model` downloaded."""
+    try:
+        pyfunc = mlflow.pyfunc.load_model(fetched.path, suppress_warnings=fetched.is_checked)
+    except MlflowException as error:
+        raise ModelNotFound(f"cannot load {model_uri!r}: {error.message}") from error
+    return ServedModel(pyfunc=pyfunc, name=fetched.name, version=fetched.version)
 
 
 def resolve_identity(model_uri: str, client: MlflowClient) -> tuple[str, str | None]:

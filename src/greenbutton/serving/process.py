@@ -32,7 +32,8 @@ from ..monitoring.metrics import Metrics
 from .app import create_app
 from .dataplane import DataPlane
 from .hooks import ServingHooks, ServingPlugins
-from .loading import ServedModel, load_served_model
+from .loading import ServedModel
+from .prefetch import ModelFetch
 from .shared_metrics import SharedMetrics
 from .workers import EXIT_LOAD_FAILED, Supervisor
 
@@ -48,10 +49,12 @@ def build_serving_app(
     on_load_failure: Callable[[BaseException], None] | None = None,
     preloaded: ServedModel | None = None,
     metrics_dir: Path | None = None,
+    fetch: ModelFetch | None = None,
 ) -> Starlette:
-    """The serving app for ``model_uri``; its lifespan loads (or takes ``preloaded``), warms
-    up, and at exit flushes the sinks. With ``metrics_dir`` (several workers), ``/metrics``
-    answers the sum over every worker publishing there."""
+    """The serving app for ``model_uri``; its lifespan loads (or takes ``preloaded``, or
+    loads what ``fetch`` fetched), warms up, and at exit flushes the sinks. With
+    ``metrics_dir`` (several workers), ``/metrics`` answers the sum over every worker
+    publishing there."""
     plugins = plugins or ServingPlugins()
     dataplane = DataPlane(settings.serving, Metrics())
     hooks = _bind_hooks(plugins, dataplane.metrics)
@@ -63,9 +66,10 @@ def build_serving_app(
         with tempfile.TemporaryDirectory(
             prefix="greenbutton-model-", ignore_cleanup_errors=True
         ) as workdir:
+            # without a prefetch (the CLI starts one), the model is fetched in this process
+            source = fetch or ModelFetch(model_uri, settings.mlflow, Path(workdir))
             loader: Callable[[], ServedModel] = (
-                partial(load_served_model, model_uri, settings.mlflow, Path(workdir))
-                if preloaded is None else lambda: preloaded
+                source.load if preloaded is None else lambda: preloaded
             )
             tasks = [asyncio.create_task(_load(dataplane, loader, hooks, on_load_failure))]
             if shared is not None:
@@ -111,6 +115,9 @@ async def _load(
     on_failure: Callable[[BaseException], None] | None,
 ) -> None:
     await dataplane.load(loader, hooks)
+    if not gc.isenabled():  # paused for startup by the CLI: what startup made is never collected
+        gc.freeze()
+        gc.enable()
     if dataplane.load_error is not None and on_failure is not None:
         on_failure(dataplane.load_error)
 
@@ -157,7 +164,8 @@ def listening_socket(settings: Settings, host: str | None, port: int | None,
 def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
                  plugins: ServingPlugins | None = None,
                  preloaded: ServedModel | None = None,
-                 metrics_dir: Path | None = None) -> int:
+                 metrics_dir: Path | None = None,
+                 fetch: ModelFetch | None = None) -> int:
     """Serve on ``sock`` until SIGTERM/SIGINT; 0 after a drain, 3 if the model failed to load."""
     server: GracefulServer | None = None
 
@@ -166,7 +174,7 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
             server.should_exit = True
 
     app = build_serving_app(settings, model_uri, plugins=plugins, on_load_failure=stop,
-                            preloaded=preloaded, metrics_dir=metrics_dir)
+                            preloaded=preloaded, metrics_dir=metrics_dir, fetch=fetch)
     dataplane: DataPlane = app.state.dataplane
 
     def drain() -> None:
@@ -195,6 +203,7 @@ def run(
     port: int | None = None,
     fd: int | None = None,
     plugins: ServingPlugins | None = None,
+    fetch: ModelFetch | None = None,
 ) -> None:
     """Serve ``model_uri`` until SIGTERM/SIGINT, on ``host:port`` or an inherited socket ``fd``.
 
@@ -202,17 +211,19 @@ def run(
     a graceful drain, raises ModelNotReady if the model cannot be loaded. One worker loads
     in the background (``/health/live`` answers at once); several workers are forked after
     the supervisor has loaded the model, so each starts with it (copy-on-write) and a
-    replacement is ready in a moment.
+    replacement is ready in a moment. ``fetch`` (see :mod:`.prefetch`) has its files on the way.
     """
     sock = listening_socket(settings, host, port, fd)
     workers = settings.serving.workers or os.cpu_count() or 1
     if workers == 1:
-        code = serve_worker(settings, model_uri, sock, plugins)
+        code = serve_worker(settings, model_uri, sock, plugins, fetch=fetch)
     else:
         with tempfile.TemporaryDirectory(prefix="greenbutton-model-",
                                          ignore_cleanup_errors=True) as workdir:
-            model = load_served_model(model_uri, settings.mlflow, Path(workdir))
+            source = fetch or ModelFetch(model_uri, settings.mlflow, Path(workdir))
+            model = source.load()
             gc.freeze()  # what exists now is never collected: no GC pauses over it, pages shared
+            gc.enable()  # paused for startup by the CLI
             metrics_dir = Path(workdir) / "metrics"
             metrics_dir.mkdir(mode=0o700)
             serve = partial(serve_worker, settings, model_uri, sock, plugins, model, metrics_dir)

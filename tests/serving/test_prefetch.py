@@ -1,0 +1,76 @@
+"""ModelFetch: a forked helper resolves and downloads the model while the server imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from greenbutton.config import Settings
+from greenbutton.serving.loading import ServedModel
+from greenbutton.serving.prefetch import ModelFetch
+
+FETCH = """
+import json, sys
+from greenbutton.config import Settings
+from greenbutton.errors import GreenbuttonError
+from greenbutton.serving.prefetch import prefetching
+with prefetching(sys.argv[1], Settings().mlflow) as fetch:
+    try:
+        fetched = fetch.fetched()
+    except GreenbuttonError as error:
+        print(json.dumps({"error": type(error).__name__, "message": error.message}))
+        raise SystemExit(0)
+    served = fetch.load()
+print(json.dumps({"is_checked": fetched.is_checked, "name": served.name,
+                  "version": served.version, "workdir": str(fetch.workdir),
+                  "in_workdir": fetched.path.startswith(str(fetch.workdir))}))
+"""
+
+
+def fetch_in_fresh_process(settings: Settings, uri: str) -> dict[str, object]:
+    # a fresh process has one thread, so ModelFetch.start really forks its helper
+    env = {**os.environ, **settings.environ()}
+    done = subprocess.run([sys.executable, "-c", FETCH, uri], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    answer: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def test_helper_fetches_and_checks_the_model_the_server_loads(digits_store: Settings) -> None:
+    answer = fetch_in_fresh_process(digits_store, "models:/digits/1")
+    assert answer["is_checked"] is True  # only the helper checks the environment
+    assert (answer["name"], answer["version"]) == ("digits", "1")
+    assert answer["in_workdir"] is True
+    assert not Path(str(answer["workdir"])).exists()  # removed when the fetch ends
+
+
+def test_helper_failure_raises_the_real_error_here(digits_store: Settings) -> None:
+    answer = fetch_in_fresh_process(digits_store, "models:/digits@missing")
+    assert answer["error"] == "ModelNotFound"
+    assert "missing" in str(answer["message"])
+
+
+def test_without_helper_fetches_in_process(
+    digits_store: Settings, tmp_path: Path, served_digits: ServedModel
+) -> None:
+    fetch = ModelFetch("models:/digits/1", digits_store.mlflow, tmp_path)  # never started
+    fetched = fetch.fetched()
+    assert (fetched.name, fetched.version, fetched.is_checked) == ("digits", "1", False)
+    assert fetched.path.startswith(str(tmp_path))
+    fetch.stop()  # nothing to end
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_stop_ends_a_helper_nobody_waited_for(
+    digits_store: Settings, tmp_path: Path, started: bool
+) -> None:
+    fetch = ModelFetch("models:/digits/1", digits_store.mlflow, tmp_path)
+    if started:
+        fetch.start()  # forks only if this test process runs one thread
+    fetch.stop()
+    fetch.stop()
