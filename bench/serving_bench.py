@@ -141,7 +141,14 @@ def bodies(frame: pd.DataFrame) -> dict[str, str]:
     one, hundred = frame[:1], frame[:100]
     split = lambda f: json.dumps({"dataframe_split": f.to_dict(orient="split")})  # noqa: E731
     inputs = json.dumps({"inputs": {c: one[c].tolist() for c in one.columns}})
-    return {"split1": split(one), "inputs1": inputs, "split100": split(hundred)}
+    native = json.dumps({"inputs": one.to_dict(orient="records")})  # greenbutton's /predict
+    return {"split1": split(one), "inputs1": inputs, "split100": split(hundred),
+            "predict1": native}
+
+
+def path_of(load: str) -> str:
+    """``/predict`` (outlier flags in the response) for the native loads, else ``/invocations``."""
+    return "/predict" if load.startswith("predict") else "/invocations"
 
 
 def main() -> None:
@@ -192,7 +199,10 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
     }
     loads = {"lr": [("split1", 1), ("split1", 8), ("inputs1", 8), ("split1", 64), ("split100", 8)],
              "rf": [("split1", 8), ("split1", 64)], "bare lr h11": [("split1", 8)],
-             "greenbutton lr monitoring-off": [("split1", 8)]}
+             # split100 last: its payload log backlog must not spill into another load
+             "greenbutton lr": [("split1", 1), ("split1", 8), ("inputs1", 8), ("predict1", 8),
+                                ("split1", 64), ("split100", 8)],
+             "greenbutton lr monitoring-off": [("split1", 8), ("predict1", 8)]}
     rows = []
     for name, (argv, env, ready) in servers.items():
         if args.only not in name:
@@ -203,7 +213,7 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
         peak = tree_rss_mb(process.pid)
         try:
             for load, connections in loads.get(name, loads[name.split()[1]]):
-                result = wrk(f"http://127.0.0.1:{port}/invocations", body[load], connections,
+                result = wrk(f"http://127.0.0.1:{port}{path_of(load)}", body[load], connections,
                              args.duration, work)
                 peak = max(peak, tree_rss_mb(process.pid))
                 rows.append({"server": name, "load": load, "c": connections, **result,
@@ -235,6 +245,8 @@ def render(rows: list[dict[str, Any]]) -> str:
          ("greenbutton lr", "split1", 8), ("bare lr", "split1", 8)),
         ("monitoring on / off, dataframe_split c8 (target ≥ 0.9×)",
          ("greenbutton lr", "split1", 8), ("greenbutton lr monitoring-off", "split1", 8)),
+        ("monitoring on / off, /predict with outlier flags in the response, c8",
+         ("greenbutton lr", "predict1", 8), ("greenbutton lr monitoring-off", "predict1", 8)),
         ("bare app httptools / h11, c8",
          ("bare lr", "split1", 8), ("bare lr h11", "split1", 8)),
         ("rf batched / unbatched, c64 (target ≥ 4×)",

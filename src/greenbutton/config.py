@@ -72,6 +72,10 @@ class ServingSettings(BaseModel):
     """Most requests one worker handles at once; more get 503 with ``Retry-After``."""
     workers: NonNegativeInt = 0
     """Worker processes sharing the listening socket; 0: one per CPU core."""
+    native_threads: NonNegativeInt = 0
+    """Threads of the native math pools (OpenBLAS, OpenMP) in each worker; 0: the cores
+    divided among the workers, at least 1. More threads than cores spin and starve the
+    other workers (OpenBLAS threads busy-wait after every parallel call)."""
     max_batch_size: PositiveInt | None = None
     """Override every model's declared ``max_batch_size`` (1 turns batching off)."""
     max_batch_wait_ms: NonNegativeFloat | None = None

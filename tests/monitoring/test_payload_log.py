@@ -119,12 +119,12 @@ async def test_failed_write_requeues_records_annotated(payload_store: PayloadSto
     log = PayloadLog(payload_store, MonitoringGauges(CollectorRegistry()), capacity=10,
                      flush_interval_s=60, annotators=[flagger])
     log.submit(unannotated("again", 2.0))
-    write = payload_store.write_predictions
-    monkeypatch.setattr(payload_store, "write_predictions",
+    write = payload_store.write_prepared
+    monkeypatch.setattr(payload_store, "write_prepared",
                         lambda rows: (_ for _ in ()).throw(OSError("database is down")))
     await log.flush()
     assert log.pending("again")
-    monkeypatch.setattr(payload_store, "write_predictions", write)
+    monkeypatch.setattr(payload_store, "write_prepared", write)
     await log.aclose()
     assert flagger.calls == [1]  # scored (and counted) once, not again on the retry
     assert payload_store.find_prediction("again").annotations["outliers"][0]["is_outlier"]

@@ -8,18 +8,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from greenbutton.monitoring.stacking import annotate_records, stack_frames, stack_predictions
+from greenbutton.monitoring.stacking import (
+    Answered,
+    annotate_records,
+    stack_frames,
+    stack_predictions,
+)
 from greenbutton.serving.hooks import PredictionRecord, utc_now
 
 INDEX = pd.Index(["a", "b"])
 
 
 def record(request_id: str, frame: pd.DataFrame, annotations: dict[str, Any] | None = None,
-           ) -> PredictionRecord:
-    return PredictionRecord(
+           ) -> Answered:
+    return Answered.of(PredictionRecord(
         request_id=request_id, model_name="m", model_version="1", endpoint="/invocations",
         inputs=frame, predictions=np.arange(len(frame)), annotations=annotations or {},
-        latency_s=0.001, received_at=utc_now())
+        latency_s=0.001, received_at=utc_now()))
 
 
 class Doubler:
@@ -58,6 +63,16 @@ def test_mixed_dtypes_go_through_concat() -> None:
 ])
 def test_predictions_stack_in_order(outputs: list[Any], expected: list[int]) -> None:
     assert list(stack_predictions(outputs)) == expected
+
+
+def test_entries_keep_one_numeric_block_as_an_array() -> None:
+    numeric = record("n", pd.DataFrame([[1.0, 2.0]], columns=INDEX))
+    mixed = record("m", pd.DataFrame({"a": [1], "b": [2.0]}))
+    text = record("t", pd.DataFrame({"a": ["x"]}))
+    assert numeric.frame is None and numeric.values is not None
+    pd.testing.assert_frame_equal(numeric.inputs, pd.DataFrame([[1.0, 2.0]], columns=INDEX))
+    assert mixed.values is None and list(mixed.inputs.dtypes) == [np.int64, np.float64]
+    assert text.values is None and text.rows == 1
 
 
 def test_missing_annotations_computed_once_per_column_set() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -20,15 +19,17 @@ import pandas as pd
 
 from .gauges import MonitoringGauges
 from .payload_store import PayloadStore
-from .stacking import annotate_records
+from .stacking import Answered, annotate_records
 
 if TYPE_CHECKING:  # the seam is defined by serving; this module only implements it
     from ..serving.hooks import PredictionRecord, RowAnnotator
 
 logger = logging.getLogger(__name__)
+PREPARE_CHUNK = 128
+"""Entries converted for the database between two turns of the request loop (~1 ms)."""
 
 
-def to_row(record: PredictionRecord,
+def to_row(record: Answered,
            annotations: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """A ``gb_predictions`` row for ``record`` (inputs in split orientation, outputs as given).
 
@@ -43,7 +44,8 @@ def to_row(record: PredictionRecord,
         "model_name": record.model_name,
         "model_version": record.model_version,
         "endpoint": record.endpoint,
-        "inputs": split_rows(record.inputs),
+        "inputs": split_rows(record.frame) if record.values is None else
+        {"columns": _column_names(record.columns), "data": np.ascontiguousarray(record.values)},
         "predictions": record.predictions,
         "annotations": annotations,
         "has_outlier": any(isinstance(o, dict) and o.get("is_outlier") for o in outliers),
@@ -89,7 +91,7 @@ class PayloadLog:
                  flush_interval_s: float, annotators: Sequence[RowAnnotator] = ()) -> None:
         self.store, self.gauges, self.annotators = store, gauges, list(annotators)
         self.capacity, self.flush_interval_s = capacity, flush_interval_s
-        self._buffer: deque[PredictionRecord] = deque()
+        self._buffer: deque[Answered] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -98,7 +100,7 @@ class PayloadLog:
         if len(self._buffer) >= self.capacity:
             self.gauges.payload_dropped.labels(record.model_name, record.model_version or "").inc()
             return
-        self._buffer.append(record)
+        self._buffer.append(Answered.of(record))  # the request's DataFrame is not kept
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
@@ -107,33 +109,35 @@ class PayloadLog:
         return any(r.request_id == request_id for r in list(self._buffer))
 
     async def flush(self) -> None:
-        """Write everything buffered now (serialised: one writer at a time)."""
+        """Write everything buffered now (serialised: one writer at a time).
+
+        Annotating (vectorised numpy) and the insert (mostly the driver) run in a thread;
+        turning entries into database values is pure Python, so it runs here on the loop in
+        chunks of ``PREPARE_CHUNK`` entries with requests served in between: in a thread it
+        would hold the interpreter lock against the loop in 5 ms turns.
+        """
         async with self._lock:
             batch = [self._buffer.popleft() for _ in range(len(self._buffer))]
             if not batch:
                 return
             try:
-                await asyncio.to_thread(self._write, batch)
+                if self.annotators:
+                    batch = await asyncio.to_thread(self._annotated, batch)
+                prepared = []
+                for start in range(0, len(batch), PREPARE_CHUNK):
+                    chunk = batch[start:start + PREPARE_CHUNK]
+                    prepared.append(self.store.prepare_predictions([to_row(e) for e in chunk]))
+                    await asyncio.sleep(0)
+                await asyncio.to_thread(self.store.write_prepared, prepared)
             except Exception:
                 logger.exception("writing %d payload records failed; will retry", len(batch))
-                self._requeue(batch)
+                self._requeue(batch)  # annotated: a retry does not score (and count) again
 
-    def _write(self, batch: list[PredictionRecord]) -> None:
-        # annotating and converting to rows happen here, in the worker thread, off the loop
-        if not self.annotators:
-            self.store.write_predictions([to_row(r) for r in batch])
-            return
+    def _annotated(self, batch: list[Answered]) -> list[Answered]:
         annotations = annotate_records(self.annotators, batch)
-        try:
-            self.store.write_predictions([to_row(r, a)
-                                          for r, a in zip(batch, annotations, strict=True)])
-        except Exception:
-            # requeued annotated: a retry must not score (and count) the rows again
-            batch[:] = [dataclasses.replace(r, annotations=a)
-                        for r, a in zip(batch, annotations, strict=True)]
-            raise
+        return [e._replace(annotations=a) for e, a in zip(batch, annotations, strict=True)]
 
-    def _requeue(self, batch: list[PredictionRecord]) -> None:
+    def _requeue(self, batch: list[Answered]) -> None:
         room = max(0, self.capacity - len(self._buffer))
         for record in batch[room:]:
             self.gauges.payload_dropped.labels(record.model_name, record.model_version or "").inc()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -129,14 +129,30 @@ class PayloadStore:
 
     def write_predictions(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert payload rows (dicts with the ``gb_predictions`` columns) in one transaction."""
-        if not rows:
+        self.write_prepared([self.prepare_predictions(rows)])
+
+    def prepare_predictions(self, rows: Sequence[dict[str, Any]]) -> PreparedRows:
+        """``rows`` converted for the database (JSON encoded, times formatted), not written.
+
+        The conversion is the CPU-bound part of a write: callers that share the interpreter
+        with a request loop run it there in small chunks, and only :meth:`write_prepared`,
+        which is mostly the driver's own work, in a thread.
+        """
+        if self._bulk is None:
+            return PreparedRows(rows=list(rows))
+        return PreparedRows(bound=self._bulk.bind(rows))
+
+    def write_prepared(self, prepared: Sequence[PreparedRows]) -> None:
+        """Insert prepared rows in one transaction."""
+        if not any(p.rows or p.bound for p in prepared):
             return
         with self.engine.begin() as connection:
-            if self._bulk is None:
-                connection.execute(insert(predictions), list(rows))
-                return
-            for statement, parameters in self._bulk.statements(rows):
-                connection.exec_driver_sql(statement, parameters)
+            for part in prepared:
+                if part.rows:
+                    connection.execute(insert(predictions), part.rows)
+                if part.bound and self._bulk is not None:
+                    for statement, parameters in self._bulk.statements(part.bound):
+                        connection.exec_driver_sql(statement, parameters)
 
     def find_prediction(self, request_id: str) -> LoggedPrediction | None:
         """The latest logged prediction with ``request_id``."""
@@ -197,14 +213,22 @@ class PayloadStore:
                 yield dict(row)
 
 
+@dataclass(frozen=True)
+class PreparedRows:
+    """Payload rows ready to insert: bound values (bulk path) or plain dicts (SQLAlchemy's)."""
+
+    bound: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
 class BulkInsert:
     """Many rows in a few multi-row ``INSERT … VALUES (…), (…)`` statements.
 
-    The payload log writes about a thousand rows per second per serving process, from a
-    thread that shares the interpreter lock with the request loop. SQLAlchemy's executemany
-    spends ~10 µs of Python per row and the driver releases and retakes the lock for every
-    row; here each value goes through the dialect's own bind processor (the same conversion
-    SQLAlchemy applies) and a statement carries up to ``rows_per_statement`` rows.
+    The payload log writes about a thousand rows per second per serving process.
+    SQLAlchemy's executemany spends ~10 µs of Python per row, and the driver releases and
+    retakes the interpreter lock for every row; here each value goes through the dialect's
+    own bind processor (the same conversion SQLAlchemy applies, done by :meth:`bind`
+    wherever the caller likes) and a statement carries up to ``rows_per_statement`` rows.
     """
 
     MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
@@ -227,14 +251,19 @@ class BulkInsert:
         mark = cls.MARKS.get(dialect.paramstyle)
         return cls(table, dialect, mark) if mark is not None else None
 
-    def statements(self, rows: Sequence[dict[str, Any]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
-        """(SQL, parameters) pairs inserting ``rows``."""
+    def bind(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Each row's values in column order, through the dialect's bind processors."""
         pairs = list(zip(self.names, self.processors, strict=True))
-        for start in range(0, len(rows), self.rows_per_statement):
-            chunk = rows[start:start + self.rows_per_statement]
-            values = [process(row[name]) if process is not None else row[name]
-                      for row in chunk for name, process in pairs]
-            yield self.head + ", ".join([self.group] * len(chunk)), tuple(values)
+        return [tuple(process(row[name]) if process is not None else row[name]
+                      for name, process in pairs) for row in rows]
+
+    def statements(self, bound: Sequence[tuple[Any, ...]]
+                   ) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """(SQL, parameters) pairs inserting the ``bound`` rows."""
+        for start in range(0, len(bound), self.rows_per_statement):
+            chunk = bound[start:start + self.rows_per_statement]
+            values = tuple(value for row in chunk for value in row)
+            yield self.head + ", ".join([self.group] * len(chunk)), values
 
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS

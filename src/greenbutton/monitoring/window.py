@@ -21,7 +21,7 @@ from .drift import DriftResult, Window
 from .gauges import MonitoringGauges
 from .monitors import Monitors
 from .payload_store import PayloadStore
-from .stacking import stack_frames
+from .stacking import Answered, stack_inputs
 
 if TYPE_CHECKING:
     from ..serving.hooks import PredictionRecord
@@ -41,7 +41,7 @@ class DriftWindow:
         self.monitors, self.gauges, self.model, self.version = monitors, gauges, model, version
         self.size, self.interval_s, self.alpha = size, interval_s, alpha
         self.store, self.alerter, self.error_rate = store, alerter, error_rate
-        self._records: deque[PredictionRecord] = deque()
+        self._records: deque[Answered] = deque()
         self._rows = 0
         self._new_rows = 0
         self._task: asyncio.Task[None] | None = None
@@ -50,12 +50,12 @@ class DriftWindow:
 
     def submit(self, record: PredictionRecord) -> None:
         """Add the record's rows; the oldest rows leave once there are more than ``size``."""
-        rows = len(record.inputs)
-        self._records.append(record)
-        self._rows += rows
-        self._new_rows += rows
-        while self._records and self._rows - len(self._records[0].inputs) >= self.size:
-            self._rows -= len(self._records.popleft().inputs)
+        entry = Answered.of(record)  # the request's DataFrame is not kept (see Answered)
+        self._records.append(entry)
+        self._rows += entry.rows
+        self._new_rows += entry.rows
+        while self._records and self._rows - self._records[0].rows >= self.size:
+            self._rows -= self._records.popleft().rows
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._test_forever())
 
@@ -98,9 +98,9 @@ class DriftWindow:
             self.snapshot["alerts_sent"] = await self.alerter.check(figures)
         return self.snapshot
 
-    def _window(self, records: list[PredictionRecord]) -> tuple[Window, list[float]]:
-        frame = stack_frames([r.inputs for r in records]).tail(self.size)
-        outputs = np.concatenate([np.asarray(r.predictions).reshape(len(r.inputs), -1)
+    def _window(self, records: list[Answered]) -> tuple[Window, list[float]]:
+        frame = stack_inputs(records).tail(self.size)
+        outputs = np.concatenate([np.asarray(r.predictions).reshape(r.rows, -1)
                                   for r in records])[-self.size:]
         scores = [_score(a) for r in records for a in r.annotations.get("outliers", [])]
         if len(scores) >= len(frame) and None not in scores:

@@ -35,6 +35,7 @@ from .hooks import ServingHooks, ServingPlugins
 from .loading import ServedModel
 from .prefetch import ModelFetch
 from .shared_metrics import SharedMetrics
+from .threads import limit_native_threads
 from .workers import EXIT_LOAD_FAILED, Supervisor
 
 BACKLOG = 2048
@@ -167,6 +168,7 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
                  metrics_dir: Path | None = None,
                  fetch: ModelFetch | None = None) -> int:
     """Serve on ``sock`` until SIGTERM/SIGINT; 0 after a drain, 3 if the model failed to load."""
+    limit_native_threads(settings.serving)
     server: GracefulServer | None = None
 
     def stop(error: BaseException) -> None:

@@ -134,6 +134,8 @@ class RequestSchema:
         self.params = params
         self.max_rows = max_rows
         names = [column.name for column in self.columns or ()]
+        # built once: a DataFrame given a list of names builds an index from it every call
+        self._index = pd.Index(names)
         self._names = frozenset(names)
         self._required = frozenset(c.name for c in self.columns or () if c.is_required)
         self._row_getter = itemgetter(*names) if len(names) > 1 else None
@@ -166,7 +168,7 @@ class RequestSchema:
             return (
                 pd.DataFrame.from_records(rows) if isinstance(first, dict) else pd.DataFrame(rows)
             ), params
-        names = [column.name for column in self.columns]
+        names = self._index
         records = self._records(rows)
         if records is None:  # some optional column is absent from some row
             values: list[Sequence[Any]] = [[row.get(name) for row in rows] for name in names]
