@@ -29,15 +29,13 @@ PREPARE_CHUNK = 128
 """Entries converted for the database between two turns of the request loop (~1 ms)."""
 
 
-def to_row(record: Answered,
-           annotations: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+def to_row(record: Answered) -> dict[str, Any]:
     """A ``gb_predictions`` row for ``record`` (inputs in split orientation, outputs as given).
 
-    ``annotations`` replace the record's own (once the missing ones were computed). numpy
-    and pandas values are left as they are: the store's JSON encoder writes them natively
-    (see :func:`~greenbutton.monitoring.payload_store.encode_json`).
+    numpy and pandas values are left as they are: the store's JSON encoder writes them
+    natively (see :func:`~greenbutton.monitoring.payload_store.encode_json`).
     """
-    annotations = record.annotations if annotations is None else annotations
+    annotations = record.annotations
     outliers = annotations.get("outliers", [])
     return {
         "request_id": record.request_id,
