@@ -11,7 +11,7 @@ import pytest
 from greenbutton.monitoring.stacking import (
     Answered,
     annotate_records,
-    stack_frames,
+    stack_inputs,
     stack_predictions,
 )
 from greenbutton.serving.hooks import PredictionRecord, utc_now
@@ -44,15 +44,16 @@ class Doubler:
         return [2 * v for v in values.tolist()]
 
 
-def test_frames_sharing_an_index_stack_like_concat() -> None:
-    frames = [pd.DataFrame(np.full((n, 2), float(n)), columns=INDEX) for n in (1, 3, 2)]
-    stacked = stack_frames(frames)
+def test_arrays_over_the_same_columns_stack_like_concat() -> None:
+    frames = [pd.DataFrame(np.full((n, 2), float(n)), columns=INDEX) for n in (1, 3)]
+    frames.append(pd.DataFrame(np.full((2, 2), 2.0), columns=["a", "b"]))  # equal, not shared
+    stacked = stack_inputs([record(str(i), f) for i, f in enumerate(frames)])
     pd.testing.assert_frame_equal(stacked, pd.concat(frames, ignore_index=True))
 
 
 def test_mixed_dtypes_go_through_concat() -> None:
     frames = [pd.DataFrame({"a": [1], "b": ["x"]}), pd.DataFrame({"a": [2], "b": ["y"]})]
-    stacked = stack_frames(frames)
+    stacked = stack_inputs([record(str(i), f) for i, f in enumerate(frames)])
     assert stacked.to_dict(orient="list") == {"a": [1, 2], "b": ["x", "y"]}
 
 

@@ -80,34 +80,21 @@ def _is_one_block(frame: pd.DataFrame) -> bool:
         return False
 
 
-def stack_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """The rows of ``frames`` in order, in one frame with a fresh index.
-
-    Frames sharing one columns index (the data plane builds them so) with a single numeric
-    dtype are stacked as one array; anything else goes through ``pd.concat``.
-    """
-    first = frames[0]
-    columns = first.columns
-    dtypes = set(first.dtypes)
-    if len(dtypes) == 1 and all(f.columns is columns for f in frames):
-        dtype = dtypes.pop()
-        if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
-            blocks = [f.to_numpy() for f in frames]
-            if all(b.dtype == dtype for b in blocks):
-                return pd.DataFrame(np.concatenate(blocks), columns=columns)
-    return pd.concat(frames, ignore_index=True)
-
-
 def stack_inputs(entries: Sequence[Answered]) -> pd.DataFrame:
-    """The inputs of entries, in order, as one frame (one array when they share columns)."""
+    """The inputs of entries, in order, in one frame with a fresh index.
+
+    Entries kept as arrays of one dtype over the same columns (the data plane builds request
+    frames on one shared index, so identity usually settles it) become one array; anything
+    else goes through ``pd.concat``, which aligns columns by name.
+    """
     first = entries[0]
     if first.values is not None:
-        dtype = first.values.dtype
-        if all(e.values is not None and e.values.dtype == dtype and e.columns is first.columns
-               for e in entries):
-            blocks = [e.values for e in entries if e.values is not None]
-            return pd.DataFrame(np.concatenate(blocks), columns=first.columns)
-    return stack_frames([e.inputs for e in entries])
+        dtype, columns = first.values.dtype, first.columns
+        blocks = [e.values for e in entries if e.values is not None and e.values.dtype == dtype
+                  and (e.columns is columns or e.columns.equals(columns))]
+        if len(blocks) == len(entries):
+            return pd.DataFrame(np.concatenate(blocks), columns=columns)
+    return pd.concat([e.inputs for e in entries], ignore_index=True)
 
 
 def stack_predictions(predictions: Sequence[Any]) -> Any:
