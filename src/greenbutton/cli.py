@@ -136,6 +136,21 @@ def _parser() -> argparse.ArgumentParser:
                         help="also log it as an MLflow dataset input of a new run")
     export.set_defaults(command=_export)
 
+    payload = sub.add_parser("payload", help="maintain the payload log (see 'payload prune')")
+    payload_sub = payload.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    prune = payload_sub.add_parser(
+        "prune", help="delete old payload records and feedback now",
+        description="Delete payload records received before --older-than, and all but the "
+        "newest --max-rows; feedback received before --older-than too. Serving processes do "
+        "this by themselves every monitoring.payload_prune_interval_s; this runs it by hand.")
+    prune.add_argument("--older-than", metavar="AGE",
+                       help="7d, 12h, 30m or an ISO time (default: "
+                       "GREENBUTTON_MONITORING__PAYLOAD_RETENTION_DAYS, 30d)")
+    prune.add_argument("--max-rows", type=int, metavar="N",
+                       help="keep at most the newest N records, 0: no limit (default: "
+                       "GREENBUTTON_MONITORING__PAYLOAD_MAX_ROWS, 5000000)")
+    prune.set_defaults(command=_payload_prune)
+
     doctor = sub.add_parser("doctor", help="check every configured backend (store, MLflow, "
                             "artifacts, deploy target); exit 1 on problems")
     doctor.set_defaults(command=_doctor)
@@ -177,6 +192,12 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     from .monitoring.commands import export
 
     return export(settings, args)
+
+
+def _payload_prune(settings: Settings, args: argparse.Namespace) -> int:
+    from .monitoring.commands import payload_prune
+
+    return payload_prune(settings, args)
 
 
 def _monitoring_config(settings: Settings, args: argparse.Namespace) -> int:

@@ -137,6 +137,21 @@ class MonitoringSettings(BaseModel):
     """Payload records held in memory before new ones are dropped (and counted)."""
     flush_interval_s: PositiveFloat = 1.0
     """Write buffered payload records at least this often."""
+    payload_retention_days: PositiveFloat = 30.0
+    """Payload records (and feedback) received longer ago than this are deleted. Feedback can
+    only join a record that is still kept, so this bounds how late ground truth may arrive;
+    30 days covers labels that come back within a billing month, and exports (default
+    ``--since 7d``) with room to spare."""
+    payload_max_rows: NonNegativeInt = 5_000_000
+    """Keep at most this many payload records, the newest (0: no limit; age alone decides).
+    A size bound whatever the traffic: 5 M one-row records are a few GB, and SQLite's insert
+    cost grows with the table (docs/performance.md). It is also a time window: at 1,000
+    requests/s 5 M rows are ~80 minutes, so feedback arriving hours later needs a larger
+    value (rate × longest feedback delay) and, at that size, PostgreSQL."""
+    payload_prune_interval_s: PositiveFloat = 300.0
+    """Each serving process deletes expired payload records (off the request path) at most
+    this often; between two prunes the table may exceed ``payload_max_rows`` by that much
+    traffic."""
     alerts_file: Path | None = None
     """JSON file of alert rules, webhook and retraining trigger (``AlertsSpec``)."""
     is_private_webhook_allowed: bool = False

@@ -1,15 +1,17 @@
-"""The monitoring commands of the CLI: ``greenbutton export`` and ``monitoring-config``."""
+"""The monitoring commands of the CLI: ``greenbutton export``, ``payload prune`` and
+``monitoring-config``."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 from pathlib import Path
 
 from ..config import Settings
 from ..errors import InvalidInput
 from .export import export_dataset, parse_since
-from .payload_store import PayloadStore
+from .payload_store import PayloadStore, utc_now
 from .prometheus import alert_rules, grafana_dashboard, render_yaml, scrape_config
 
 
@@ -31,6 +33,33 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
         store.close()
     run = f" (MLflow run {result.run_id})" if result.run_id else ""
     print(f"wrote {result.rows} rows to {result.path}{run}")
+    return 0
+
+
+def payload_prune(settings: Settings, args: argparse.Namespace) -> int:
+    """Delete payload records (and feedback) beyond retention now; print how many."""
+    if args.older_than is not None:
+        try:
+            cutoff = parse_since(args.older_than)
+        except InvalidInput:
+            raise InvalidInput(f"--older-than must be like 7d, 12h or an ISO time, got "
+                               f"{args.older_than!r}", field="older_than") from None
+    else:
+        days = settings.monitoring.payload_retention_days
+        cutoff = utc_now() - datetime.timedelta(days=days)
+    max_rows = settings.monitoring.payload_max_rows if args.max_rows is None else args.max_rows
+    if max_rows < 0:
+        raise InvalidInput("--max-rows must be 0 (no limit) or more", field="max_rows")
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = PayloadStore(settings.monitoring.payload_store_uri)
+    try:
+        rows = store.prune(cutoff, max_rows)
+        feedback = store.prune_feedback(cutoff)
+    finally:
+        store.close()
+    limit = f" or beyond the newest {max_rows}" if max_rows else ""
+    print(f"deleted {rows} payload records and {feedback} feedback records received before "
+          f"{cutoff.isoformat(timespec='seconds')}{limit}")
     return 0
 
 

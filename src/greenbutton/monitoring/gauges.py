@@ -33,6 +33,10 @@ class MonitoringGauges:
         self.adversarial_rows = counter("adversarial_rows", "Rows flagged as adversarial.", MODEL)
         self.payload_dropped = counter("payload_dropped", "Payload records dropped because the "
                                        "buffer was full or the store failed.", MODEL)
+        self.payload_pruned = counter("payload_pruned", "Payload records deleted by retention "
+                                      "(payload_retention_days, payload_max_rows).", ())
+        self.payload_prune_failed = counter("payload_prune_failed", "Retention prunes that "
+                                            "failed (retried one interval later).", ())
         self.feedback = counter("feedback", "Feedback accepted, by kind (truth/reward).",
                                 (*MODEL, "kind"))
         self.feedback_count = gauge("feedback_joined", "Feedback records joined with "

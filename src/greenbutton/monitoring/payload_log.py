@@ -23,6 +23,7 @@ from .stacking import Answered, annotate_records
 
 if TYPE_CHECKING:  # the seam is defined by serving; this module only implements it
     from ..serving.hooks import PredictionRecord, RowAnnotator
+    from .retention import Retention
 
 logger = logging.getLogger(__name__)
 PREPARE_CHUNK = 128
@@ -86,8 +87,10 @@ class PayloadLog:
     """
 
     def __init__(self, store: PayloadStore, gauges: MonitoringGauges, *, capacity: int,
-                 flush_interval_s: float, annotators: Sequence[RowAnnotator] = ()) -> None:
+                 flush_interval_s: float, annotators: Sequence[RowAnnotator] = (),
+                 retention: Retention | None = None) -> None:
         self.store, self.gauges, self.annotators = store, gauges, list(annotators)
+        self.retention = retention  # pruned after successful flushes (monitoring/retention.py)
         self.capacity, self.flush_interval_s = capacity, flush_interval_s
         self._buffer: deque[Answered] = deque()
         self._flusher: asyncio.Task[None] | None = None
@@ -127,6 +130,8 @@ class PayloadLog:
                     prepared.append(self.store.prepare_predictions([to_row(e) for e in chunk]))
                     await asyncio.sleep(0)
                 await asyncio.to_thread(self.store.write_prepared, prepared)
+                if self.retention is not None:
+                    self.retention.maybe_prune()  # starts a background prune when due
             except Exception:
                 logger.exception("writing %d payload records failed; will retry", len(batch))
                 self._requeue(batch)  # annotated: a retry does not score (and count) again
@@ -154,3 +159,5 @@ class PayloadLog:
                 await self._flusher
             self._flusher = None
         await self.flush()
+        if self.retention is not None:
+            await self.retention.aclose()

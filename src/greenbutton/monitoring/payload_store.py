@@ -9,7 +9,9 @@ use instead of an alembic chain (a later change of shape would add that chain).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,23 +23,29 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     create_engine,
+    delete,
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.schema import CreateIndex
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import AlreadyExists, NotFound, NotReady
 from ..store.engine import normalize_uri
 
+logger = logging.getLogger(__name__)
 metadata = MetaData()
 
 predictions = Table(
@@ -66,6 +74,12 @@ feedback = Table(
     Column("abs_error", Float, nullable=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
+feedback_received_at = Index("ix_gb_feedback_received_at", feedback.c.received_at)
+"""Retention deletes old feedback by its time; added after the table first shipped, so it is
+also created (``IF NOT EXISTS``) on stores made before it."""
+
+PRUNE_CHUNK_ROWS = 10_000
+"""Rows deleted per statement (one transaction each) by :meth:`PayloadStore.prune`."""
 
 
 class PayloadStoreUnavailable(NotReady):
@@ -117,6 +131,7 @@ class PayloadStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             metadata.create_all(self.engine)
+            _add_missing_index(self.engine, feedback_received_at)
         except OperationalError as error:
             raise PayloadStoreUnavailable(f"cannot open the payload store: {error.orig}") from None
         # built before serving workers fork: leave no pooled connection to be shared by them
@@ -212,6 +227,62 @@ class PayloadStore:
             for row in connection.execute(query).mappings():
                 yield dict(row)
 
+    def prune(self, older_than: datetime.datetime, max_rows: int, *,
+              chunk_rows: int = PRUNE_CHUNK_ROWS, pause_s: float | None = None,
+              should_stop: Callable[[], bool] | None = None) -> int:
+        """Delete payload rows received before ``older_than`` and all but the newest
+        ``max_rows`` (0: no limit); return how many were deleted.
+
+        Rows go in chunks of ``chunk_rows``, each its own short transaction, with a pause
+        after each (``pause_s``; None: as long as the chunk took) so that on SQLite the
+        payload writers of the serving processes get the write lock in between. Safe to run
+        from several processes at once: a row deleted by another pruner is simply not counted
+        again (PostgreSQL: each pruner skips the rows another is deleting).
+
+        ``max_rows`` counts ids back from the newest: rows whose id is more than ``max_rows``
+        below the highest id are deleted. Ids are consecutive except where a failed write
+        used some up (PostgreSQL), so at most ``max_rows`` rows remain, a few fewer after
+        such gaps; counting rows exactly would read the whole table every time.
+        """
+        cutoff = _utc(older_than)
+        deleted = self._delete_chunks(predictions, predictions.c.id,
+                                      predictions.c.received_at < cutoff,
+                                      chunk_rows, pause_s, should_stop)
+        if max_rows > 0 and not (should_stop and should_stop()):
+            with self.engine.connect() as connection:
+                newest = connection.execute(select(func.max(predictions.c.id))).scalar()
+            if newest is not None and newest > max_rows:
+                deleted += self._delete_chunks(predictions, predictions.c.id,
+                                               predictions.c.id <= newest - max_rows,
+                                               chunk_rows, pause_s, should_stop)
+        return deleted
+
+    def prune_feedback(self, older_than: datetime.datetime, *,
+                       chunk_rows: int = PRUNE_CHUNK_ROWS, pause_s: float | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> int:
+        """Delete feedback received before ``older_than`` (chunked as :meth:`prune`)."""
+        return self._delete_chunks(feedback, feedback.c.request_id,
+                                   feedback.c.received_at < _utc(older_than),
+                                   chunk_rows, pause_s, should_stop)
+
+    def _delete_chunks(self, table: Table, key: Column[Any], condition: ColumnElement[bool],
+                       chunk_rows: int, pause_s: float | None,
+                       should_stop: Callable[[], bool] | None) -> int:
+        chosen = select(key).where(condition).limit(chunk_rows)
+        if self.engine.dialect.name == "postgresql":  # concurrent pruners take other rows
+            chosen = chosen.with_for_update(skip_locked=True)
+        statement = delete(table).where(key.in_(chosen.scalar_subquery()))
+        deleted = 0
+        while not (should_stop and should_stop()):
+            started = time.perf_counter()
+            with self.engine.begin() as connection:
+                count = connection.execute(statement).rowcount
+            deleted += count
+            if count < chunk_rows:
+                break
+            time.sleep(time.perf_counter() - started if pause_s is None else pause_s)
+        return deleted
+
 
 @dataclass(frozen=True)
 class PreparedRows:
@@ -291,6 +362,30 @@ def _plain(value: Any) -> Any:
 def utc_now() -> datetime.datetime:
     """The current time in UTC."""
     return datetime.datetime.now(datetime.UTC)
+
+
+def _add_missing_index(engine: Engine, index: Index) -> None:
+    """Create ``index`` on a table made before it existed; a role that may not (not the
+    table's owner) leaves it missing: pruning feedback then scans the table, nothing fails."""
+    table = index.table
+    assert table is not None
+    with engine.connect() as connection:
+        names = {i["name"] for i in inspect(connection).get_indexes(table.name)}
+    if index.name in names:
+        return
+    try:
+        with engine.begin() as connection:
+            connection.execute(CreateIndex(index, if_not_exists=True))
+    except SQLAlchemyError as error:
+        logger.warning("cannot add index %s to %s (%s); pruning old feedback will scan the "
+                       "table", index.name, table.name, getattr(error, "orig", error))
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    # SQLite keeps times as text without their zone (written in UTC): compare in UTC
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=datetime.UTC)
+    return moment.astimezone(datetime.UTC)
 
 
 def _float(value: Any) -> float | None:

@@ -29,6 +29,7 @@ from .gauges import MonitoringGauges
 from .monitors import MONITORS_ARTIFACT, Monitors, load_monitors
 from .payload_log import PayloadLog
 from .payload_store import PayloadStore
+from .retention import Retention
 from .window import DriftWindow
 
 if TYPE_CHECKING:
@@ -118,7 +119,8 @@ class MonitoringRuntime:
                 annotators.append(AdversarialAnnotator(monitors.adversarial, gauges, labels))
         self.payload_log = PayloadLog(self.store, gauges, capacity=self.settings.buffer_size,
                                       flush_interval_s=self.settings.flush_interval_s,
-                                      annotators=annotators)
+                                      annotators=annotators, retention=Retention.from_settings(
+                                          self.store, self.settings, gauges))
         self.feedback = FeedbackService(self.store, self.payload_log, gauges,
                                         reward if callable(reward) else None,
                                         flush_interval_s=self.settings.flush_interval_s)
