@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -92,7 +93,8 @@ async def test_workers_share_socket_replace_dead_one_and_exit_0_on_sigterm(
     listener.close()
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        # the first answer waits for the supervisor to load the model and fork: a slow start
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             assert (await wait_ready(client, timeout_s=120)).status_code == 200
             workers = children.read_text().split()
             assert len(workers) == 2
@@ -119,6 +121,103 @@ async def test_workers_share_socket_replace_dead_one_and_exit_0_on_sigterm(
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def sockets_by_worker(pids: list[int], port: int, state: str | None = "01") -> dict[int, int]:
+    """Per process, its TCP sockets on local ``port`` in ``state`` (01: ESTABLISHED, None: any
+    but LISTEN), read from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] != "0A" and state in (None, fields[3]):
+                inodes.add(f"socket:[{fields[9]}]")
+    counts = {}
+    for pid in pids:
+        held = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                held += os.readlink(fd) in inodes
+        counts[pid] = held
+    return counts
+
+
+async def http_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        request: bytes) -> int:
+    """Send one HTTP/1.1 request on a kept-alive connection; the answer's status."""
+    writer.write(request)
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    await asyncio.wait_for(reader.readexactly(length), timeout=10)
+    return int(head.split()[1])
+
+
+@pytest.mark.slow
+async def test_workers_balance_connections_opened_at_once(
+    digits_store: Settings, digits_frame: pd.DataFrame
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    env = {**os.environ, **digits_store.environ(), "GREENBUTTON_SERVING__WORKERS": "2"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_FROM_FD, "models:/digits/1", str(listener.fileno())],
+        pass_fds=[listener.fileno()], env=env,
+    )
+    listener.close()
+    body = json.dumps({"inputs": digits_frame[:2].to_numpy().tolist()}).encode()
+    predict = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+               b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def hold(count: int) -> list[int]:  # `count` more connections, each answered
+        opened = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port)
+                                        for _ in range(count)))
+        streams.extend(opened)
+        # each request is written at once: it is in the kernel when a worker hands it on
+        return list(await asyncio.gather(*(http_exchange(r, w, predict) for r, w in opened)))
+
+    async def close_all() -> None:
+        for _, writer in streams:
+            writer.close()
+        streams.clear()
+        deadline = time.monotonic() + 10  # the workers closed theirs: their counts are 0
+        while sum(sockets_by_worker(workers, port, None).values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            assert (await wait_ready(client, timeout_s=120)).status_code == 200
+        workers = [int(pid) for pid in
+                   Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+        assert len(workers) == 2
+        deadline = time.monotonic() + 60
+        while True:  # until the other worker serves too (then both take handed-on connections)
+            await close_all()
+            assert await hold(3) == [200] * 3
+            if min(sockets_by_worker(workers, port).values()) > 0:
+                break
+            assert time.monotonic() < deadline, sockets_by_worker(workers, port)
+            await asyncio.sleep(0.2)
+        await close_all()
+        assert sum(sockets_by_worker(workers, port, None).values()) == 0
+        for _ in range(3):  # 8 at once, as wrk -c8 opens them
+            assert await hold(8) == [200] * 8
+            split = sorted(sockets_by_worker(workers, port).values())
+            assert sum(split) == 8 and split[1] - split[0] <= 2, split  # 4/4 or 5/3
+            statuses = await asyncio.gather(*(http_exchange(r, w, predict) for r, w in streams))
+            assert statuses == [200] * 8  # kept alive, handed on or not
+            await close_all()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        for _, writer in streams:
+            writer.close()
         if process.poll() is None:
             process.kill()
             process.wait()

@@ -4,7 +4,8 @@ The model loads in the background once the ASGI lifespan starts, so ``/health/li
 answers at once and ``/health/ready`` turns 200 only after loading and warm-up. If loading
 fails, the server stops and :func:`run` raises :class:`~greenbutton.errors.ModelNotReady`.
 On SIGTERM readiness turns 503 at once, in-flight requests finish, sinks are flushed, and
-the process exits 0. With several workers, :mod:`.workers` forks them over one socket.
+the process exits 0. With several workers, :mod:`.workers` forks them over one socket and
+:mod:`.balance` evens out their connections.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import socket
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -30,6 +30,7 @@ from ..errors import ModelNotReady
 from ..explain.service import ExplainMetrics, ExplainService
 from ..monitoring.metrics import Metrics
 from .app import create_app
+from .balance import WorkerBalancer
 from .dataplane import DataPlane
 from .hooks import ServingHooks, ServingPlugins
 from .loading import ServedModel
@@ -126,12 +127,21 @@ async def _load(
 class GracefulServer(uvicorn.Server):
     """uvicorn's server, but a SIGTERM/SIGINT drain is a success (exit 0, not re-raised).
 
-    ``on_exit`` runs first, so readiness turns 503 before anything else happens.
+    ``on_exit`` runs first, so readiness turns 503 before anything else happens. With a
+    ``balancer`` (several workers), connections handed on by siblings are served too.
     """
 
-    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None],
+                 balancer: WorkerBalancer | None = None) -> None:
         super().__init__(config)
         self._on_exit = on_exit
+        self._balancer = balancer
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup, then take connections from sibling workers."""
+        await super().startup(sockets)
+        if self._balancer is not None and self.started:
+            self._balancer.start(self)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -150,6 +160,8 @@ class GracefulServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: object) -> None:
         """Start draining: readiness off at once, then uvicorn's graceful shutdown."""
         self._on_exit()
+        if self._balancer is not None:
+            self._balancer.drain()
         super().handle_exit(sig, frame)  # type: ignore[arg-type]
 
 
@@ -166,8 +178,11 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
                  plugins: ServingPlugins | None = None,
                  preloaded: ServedModel | None = None,
                  metrics_dir: Path | None = None,
-                 fetch: ModelFetch | None = None) -> int:
-    """Serve on ``sock`` until SIGTERM/SIGINT; 0 after a drain, 3 if the model failed to load."""
+                 fetch: ModelFetch | None = None,
+                 balancer: WorkerBalancer | None = None) -> int:
+    """Serve on ``sock`` until SIGTERM/SIGINT; 0 after a drain, 3 if the model failed to load.
+
+    ``balancer`` (one of several workers) evens connections out with the sibling workers."""
     limit_native_threads(settings.serving)
     server: GracefulServer | None = None
 
@@ -185,14 +200,14 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=balancer.protocol_class() if balancer is not None else "httptools",
         lifespan="on",
         access_log=False,
         server_header=False,
         backlog=BACKLOG,
         timeout_graceful_shutdown=math.ceil(settings.serving.shutdown_timeout_s),
     )
-    server = GracefulServer(config, drain)
+    server = GracefulServer(config, drain, balancer)
     server.run(sockets=[sock])
     return EXIT_LOAD_FAILED if dataplane.load_error is not None else 0
 
@@ -228,7 +243,11 @@ def run(
             gc.enable()  # paused for startup by the CLI
             metrics_dir = Path(workdir) / "metrics"
             metrics_dir.mkdir(mode=0o700)
-            serve = partial(serve_worker, settings, model_uri, sock, plugins, model, metrics_dir)
+
+            def serve(balancer: WorkerBalancer) -> int:
+                return serve_worker(settings, model_uri, sock, plugins, model, metrics_dir,
+                                    balancer=balancer)
+
             code = Supervisor(serve, sock, workers, settings.serving.shutdown_timeout_s).run()
     if code != 0:
         raise ModelNotReady(f"{model_uri}: the model could not be loaded; see the log")

@@ -1,10 +1,13 @@
 """Several worker processes on one listening socket, forked and kept alive by a supervisor.
 
 The supervisor forks ``workers`` children, each running the serving app (so each loads the
-model once) and accepting on the shared socket, the way gunicorn's arbiter does. A child
-that dies is replaced; the kernel resets its open connections, so callers (and the
-gateway, which answers 503) never hang on it. A child that could not load the model stops
-the whole server. On SIGTERM/SIGINT the supervisor closes its copy of the socket, passes
+model once) and accepting on the shared socket, the way gunicorn's arbiter does. The kernel
+gives a new connection to whichever child accepts first, so each child hands a connection it
+accepted to a less loaded sibling when it holds more than its share (:mod:`.balance`; the
+supervisor makes the shared counters and socketpairs, one slot per child, before forking). A
+child that dies is replaced in its slot; the kernel resets its open connections, so callers
+(and the gateway, which answers 503) never hang on it. A child that could not load the model
+stops the whole server. On SIGTERM/SIGINT the supervisor closes its copy of the socket, passes
 the signal on, waits for the children to drain and returns 0.
 """
 
@@ -20,6 +23,8 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from .balance import Slots, WorkerBalancer
+
 logger = logging.getLogger(__name__)
 
 RESPAWN_BACKOFF_S = 0.5
@@ -30,15 +35,18 @@ EXIT_LOAD_FAILED = 3
 
 
 class Supervisor:
-    """Forks ``workers`` copies of ``serve`` (a function returning an exit code) and keeps them."""
+    """Forks ``workers`` copies of ``serve`` (a function of the child's balancer returning an
+    exit code) and keeps them."""
 
-    def __init__(self, serve: Callable[[], int], sock: socket.socket, workers: int,
+    def __init__(self, serve: Callable[[WorkerBalancer], int], sock: socket.socket, workers: int,
                  shutdown_timeout_s: float) -> None:
         self.serve = serve
         self.sock = sock
         self.workers = workers
         self.shutdown_timeout_s = shutdown_timeout_s
         self.children: dict[int, float] = {}  # pid -> started (monotonic)
+        self.slot_of: dict[int, int] = {}  # pid -> its slot in self.slots
+        self.slots = Slots(workers)
         self.is_stopping = False
         self.has_failed = False
 
@@ -47,14 +55,16 @@ class Supervisor:
         originals = {sig: signal.signal(sig, self._on_signal)
                      for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            for _ in range(self.workers):
-                self._spawn()
+            for slot in range(self.workers):
+                self._spawn(slot)
             return self._reap()
         finally:
             for sig, handler in originals.items():
                 signal.signal(sig, handler)
+            self.slots.close()
 
-    def _spawn(self) -> None:
+    def _spawn(self, slot: int) -> None:
+        self.slots.reset(slot)
         pid = os.fork()
         if pid == 0:  # the child: default signal handling until uvicorn installs its own
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -62,12 +72,13 @@ class Supervisor:
             _drain_when_orphaned()
             code = 1
             try:
-                code = self.serve()
+                code = self.serve(WorkerBalancer(self.slots, slot))
             except BaseException:
                 logger.exception("worker %d failed", os.getpid())
             finally:
                 os._exit(code)
         self.children[pid] = time.monotonic()
+        self.slot_of[pid] = slot
         logger.info("worker %d started", pid)
 
     def _reap(self) -> int:
@@ -85,6 +96,8 @@ class Supervisor:
             started = self.children.pop(pid, None)
             if started is None:
                 continue
+            slot = self.slot_of.pop(pid)
+            self.slots.reset(slot)
             exit_code = os.waitstatus_to_exitcode(status)
             if self.is_stopping:
                 continue
@@ -96,7 +109,7 @@ class Supervisor:
             logger.warning("worker %d died (exit %d); replacing it", pid, exit_code)
             if time.monotonic() - started < MIN_LIFETIME_S:
                 time.sleep(RESPAWN_BACKOFF_S)
-            self._spawn()
+            self._spawn(slot)
         return code
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
