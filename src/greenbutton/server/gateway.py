@@ -19,7 +19,6 @@ import http.cookiejar
 import json
 import logging
 import math
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import quote, unquote
@@ -45,6 +44,7 @@ from ..errors import (
     RequestTimeout,
     http_status_for,
 )
+from ..ids import new_request_id
 
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -110,7 +110,7 @@ def create_gateway(
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def proxy(request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id") or new_request_id()
         name = request.path_params["name"]
         try:
             path = _checked_path(name, request.path_params.get("path", ""))

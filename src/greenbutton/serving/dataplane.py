@@ -7,7 +7,6 @@ import datetime
 import logging
 import re
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from ..config import ServingSettings
 from ..errors import ModelNotReady, RequestTimeout, SchemaMismatch
+from ..ids import new_request_id
 from ..monitoring.metrics import Metrics
 from .batching import BatchedModel, BatchLimits, batch_limits_of
 from .hooks import PredictionRecord, PredictionSink, RowAnnotator, ServingHooks, utc_now
@@ -34,10 +34,10 @@ REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def request_id_from(header: str | None) -> str:
-    """The caller's request id if it is a sane token, else a fresh uuid4 hex."""
+    """The caller's request id if it is a sane token, else a fresh time-ordered one."""
     if header is not None and REQUEST_ID_PATTERN.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 @dataclass(frozen=True)
