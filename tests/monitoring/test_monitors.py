@@ -37,6 +37,14 @@ def test_white_and_noise_images_flagged_as_outliers(digits_monitors: Monitors) -
     assert (digits_monitors.outlier_scores(odd) > digits_monitors.outliers.threshold).all()
 
 
+def test_a_row_alone_scores_as_it_does_among_others(digits_monitors: Monitors,
+                                                    digits_split: Any) -> None:
+    rows = digits_split[2][:50]
+    together = digits_monitors.outlier_scores(rows)
+    alone = np.array([digits_monitors.outlier_scores(rows[i:i + 1])[0] for i in range(len(rows))])
+    np.testing.assert_allclose(alone, together, rtol=1e-12)
+
+
 def test_saved_monitors_load_with_same_answers_and_no_pickles(
         tmp_path: Path, digits_monitors: Monitors, digits_split: Any, classifier: Any) -> None:
     test = digits_split[2]

@@ -191,3 +191,25 @@ async def test_export_logged_to_mlflow_as_dataset_input(payload_store: PayloadSt
     assert result.run_id is not None
     run = MlflowClient(mlflow_uri).get_run(result.run_id)
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["wine-payload-log"]
+
+
+@pytest.mark.parametrize("value", [
+    datetime.datetime(2026, 11, 28, 16, 5, 7, 123456, tzinfo=datetime.UTC),
+    datetime.datetime(2026, 1, 2, 3, 4, 5),
+    datetime.datetime(999, 12, 31, 23, 59, 59, 0, tzinfo=datetime.UTC),
+    datetime.date(2026, 11, 28),
+    None,
+])
+def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them(
+    payload_store: PayloadStore, value: Any
+) -> None:
+    from sqlalchemy.dialects import sqlite
+
+    dialect = payload_store.engine.dialect
+    assert dialect.name == "sqlite"
+    bulk = payload_store._bulk
+    assert bulk is not None
+    ours = bulk.processors[bulk.names.index("received_at")]
+    theirs = sqlite.DATETIME().bind_processor(dialect)
+    assert ours is not None and theirs is not None
+    assert ours(value) == theirs(value)

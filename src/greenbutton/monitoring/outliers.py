@@ -11,6 +11,7 @@ State is JSON + numpy arrays (no pickle). Detectors are chosen from :data:`OUTLI
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, ClassVar, Protocol
 
@@ -120,7 +121,11 @@ class MahalanobisDetector:
         return cls(columns, center, scale, location, np.linalg.pinv(covariance))
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
-        delta = self._select.matrix(frame) * self._scale - self._shift
+        values = self._select.matrix(frame)
+        if len(values) == 1:  # a one-row request: vector products, half the numpy calls
+            row = values[0] * self._scale - self._shift
+            return np.array([math.sqrt(max(float(row @ self._form @ row), 0.0))])
+        delta = values * self._scale - self._shift
         squared = np.einsum("ij,ij->i", delta @ self._form, delta)
         result: np.ndarray = np.sqrt(np.maximum(squared, 0.0))
         return result

@@ -309,7 +309,7 @@ class BulkInsert:
                  rows_per_statement: int = 500) -> None:
         columns = [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
         self.names = [c.name for c in columns]
-        self.processors = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+        self.processors = [_bind_processor(c, dialect) for c in columns]
         quote = dialect.identifier_preparer.quote
         self.head = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in self.names)})"
                      " VALUES ")
@@ -335,6 +335,32 @@ class BulkInsert:
             chunk = bound[start:start + self.rows_per_statement]
             values = tuple(value for row in chunk for value in row)
             yield self.head + ", ".join([self.group] * len(chunk)), values
+
+
+def _bind_processor(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The dialect's bind processor for ``column``; for SQLite datetimes, a faster equal one.
+
+    SQLAlchemy formats a SQLite datetime with a %-format of seven named fields (5 µs, the
+    largest share of preparing a payload row); ``isoformat`` writes the same text in 0.5 µs.
+    """
+    impl = column.type.dialect_impl(dialect)
+    process = impl.bind_processor(dialect)
+    if (process is None or dialect.name != "sqlite"
+            or getattr(impl, "_storage_format", None) != _SQLITE_DATETIME_FORMAT):
+        return process
+
+    def fast(value: Any) -> Any:
+        if type(value) is datetime.datetime:  # "YYYY-MM-DD HH:MM:SS.ffffff", any tz dropped
+            return value.isoformat(" ", "microseconds")[:26]
+        return process(value)
+
+    return fast
+
+
+_SQLITE_DATETIME_FORMAT = ("%(year)04d-%(month)02d-%(day)02d "
+                           "%(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d")
+"""SQLAlchemy's default storage format of SQLite datetimes (what :func:`_bind_processor`
+reproduces; a column with another format keeps SQLAlchemy's processor)."""
 
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS

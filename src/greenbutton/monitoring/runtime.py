@@ -30,10 +30,11 @@ from .monitors import MONITORS_ARTIFACT, Monitors, load_monitors
 from .payload_log import PayloadLog
 from .payload_store import PayloadStore
 from .retention import Retention
+from .stacking import Answered
 from .window import DriftWindow
 
 if TYPE_CHECKING:
-    from ..serving.hooks import ServingHooks
+    from ..serving.hooks import PredictionRecord, ServingHooks
     from ..serving.loading import ServedModel
     from .metrics import Metrics
 
@@ -51,6 +52,12 @@ class OutlierAnnotator:
 
     def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
         scores = self.monitors.outlier_scores(frame)
+        if len(scores) == 1:  # most requests: Python scalars, no array per flag
+            score = float(scores[0])
+            is_outlier = score > self.threshold
+            if is_outlier:
+                self.gauges.outlier_rows.labels(*self.labels).inc()
+            return [{"is_outlier": is_outlier, "score": scores.round(4).item()}]
         flags = scores > self.threshold
         flagged = int(flags.sum())
         if flagged:
@@ -137,13 +144,32 @@ class MonitoringRuntime:
             size=self.settings.window_size, interval_s=self.settings.drift_interval_s,
             alpha=self.settings.drift_alpha, store=self.store, alerter=alerter,
             error_rate=ErrorRate(metrics.registry))
-        return ServingHooks(annotators=annotators, sinks=[self.window, self.payload_log])
+        return ServingHooks(annotators=annotators,
+                            sinks=[WindowAndLog(self.window, self.payload_log)])
 
     def require_feedback(self) -> FeedbackService:
         """The feedback service; ModelNotReady until the model has loaded."""
         if self.feedback is None:
             raise ModelNotReady("the model is still loading")
         return self.feedback
+
+
+class WindowAndLog:
+    """The drift window and the payload log as one sink: each record is compacted once."""
+
+    def __init__(self, window: DriftWindow, log: PayloadLog) -> None:
+        self.window, self.log = window, log
+
+    def submit(self, record: PredictionRecord) -> None:
+        """Give both the record's :class:`~.stacking.Answered` entry (made once)."""
+        entry = Answered.of(record)
+        self.window.add(entry)
+        self.log.add(entry)
+
+    async def aclose(self) -> None:
+        """Stop the drift tests, then flush the log."""
+        await self.window.aclose()
+        await self.log.aclose()
 
 
 class ErrorRate:

@@ -50,7 +50,10 @@ class DriftWindow:
 
     def submit(self, record: PredictionRecord) -> None:
         """Add the record's rows; the oldest rows leave once there are more than ``size``."""
-        entry = Answered.of(record)  # the request's DataFrame is not kept (see Answered)
+        self.add(Answered.of(record))  # the request's DataFrame is not kept (see Answered)
+
+    def add(self, entry: Answered) -> None:
+        """:meth:`submit` for a record already made an :class:`Answered` entry."""
         self._records.append(entry)
         self._rows += entry.rows
         self._new_rows += entry.rows
