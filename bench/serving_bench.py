@@ -3,7 +3,8 @@
 Usage: ``.venv/bin/python bench/serving_bench.py [--duration 5] [--write docs/performance.md]``.
 Trains LogisticRegression and a 100-tree RandomForest on sklearn's digits, registers them in
 a temporary MLflow store, starts each server as its own process, drives it with wrk (closed
-loop, 1 thread) and prints requests/s, p50, p99, errors, cold start and peak RSS.
+loop, 1 thread) and prints requests/s, p50, p99, errors, cold start and peak RSS; then
+measures monitoring on against off in alternating rounds, with the servers' CPU per request.
 """
 
 from __future__ import annotations
@@ -120,8 +121,9 @@ def wrk(url: str, body: str, connections: int, duration_s: int, workdir: Path) -
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, flags=re.MULTILINE))
     errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses:|timeout|read|write|"
                                             r"connect)\s+(\d+)", out))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return {"rps": rps, "p50": to_ms(lat.get("50", "0ms")), "p99": to_ms(lat.get("99", "0ms")),
-            "errors": errors}
+            "errors": errors, "requests": requests}
 
 
 def check(url: str, body: str) -> None:
@@ -222,11 +224,91 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
         finally:
             process.terminate()
             process.wait(timeout=60)
+    pairs = ""
+    if not args.only or "greenbutton lr" in args.only:
+        pairs = "\n\n" + monitoring_pairs(servers, args, work, body)
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
-    table = render(rows) + f"\n\nLoad average (1/5/15 min) at the end of the run: {load}."
+    table = (render(rows) + pairs +
+             f"\n\nLoad average (1/5/15 min) at the end of the run: {load}.")
     print(table)
     if args.write:
         write_section(args.write, table)
+
+
+PAIR_ROUNDS = 3
+PAIR_LOADS = (("split1", "/invocations, dataframe_split"),
+              ("predict1", "/predict, outlier flags in the response"))
+
+
+def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Path,
+                     body: dict[str, str]) -> str:
+    """Monitoring on vs off, measured in alternating rounds (on/off, off/on, ...).
+
+    One on run and one off run far apart in time compare two different moments of a shared
+    machine; alternating them ``PAIR_ROUNDS`` times and taking medians does not. Besides
+    requests/s, the CPU the server processes spent per request (``/proc``) is the steadier
+    measure of what monitoring costs. Cold start (process start → ready) is the median of
+    every start here.
+    """
+    names = ("greenbutton lr", "greenbutton lr monitoring-off")
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    colds: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(PAIR_ROUNDS):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            argv, env, ready = servers[name]
+            port = free_port()
+            process, cold_s = start([a.format(port=port) for a in argv], env,
+                                    f"http://127.0.0.1:{port}{ready}")
+            colds[name].append(cold_s)
+            try:
+                for load, _ in PAIR_LOADS:
+                    url = f"http://127.0.0.1:{port}{path_of(load)}"
+                    wrk(url, body[load], 8, 1, work)  # warm-up
+                    before = tree_cpu_s(process.pid)
+                    result = wrk(url, body[load], 8, args.duration, work)
+                    spent = tree_cpu_s(process.pid) - before
+                    requests = result["requests"]
+                    results.setdefault((name, load), []).append(
+                        (result["rps"], spent / requests * 1e6 if requests else 0.0))
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
+    lines = [f"Monitoring on vs off, {PAIR_ROUNDS} alternating rounds, c8, medians "
+             "(CPU: all server processes, µs per request):", "",
+             "| load | on req/s | off req/s | on / off (target ≥ 0.9×) | on CPU µs | "
+             "off CPU µs | CPU added |", "|---|---|---|---|---|---|---|"]
+    for load, label in PAIR_LOADS:
+        on, off = results[(names[0], load)], results[(names[1], load)]
+        rps_on, rps_off = median([r for r, _ in on]), median([r for r, _ in off])
+        cpu_on, cpu_off = median([c for _, c in on]), median([c for _, c in off])
+        lines.append(f"| {label} | {rps_on:.0f} | {rps_off:.0f} | **{rps_on / rps_off:.2f}×** "
+                     f"| {cpu_on:.0f} | {cpu_off:.0f} | {100 * (cpu_on / cpu_off - 1):+.0f} % |")
+    lines.append("")
+    lines.append("Cold start (process start → ready), median of these starts: " + ", ".join(
+        f"{name} {median(colds[name]):.2f} s" for name in names) + " (target ≤ 2 s).")
+    return "\n".join(lines)
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) of ``pid`` and its descendants."""
+    total, todo = 0.0, [pid]
+    ticks = os.sysconf("SC_CLK_TCK")
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError):
+            continue
+    return total
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -265,7 +347,9 @@ def write_section(path: Path, table: str) -> None:
     block = (f"{begin}\n## Serving: greenbutton serve vs mlflow models serve vs bare Starlette "
              f"(issue 3)\n\nMeasured with `make bench` (`.venv/bin/python bench/serving_bench.py "
              f"--write docs/performance.md`; wrk, 1 thread, closed loop, 4-5 s per row; "
-             f"`/invocations`; greenbutton with its defaults: one worker per core):\n\n"
+             f"`/invocations` unless the load is `predict1`; greenbutton with its defaults: "
+             f"one worker per core; each server measured once, one after the other, then "
+             f"monitoring on and off again in alternating rounds):\n\n"
              f"{table}\n{end}")
     if begin in text:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
