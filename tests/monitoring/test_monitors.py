@@ -45,6 +45,34 @@ def test_a_row_alone_scores_as_it_does_among_others(digits_monitors: Monitors,
     np.testing.assert_allclose(alone, together, rtol=1e-12)
 
 
+def test_a_row_with_missing_or_infinite_values_scores_as_among_others(
+        digits_monitors: Monitors, digits_split: Any) -> None:
+    rows = digits_split[2][:3].astype(float).reset_index(drop=True)
+    rows.iloc[0, 5], rows.iloc[1, 7] = np.nan, np.inf
+    together = digits_monitors.outlier_scores(rows)
+    alone = [digits_monitors.outlier_scores(rows[i:i + 1])[0] for i in range(2)]
+    np.testing.assert_allclose(alone, together[:2], rtol=1e-12)
+    assert np.isfinite(together[0]) and together[1] > digits_monitors.outliers.threshold
+
+
+def test_one_row_annotation_rounds_as_numpy_does(digits_monitors: Monitors) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from greenbutton.monitoring.gauges import MonitoringGauges
+    from greenbutton.monitoring.runtime import OutlierAnnotator
+
+    annotator = OutlierAnnotator(digits_monitors, MonitoringGauges(CollectorRegistry()),
+                                 ("m", "1"))
+    rng = np.random.default_rng(3)
+    columns = [f"pixel_{i}" for i in range(64)]
+    for _ in range(200):
+        row = pd.DataFrame([rng.integers(0, 17, 64).astype(float)], columns=columns)
+        [value] = annotator.annotate(row, None)
+        score = digits_monitors.outlier_scores(row)
+        assert value["score"] == score.round(4).item()
+        assert value["is_outlier"] == bool(score[0] > annotator.threshold)
+
+
 def test_saved_monitors_load_with_same_answers_and_no_pickles(
         tmp_path: Path, digits_monitors: Monitors, digits_split: Any, classifier: Any) -> None:
     test = digits_split[2]

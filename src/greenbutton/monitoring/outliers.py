@@ -53,6 +53,10 @@ class ColumnSelector:
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         """The columns as floats; missing and infinite values as 0 and the largest floats."""
+        return finite(self.raw(frame))
+
+    def raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """The columns as floats, missing and infinite values left as they are."""
         columns = frame.columns
         if columns is not self._known:
             if not columns.equals(self.index):
@@ -60,7 +64,12 @@ class ColumnSelector:
             else:
                 self._known = columns
         values: np.ndarray = frame.to_numpy(dtype=float)
-        return values if np.isfinite(values).all() else np.nan_to_num(values)
+        return values
+
+
+def finite(values: np.ndarray) -> np.ndarray:
+    """``values`` with missing and infinite values as 0 and the largest floats."""
+    return values if np.isfinite(values).all() else np.nan_to_num(values)
 
 
 def numeric_columns(frame: pd.DataFrame) -> list[str]:
@@ -96,6 +105,9 @@ class MahalanobisDetector:
         self._shift[varying] += location
         self._form = np.eye(len(columns))
         self._form[np.ix_(varying, varying)] = precision
+        # the same for one row, in raw units: (x·a − b)ᵀ F (x·a − b) = (x − b/a)ᵀ (a F a) (x − b/a)
+        self._offset = self._shift / self._scale
+        self._raw_form = self._scale[:, None] * self._form * self._scale[None, :]
 
     @classmethod
     def fit(cls, frame: pd.DataFrame) -> MahalanobisDetector:
@@ -121,13 +133,15 @@ class MahalanobisDetector:
         return cls(columns, center, scale, location, np.linalg.pinv(covariance))
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
-        values = self._select.matrix(frame)
-        if len(values) == 1:  # a one-row request: vector products, half the numpy calls
-            row = values[0] * self._scale - self._shift
-            return np.array([math.sqrt(max(float(row @ self._form @ row), 0.0))])
-        delta = values * self._scale - self._shift
-        squared = np.einsum("ij,ij->i", delta @ self._form, delta)
-        result: np.ndarray = np.sqrt(np.maximum(squared, 0.0))
+        values = self._select.raw(frame)
+        if len(values) == 1 and math.isfinite(values.sum()):  # a one-row request, no NaN/inf:
+            row = values[0] - self._offset  # four numpy calls (each costs in a server)
+            return np.array([math.sqrt(max(float(row @ self._raw_form @ row), 0.0))])
+        with np.errstate(over="ignore", invalid="ignore"):
+            delta = finite(values) * self._scale - self._shift
+            squared = np.einsum("ij,ij->i", delta @ self._form, delta)
+        # an infinite input overflows (inf - inf: NaN, never above a threshold): it scores inf
+        result: np.ndarray = np.sqrt(np.where(np.isnan(squared), np.inf, np.maximum(squared, 0)))
         return result
 
     def state(self) -> tuple[dict[str, Any], Arrays]:

@@ -12,6 +12,7 @@ payload log); ``/feedback`` and ``/monitoring`` answer 503 until then.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +58,9 @@ class OutlierAnnotator:
             is_outlier = score > self.threshold
             if is_outlier:
                 self.gauges.outlier_rows.labels(*self.labels).inc()
-            return [{"is_outlier": is_outlier, "score": scores.round(4).item()}]
+            # numpy's rounding (round half to even of score·10⁴), as the array path below
+            rounded = round(score * 1e4) / 1e4 if math.isfinite(score) else score
+            return [{"is_outlier": is_outlier, "score": rounded}]
         flags = scores > self.threshold
         flagged = int(flags.sum())
         if flagged:
