@@ -78,19 +78,24 @@ async def test_build_serving_app_load_failure_reported(digits_store: Settings) -
     assert isinstance(failures[0], ModelNotFound)
 
 
+def serve_two_workers(settings: Settings) -> tuple[subprocess.Popen[bytes], int]:
+    """``greenbutton serve`` of digits v1 with 2 workers on a socket bound here; its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
+    env = {**os.environ, **settings.environ(), "GREENBUTTON_SERVING__WORKERS": "2"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_FROM_FD, "models:/digits/1", str(listener.fileno())],
+        pass_fds=[listener.fileno()], env=env,
+    )
+    listener.close()
+    return process, port
+
+
 @pytest.mark.slow
 async def test_workers_share_socket_replace_dead_one_and_exit_0_on_sigterm(
     digits_store: Settings, digits_frame: pd.DataFrame
 ) -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    env = {**os.environ, **digits_store.environ(), "GREENBUTTON_SERVING__WORKERS": "2"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVE_FROM_FD, "models:/digits/1", str(listener.fileno())],
-        pass_fds=[listener.fileno()],
-        env=env,
-    )
-    listener.close()
+    process, port = serve_two_workers(digits_store)
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     try:
         # the first answer waits for the supervisor to load the model and fork: a slow start
@@ -162,14 +167,7 @@ async def http_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 async def test_workers_balance_connections_opened_at_once(
     digits_store: Settings, digits_frame: pd.DataFrame
 ) -> None:
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    env = {**os.environ, **digits_store.environ(), "GREENBUTTON_SERVING__WORKERS": "2"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVE_FROM_FD, "models:/digits/1", str(listener.fileno())],
-        pass_fds=[listener.fileno()], env=env,
-    )
-    listener.close()
+    process, port = serve_two_workers(digits_store)
     body = json.dumps({"inputs": digits_frame[:2].to_numpy().tolist()}).encode()
     predict = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
                b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))

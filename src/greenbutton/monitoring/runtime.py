@@ -166,13 +166,17 @@ class WindowAndLog:
     def submit(self, record: PredictionRecord) -> None:
         """Give both the record's :class:`~.stacking.Answered` entry (made once)."""
         entry = Answered.of(record)
-        self.window.add(entry)
-        self.log.add(entry)
+        try:
+            self.window.add(entry)
+        finally:  # a failing window never costs the log its record
+            self.log.add(entry)
 
     async def aclose(self) -> None:
-        """Stop the drift tests, then flush the log."""
-        await self.window.aclose()
-        await self.log.aclose()
+        """Stop the drift tests, then flush the log (whatever stopping the tests did)."""
+        try:
+            await self.window.aclose()
+        finally:
+            await self.log.aclose()
 
 
 class ErrorRate:
