@@ -213,3 +213,18 @@ def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them(
     theirs = sqlite.DATETIME().bind_processor(dialect)
     assert ours is not None and theirs is not None
     assert ours(value) == theirs(value)
+
+
+async def test_export_since_a_time_in_another_zone_means_that_instant(
+        payload_store: PayloadStore) -> None:
+    log, _ = make_log(payload_store)
+    log.submit(record("zoned"))
+    await log.aclose()
+    written = utc_now()
+    east = datetime.timezone(datetime.timedelta(hours=5))
+    # an hour before the write, written as a wall time five hours ahead of UTC: a comparison
+    # of wall times (SQLite keeps them without zone) would put it after the row
+    before = (written - datetime.timedelta(hours=1)).astimezone(east)
+    after = (written + datetime.timedelta(minutes=1)).astimezone(east)
+    assert [r["request_id"] for r in payload_store.iter_joined("wine", before)] == ["zoned"]
+    assert list(payload_store.iter_joined("wine", after)) == []

@@ -221,7 +221,7 @@ class PayloadStore:
         query = (select(predictions, feedback.c.truth, feedback.c.reward)
                  .join(feedback, feedback.c.request_id == predictions.c.request_id, isouter=True)
                  .where(predictions.c.model_name == model_name,
-                        predictions.c.received_at >= since)
+                        predictions.c.received_at >= _utc(since))
                  .order_by(predictions.c.id))
         with self.engine.connect() as connection:
             for row in connection.execute(query).mappings():
