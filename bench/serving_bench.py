@@ -10,6 +10,7 @@ measures monitoring on against off in alternating rounds, with the servers' CPU 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,15 +96,41 @@ def start(
     raise RuntimeError(f"{argv} never became ready")
 
 
-def tree_rss_mb(pid: int) -> float:
-    total, todo = 0, [pid]
+@contextlib.contextmanager
+def running(server: tuple[list[str], dict[str, str], str]
+            ) -> Iterator[tuple[subprocess.Popen[bytes], int, float]]:
+    """``server`` (argv, env, ready path) started on a free port: process, port, cold start."""
+    argv, env, ready = server
+    port = free_port()
+    process, cold_s = start([a.format(port=port) for a in argv], env,
+                            f"http://127.0.0.1:{port}{ready}")
+    try:
+        yield process, port, cold_s
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (those alive now)."""
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def tree_rss_mb(pid: int) -> float:
+    total = 0
+    for current in process_tree(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
             total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, AttributeError):
             continue
     return total / 1024
@@ -176,7 +204,7 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
     py = sys.executable
     path = f"{Path(py).parent}:{os.environ.get('PATH', '')}"  # mlflow execs `uvicorn`
     bare_env = {"MODEL_PATH": mlflow.artifacts.download_artifacts("models:/lr/1")}
-    servers = {  # name: (argv, env, ready path, invocations path)
+    servers = {  # name: (argv, env, ready path)
         "greenbutton lr": ([py, "-m", "greenbutton", "serve", "models:/lr/1", "--port", "{port}"],
                            gb_env, "/health/ready"),
         "greenbutton lr monitoring-off": (
@@ -206,14 +234,11 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
                                 ("split1", 64), ("split100", 8)],
              "greenbutton lr monitoring-off": [("split1", 8), ("predict1", 8)]}
     rows = []
-    for name, (argv, env, ready) in servers.items():
+    for name, server in servers.items():
         if args.only not in name:
             continue
-        port = free_port()
-        process, cold_s = start([a.format(port=port) for a in argv], env,
-                                f"http://127.0.0.1:{port}{ready}")
-        peak = tree_rss_mb(process.pid)
-        try:
+        with running(server) as (process, port, cold_s):
+            peak = tree_rss_mb(process.pid)
             for load, connections in loads.get(name, loads[name.split()[1]]):
                 result = wrk(f"http://127.0.0.1:{port}{path_of(load)}", body[load], connections,
                              args.duration, work)
@@ -221,9 +246,6 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
                 rows.append({"server": name, "load": load, "c": connections, **result,
                              "cold_s": cold_s, "rss_mb": peak})
                 print(rows[-1], flush=True)
-        finally:
-            process.terminate()
-            process.wait(timeout=60)
     pairs = ""
     if not args.only or "greenbutton lr" in args.only:
         pairs = "\n\n" + monitoring_pairs(servers, args, work, body)
@@ -255,12 +277,8 @@ def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Pa
     colds: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(PAIR_ROUNDS):
         for name in names if round_ % 2 == 0 else reversed(names):
-            argv, env, ready = servers[name]
-            port = free_port()
-            process, cold_s = start([a.format(port=port) for a in argv], env,
-                                    f"http://127.0.0.1:{port}{ready}")
-            colds[name].append(cold_s)
-            try:
+            with running(servers[name]) as (process, port, cold_s):
+                colds[name].append(cold_s)
                 for load, _ in PAIR_LOADS:
                     url = f"http://127.0.0.1:{port}{path_of(load)}"
                     wrk(url, body[load], 8, 1, work)  # warm-up
@@ -270,9 +288,6 @@ def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Pa
                     requests = result["requests"]
                     results.setdefault((name, load), []).append(
                         (result["rps"], spent / requests * 1e6 if requests else 0.0))
-            finally:
-                process.terminate()
-                process.wait(timeout=60)
     lines = [f"Monitoring on vs off, {PAIR_ROUNDS} alternating rounds, c8, medians "
              "(CPU: all server processes, µs per request):", "",
              "| load | on req/s | off req/s | on / off (target ≥ 0.9×) | on CPU µs | "
@@ -297,15 +312,11 @@ def median(values: list[float]) -> float:
 
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds (user + system, every thread) of ``pid`` and its descendants."""
-    total, todo = 0.0, [pid]
-    ticks = os.sysconf("SC_CLK_TCK")
-    while todo:
-        current = todo.pop()
+    total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
+    for current in process_tree(pid):
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / ticks
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, IndexError):
             continue
     return total
