@@ -29,6 +29,8 @@ import numpy as np
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .custody import CustodyProtocol, WorkerCustody
+
 logger = logging.getLogger(__name__)
 
 SLACK = 2
@@ -109,10 +111,11 @@ class Slots:
             end.close()
 
 
-class BalancedProtocol(HttpToolsProtocol):
+class BalancedProtocol(CustodyProtocol):
     """uvicorn's httptools protocol that may hand its connection to a sibling worker first.
 
-    Subclassed per worker by :meth:`WorkerBalancer.protocol_class`, which sets ``balancer``.
+    Subclassed per worker by :meth:`WorkerBalancer.protocol_class`, which sets ``balancer``
+    and ``custody``: a connection kept here is put in the supervisor's custody.
     """
 
     balancer: ClassVar[WorkerBalancer]
@@ -130,6 +133,7 @@ class BalancedProtocol(HttpToolsProtocol):
             return
         self.balancer.opened()
         self._is_counted = True
+        self.take_custody(transport)
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -137,6 +141,7 @@ class BalancedProtocol(HttpToolsProtocol):
         if self._is_handed_on:
             return
         self.uncount()
+        self.end_custody()
         super().connection_lost(exc)
 
     def uncount(self) -> None:
@@ -153,6 +158,7 @@ class ReceivedProtocol(BalancedProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Serve it; if this worker is already draining, close it when idle for keep-alive."""
+        self.take_custody(transport)
         HttpToolsProtocol.connection_made(self, transport)
         if self.balancer.is_draining:  # arrived after uvicorn asked its connections to close
             self.timeout_keep_alive_task = self.loop.call_later(
@@ -173,9 +179,10 @@ class WorkerBalancer:
     SIGTERM) takes it out of the choice.
     """
 
-    def __init__(self, slots: Slots, slot: int) -> None:
+    def __init__(self, slots: Slots, slot: int, custody: WorkerCustody | None = None) -> None:
         self.slots = slots
         self.slot = slot
+        self.custody = custody
         self.is_draining = False
         self._inbox = slots.inbox(slot)
         self._adopting: set[asyncio.Task[Any]] = set()
@@ -184,12 +191,14 @@ class WorkerBalancer:
 
     def protocol_class(self) -> type[BalancedProtocol]:
         """uvicorn's httptools protocol, balancing through this worker's slot."""
-        return type("WorkerProtocol", (BalancedProtocol,), {"balancer": self})
+        return type("WorkerProtocol", (BalancedProtocol,),
+                    {"balancer": self, "custody": self.custody})
 
     def start(self, server: uvicorn.Server) -> None:
         """Adopt connections sent to this slot into ``server`` (started) and mark it live."""
         self._server = server
-        self._received = type("ReceivedWorkerProtocol", (ReceivedProtocol,), {"balancer": self})
+        self._received = type("ReceivedWorkerProtocol", (ReceivedProtocol,),
+                              {"balancer": self, "custody": self.custody})
         asyncio.get_running_loop().add_reader(self._inbox.fileno(), self._on_inbox)
         self.slots.alive[self.slot] = 1
 
