@@ -41,6 +41,27 @@ def test_feature_drift_new_category_flagged_by_chi_squared() -> None:
     assert detector.test(Window(window, np.empty(0)), alpha=0.01).features["colour"].is_drift
 
 
+def test_feature_drift_tests_all_columns_at_once_with_the_same_values_as_one_by_one() -> None:
+    # integer pixels (many ties), a shifted column, a constant one, and a categorical one
+    reference = pd.DataFrame(RNG.integers(0, 17, size=(900, 6)).astype(float),
+                             columns=[f"p{i}" for i in range(6)])
+    reference["p5"] = 0.0
+    reference["colour"] = RNG.choice(("red", "green"), 900)
+    detector = FeatureDriftDetector.fit(reference, np.empty(0))
+    window = reference.sample(100, random_state=1).reset_index(drop=True)
+    window["p1"] = (window["p1"] + 5).clip(upper=16)
+    with_missing = window.copy()
+    with_missing.loc[3, "p2"] = np.nan
+    for frame in (window, with_missing):
+        result = detector.test(Window(frame, np.empty(0)), alpha=0.01)
+        one_by_one = detector._numeric_one_by_one(Window(frame, np.empty(0)))
+        assert {n: (r.statistic, r.p_value) for n, r in result.features.items()
+                if n != "colour"} == one_by_one
+        assert result.features["p1"].is_drift and not result.features["p0"].is_drift
+    assert detector._numeric_at_once(Window(window, np.empty(0))) is not None  # the fast path
+    assert detector._numeric_at_once(Window(with_missing, np.empty(0))) is None
+
+
 def test_mmd_multivariate_shift_flagged_and_clean_not() -> None:
     reference = pd.DataFrame(RNG.normal(size=(600, 5)), columns=list("abcde"))
     detector = MMDDetector.fit(reference, np.empty(0))
