@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,22 @@ def payload_store(settings: Settings) -> PayloadStore:
     settings.home.mkdir(parents=True, exist_ok=True)
     store = PayloadStore(settings.monitoring.payload_store_uri)
     yield store  # type: ignore[misc]
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A payload store URI on each backend (the shared PostgreSQL: isolate by request ids)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'monitoring.db'}"
+    return str(request.getfixturevalue("postgres_uri"))
+
+
+@pytest.fixture
+def any_store(any_store_uri: str) -> Iterator[PayloadStore]:
+    """The payload store on each backend (see ``any_store_uri``)."""
+    store = PayloadStore(any_store_uri)
+    yield store
     store.close()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +43,6 @@ async def test_submitted_records_written_on_close(payload_store: PayloadStore) -
     found = payload_store.find_prediction("a")
     assert found is not None and found.model_version == "2"
     assert found.inputs["data"][0] == [1.0, "x"]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PayloadStore]:
-    """The payload store on each backend (the shared PostgreSQL is isolated by request ids)."""
-    if request.param == "sqlite":
-        uri = f"sqlite:///{tmp_path / 'monitoring.db'}"
-    else:
-        uri = request.getfixturevalue("postgres_uri")
-    store = PayloadStore(uri)
-    yield store
-    store.close()
 
 
 def test_rows_round_trip_on_each_backend(any_store: PayloadStore) -> None:

@@ -1,9 +1,10 @@
 """The payload log and feedback tables (SQLAlchemy; SQLite by default, PostgreSQL at scale).
 
 They live in their own database (``monitoring.payload_store_uri``), apart from greenbutton's
-lifecycle store: they grow with traffic and are written by every serving replica. Two
-append-mostly tables whose shape only grows, so they are created with ``create_all`` on first
-use instead of an alembic chain (a later change of shape would add that chain).
+lifecycle store: they grow with traffic and are written by every serving replica. Append-mostly
+tables whose shape only grows, so they are created with ``create_all`` on first use instead of
+an alembic chain (a later change of shape would add that chain). A payload row's column names
+are stored once per distinct set, in ``gb_input_columns`` (see :mod:`.input_columns`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import AlreadyExists, NotFound, NotReady
 from ..store.engine import normalize_uri
+from .input_columns import KEY_CHARS, InputColumns
 
 logger = logging.getLogger(__name__)
 metadata = MetaData()
@@ -55,13 +57,22 @@ predictions = Table(
     Column("model_name", String(100), nullable=False),
     Column("model_version", String(20), nullable=True),
     Column("endpoint", String(64), nullable=False),
-    Column("inputs", JSON, nullable=False),
+    Column("inputs", JSON, nullable=False),  # {"columns_key", "data"}; before: {"columns", …}
     Column("predictions", JSON, nullable=False),
     Column("annotations", JSON, nullable=False),
     Column("has_outlier", Boolean, nullable=False),
     Column("latency_s", Float, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+input_columns = Table(
+    "gb_input_columns", metadata,
+    Column("key", String(KEY_CHARS), primary_key=True),  # column_set_key(columns)
+    Column("columns", JSON, nullable=False),
+)
+"""Each distinct set of column names of the payload log, once; added after ``gb_predictions``
+first shipped, so stores made before it get it (empty) on open. Never pruned: one short row
+per set, and old rows of every age may refer to it."""
 
 feedback = Table(
     "gb_feedback", metadata,
@@ -137,6 +148,7 @@ class PayloadStore:
         # built before serving workers fork: leave no pooled connection to be shared by them
         self.engine.dispose()
         self._bulk = BulkInsert.for_dialect(predictions, self.engine.dialect)
+        self._columns = InputColumns(input_columns)
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -147,27 +159,32 @@ class PayloadStore:
         self.write_prepared([self.prepare_predictions(rows)])
 
     def prepare_predictions(self, rows: Sequence[dict[str, Any]]) -> PreparedRows:
-        """``rows`` converted for the database (JSON encoded, times formatted), not written.
+        """``rows`` converted for the database (column names by key, JSON encoded, times
+        formatted), not written; no database access.
 
         The conversion is the CPU-bound part of a write: callers that share the interpreter
         with a request loop run it there in small chunks, and only :meth:`write_prepared`,
         which is mostly the driver's own work, in a thread.
         """
+        keyed, column_sets = self._columns.by_key(rows)
         if self._bulk is None:
-            return PreparedRows(rows=list(rows))
-        return PreparedRows(bound=self._bulk.bind(rows))
+            return PreparedRows(rows=keyed, column_sets=column_sets)
+        return PreparedRows(bound=self._bulk.bind(keyed), column_sets=column_sets)
 
     def write_prepared(self, prepared: Sequence[PreparedRows]) -> None:
-        """Insert prepared rows in one transaction."""
+        """Insert prepared rows in one transaction, with the column sets they introduce."""
         if not any(p.rows or p.bound for p in prepared):
             return
+        column_sets = {k: v for part in prepared for k, v in part.column_sets.items()}
         with self.engine.begin() as connection:
+            self._columns.register(connection, column_sets)
             for part in prepared:
                 if part.rows:
                     connection.execute(insert(predictions), part.rows)
                 if part.bound and self._bulk is not None:
                     for statement, parameters in self._bulk.statements(part.bound):
                         connection.exec_driver_sql(statement, parameters)
+        self._columns.remember(column_sets)  # only now: a rolled-back set is registered again
 
     def find_prediction(self, request_id: str) -> LoggedPrediction | None:
         """The latest logged prediction with ``request_id``."""
@@ -175,10 +192,11 @@ class PayloadStore:
                  .order_by(predictions.c.id.desc()).limit(1))
         with self.engine.connect() as connection:
             row = connection.execute(query).mappings().first()
-        if row is None:
-            return None
+            if row is None:
+                return None
+            inputs = self._columns.inline(connection, row["inputs"], row["request_id"])
         return LoggedPrediction(row["request_id"], row["model_name"], row["model_version"],
-                                row["inputs"], row["predictions"], row["annotations"],
+                                inputs, row["predictions"], row["annotations"],
                                 row["received_at"])
 
     def save_feedback(self, values: dict[str, Any], *, replace: bool) -> None:
@@ -225,13 +243,17 @@ class PayloadStore:
                  .order_by(predictions.c.id))
         with self.engine.connect() as connection:
             for row in connection.execute(query).mappings():
-                yield dict(row)
+                joined = dict(row)
+                joined["inputs"] = self._columns.inline(connection, row["inputs"],
+                                                        row["request_id"])
+                yield joined
 
     def prune(self, older_than: datetime.datetime, max_rows: int, *,
               chunk_rows: int = PRUNE_CHUNK_ROWS, pause_s: float | None = None,
               should_stop: Callable[[], bool] | None = None) -> int:
         """Delete payload rows received before ``older_than`` and all but the newest
-        ``max_rows`` (0: no limit); return how many were deleted.
+        ``max_rows`` (0: no limit); return how many were deleted. Column sets stay (one short
+        row each, see :data:`input_columns`).
 
         Rows go in chunks of ``chunk_rows``, each its own short transaction, with a pause
         after each (``pause_s``; None: as long as the chunk took) so that on SQLite the
@@ -286,10 +308,12 @@ class PayloadStore:
 
 @dataclass(frozen=True)
 class PreparedRows:
-    """Payload rows ready to insert: bound values (bulk path) or plain dicts (SQLAlchemy's)."""
+    """Payload rows ready to insert: bound values (bulk path) or plain dicts (SQLAlchemy's),
+    and the column sets (by key) they refer to that were not yet known to be stored."""
 
     bound: list[tuple[Any, ...]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    column_sets: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class BulkInsert:
