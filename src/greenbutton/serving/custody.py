@@ -209,6 +209,7 @@ class Custodian:
         self.table = table
         self.selector = selector
         self.held: list[dict[int, int]] = [{} for _ in range(table.count)]  # entry -> fd
+        self.messages = 0  # received so far
         self._lingering: dict[socket.socket, float] = {}  # answered, until EOF or deadline
         self._swept_at = time.monotonic()
         self._answer = died_response()
@@ -225,6 +226,7 @@ class Custodian:
                 data, fds, _, _ = socket.recv_fds(end, _MESSAGE.size, 1, _RECV_FLAGS)
             except (BlockingIOError, InterruptedError):
                 return
+            self.messages += 1
             kind, entry = _MESSAGE.unpack(data) if len(data) == _MESSAGE.size else (b"", -1)
             if entry in entries:  # kept again: its release was lost; released: close it
                 _close_fd(held.pop(entry, None))
