@@ -300,8 +300,24 @@ def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Pa
                      f"| {cpu_on:.0f} | {cpu_off:.0f} | {100 * (cpu_on / cpu_off - 1):+.0f} % |")
     lines.append("")
     lines.append("Cold start (process start → ready), median of these starts: " + ", ".join(
-        f"{name} {median(colds[name]):.2f} s" for name in names) + " (target ≤ 2 s).")
+        f"{name} {median(colds[name]):.2f} s" for name in names) + " (target ≤ 2 s); "
+        f"importing MLflow's pyfunc and the model's library alone takes {import_floor_s():.2f} s "
+        "here (median of 3, no serving).")
     return "\n".join(lines)
+
+
+FLOOR_IMPORTS = "import mlflow.pyfunc, sklearn.linear_model"
+"""What any server of the benchmark's models must import before it can load one."""
+
+
+def import_floor_s(starts: int = 3) -> float:
+    """Median wall time of a Python process that only does :data:`FLOOR_IMPORTS`."""
+    times = []
+    for _ in range(starts):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", FLOOR_IMPORTS], check=True, cwd=ROOT)
+        times.append(time.monotonic() - started)
+    return median(times)
 
 
 def median(values: list[float]) -> float:
