@@ -57,3 +57,28 @@ def test_merged_expositions_sum_counters_and_max_gauges() -> None:
     assert 'greenbutton_model_ready{model="m",version="1"} 1.0' in merged
     assert "greenbutton_requests_in_flight 4.0" in merged
     assert "_created" not in merged
+
+
+def test_drift_series_render_with_the_metrics_and_follow_each_published_test() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from greenbutton.monitoring.drift import DriftResult
+    from greenbutton.monitoring.gauges import MonitoringGauges
+    from greenbutton.serving.shared_metrics import merge_expositions
+
+    metrics = Metrics()
+    gauges = MonitoringGauges(metrics.registry)
+    metrics.expositions.append(gauges.render_drift)
+    metrics.set_ready(model="m", version="1", is_ready=True)
+    series = 'greenbutton_drift_p_value{detector="features",feature="x",model="m",version="1"}'
+    for p_value in (0.5, 0.001):
+        feature = DriftResult("features", 0.2, p_value, p_value < 0.01)
+        gauges.publish_drift("m", "1", {"features": DriftResult(
+            "features", 0.2, p_value, p_value < 0.01, {"x": feature})}, rows=100)
+        text = metrics.render().decode()
+        assert f"{series} {p_value}" in text  # the cache follows every published test
+        assert 'greenbutton_model_ready{model="m",version="1"} 1.0' in text
+    # one valid exposition: every family once, and workers' texts still merge
+    names = [family.name for family in text_string_to_metric_families(text)]
+    assert len(names) == len(set(names)) and "greenbutton_drift_p_value" in names
+    assert f"{series} 0.001" in merge_expositions([text, text])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.exposition import generate_latest
 
 from .drift import DriftResult
 from .payload_store import FeedbackSummary
@@ -12,23 +13,36 @@ DRIFT = (*MODEL, "detector", "feature")
 
 
 class MonitoringGauges:
-    """Drift, outlier, payload-log, feedback and alert series; one instance per registry."""
+    """Drift, outlier, payload-log, feedback and alert series; one instance per registry.
+
+    The drift series (three per feature and detector: ~200 for a 64-feature model) change
+    only when a window is tested, every few seconds, yet rendering them was most of the cost
+    of every ``/metrics`` exposition (which each worker writes every second, on its request
+    loop). They live in :attr:`drift_registry`, rendered once per test by
+    :meth:`render_drift`; the serving metrics append that text to their own.
+    """
 
     def __init__(self, registry: CollectorRegistry, namespace: str = "greenbutton") -> None:
-        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
-            return Gauge(name, doc, labels, namespace=namespace, registry=registry)
+        self.drift_registry = CollectorRegistry(auto_describe=True)
+        self._drift_text: bytes | None = None
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...],
+                  on: CollectorRegistry = registry) -> Gauge:
+            return Gauge(name, doc, labels, namespace=namespace, registry=on)
 
         def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
             return Counter(name, doc, labels, namespace=namespace, registry=registry)
 
+        drift = self.drift_registry
         self.drift_statistic = gauge("drift_statistic", "Test statistic of the latest drift "
-                                     "test (feature \"\" = the detector overall).", DRIFT)
+                                     "test (feature \"\" = the detector overall).", DRIFT, drift)
         self.drift_p_value = gauge("drift_p_value", "p-value of the latest drift test "
-                                   "(per feature: uncorrected).", DRIFT)
+                                   "(per feature: uncorrected).", DRIFT, drift)
         self.drift_detected = gauge("drift_detected", "1 when the latest drift test rejects "
-                                    "'same distribution as the reference' at drift_alpha.", DRIFT)
+                                    "'same distribution as the reference' at drift_alpha.", DRIFT,
+                                    drift)
         self.drift_window_rows = gauge("drift_window_rows", "Rows in the latest drift window.",
-                                       MODEL)
+                                       MODEL, drift)
         self.outlier_rows = counter("outlier_rows", "Rows flagged as outliers.", MODEL)
         self.adversarial_rows = counter("adversarial_rows", "Rows flagged as adversarial.", MODEL)
         self.payload_dropped = counter("payload_dropped", "Payload records dropped because the "
@@ -57,6 +71,14 @@ class MonitoringGauges:
             self._set(labels, detector, "", result)
             for feature, child in result.features.items():
                 self._set(labels, detector, feature, child)
+        self._drift_text = None  # rendered again when next asked for
+
+    def render_drift(self) -> bytes:
+        """The drift series in Prometheus text format, rendered once per published test."""
+        text = self._drift_text
+        if text is None:
+            text = self._drift_text = generate_latest(self.drift_registry)
+        return text
 
     def _set(self, labels: tuple[str, str], detector: str, feature: str,
              result: DriftResult) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,6 +22,9 @@ class Metrics:
 
     def __init__(self, namespace: str = "greenbutton") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.expositions: list[Callable[[], bytes]] = []
+        """More series, already in text format, that :meth:`render` appends (families not in
+        :attr:`registry`; the drift series, which change every few seconds, render cached)."""
         model = ("model", "version")
         self.requests = Counter(
             "requests",
@@ -136,5 +141,9 @@ class Metrics:
         self.model_ready.labels(model, version or "").set(1 if is_ready else 0)
 
     def render(self) -> bytes:
-        """The registry in Prometheus text exposition format (for ``GET /metrics``)."""
-        return generate_latest(self.registry)
+        """The registry in Prometheus text exposition format (for ``GET /metrics``), followed
+        by every :attr:`expositions` text."""
+        own = generate_latest(self.registry)
+        if not self.expositions:
+            return own
+        return own + b"".join(render() for render in self.expositions)

@@ -112,10 +112,12 @@ class MonitoringRuntime:
                 Route("/monitoring", get_monitoring(self), methods=["GET"])]
 
     def hooks(self, model: ServedModel, metrics: Metrics) -> ServingHooks:
-        """Annotators and sinks for ``model``; registers the gauges on ``metrics.registry``."""
+        """Annotators and sinks for ``model``; registers the gauges on ``metrics`` (the drift
+        series as a cached exposition)."""
         from ..serving.hooks import ServingHooks
 
         gauges = MonitoringGauges(metrics.registry)
+        metrics.expositions.append(gauges.render_drift)
         labels = (model.name, model.version or "")
         python_model = getattr(model, "python_model", None)
         reward = getattr(python_model, "reward", None)
