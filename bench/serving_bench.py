@@ -302,12 +302,13 @@ def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Pa
     lines.append("Cold start (process start → ready), median of these starts: " + ", ".join(
         f"{name} {median(colds[name]):.2f} s" for name in names) + " (target ≤ 2 s); "
         f"importing MLflow's pyfunc and the model's library alone takes {import_floor_s():.2f} s "
-        "here (median of 3, no serving).")
+        "here (median of 3 fresh interpreters, collector paused, nothing else).")
     return "\n".join(lines)
 
 
-FLOOR_IMPORTS = "import mlflow.pyfunc, sklearn.linear_model"
-"""What any server of the benchmark's models must import before it can load one."""
+FLOOR_IMPORTS = "import gc; gc.disable(); import mlflow.pyfunc, sklearn.linear_model"
+"""What any server of the benchmark's models must import before it can load one (with the
+collector paused, as ``greenbutton serve`` starts)."""
 
 
 def import_floor_s(starts: int = 3) -> float:
