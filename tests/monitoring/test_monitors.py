@@ -73,6 +73,28 @@ def test_one_row_annotation_rounds_as_numpy_does(digits_monitors: Monitors) -> N
         assert value["is_outlier"] == bool(score[0] > annotator.threshold)
 
 
+def test_annotation_from_the_requests_array_equals_the_one_from_its_frame(
+        digits_monitors: Monitors) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from greenbutton.monitoring.gauges import MonitoringGauges
+    from greenbutton.monitoring.runtime import OutlierAnnotator
+
+    annotator = OutlierAnnotator(digits_monitors, MonitoringGauges(CollectorRegistry()),
+                                 ("m", "1"))
+    rng = np.random.default_rng(4)
+    columns = [f"pixel_{i}" for i in range(64)]
+    for rows in (1, 1, 5):
+        matrix = rng.integers(0, 17, (rows, 64))  # integers: converted to floats
+        frame = pd.DataFrame(matrix.astype(float), columns=columns)
+        assert annotator.annotate_with_values(frame, matrix, None) == \
+            annotator.annotate(frame, None)
+    # a frame with other columns than the detector's: its array is not used as it is
+    shuffled = frame[columns[::-1]]
+    assert annotator.annotate_with_values(shuffled, shuffled.to_numpy(), None) == \
+        annotator.annotate(frame, None)
+
+
 def test_saved_monitors_load_with_same_answers_and_no_pickles(
         tmp_path: Path, digits_monitors: Monitors, digits_split: Any, classifier: Any) -> None:
     test = digits_split[2]

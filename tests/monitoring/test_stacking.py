@@ -76,6 +76,21 @@ def test_entries_keep_one_numeric_block_as_an_array() -> None:
     assert text.values is None and text.rows == 1
 
 
+def test_entries_keep_the_requests_own_array_when_it_fits_the_frame() -> None:
+    frame = pd.DataFrame([[1.0, 2.0]], columns=INDEX)
+    matrix = np.array([[1.0, 2.0]])
+
+    def entry(values: np.ndarray) -> Answered:
+        return Answered.of(PredictionRecord(
+            request_id="r", model_name="m", model_version="1", endpoint="/predict",
+            inputs=frame, predictions=np.arange(1), annotations={}, latency_s=0.001,
+            received_at=utc_now(), values=values))
+
+    assert entry(matrix).values is matrix  # not converted from the frame again
+    wrong = entry(np.array([[1.0, 2.0, 3.0]]))  # not the frame's shape: the frame decides
+    assert wrong.values is not None and wrong.values.tolist() == [[1.0, 2.0]]
+
+
 def test_missing_annotations_computed_once_per_column_set() -> None:
     same = [record(f"r{i}", pd.DataFrame([[float(i), 0.0]], columns=INDEX)) for i in range(4)]
     other = record("o", pd.DataFrame({"z": [10.0, 20.0]}))

@@ -54,6 +54,31 @@ async def test_annotations_and_record_reach_hooks(
     assert sink.is_closed
 
 
+async def test_the_requests_array_reaches_annotators_that_take_it_and_the_sinks(
+    settings: Settings, served_digits: ServedModel, digits_frame: pd.DataFrame
+) -> None:
+    class FromValues(RowCount):
+        name = "from_values"
+        seen: list[Any] = []
+
+        def annotate_with_values(self, frame: pd.DataFrame, values: Any,
+                                 predictions: Any) -> list[Any]:
+            self.seen.append(values)
+            return [float(v) for v in values[:, 0]]
+
+    sink = Recording()
+    plane = DataPlane(settings.serving, Metrics(), served_digits,
+                      annotators=[FromValues(), RowCount()], sinks=[sink])
+    frame = digits_frame[:2]
+    matrix = frame.to_numpy()
+    result = await plane.predict(frame, request_id="r4", values=matrix)
+    assert FromValues.seen == [matrix] and sink.records[-1].values is matrix
+    assert result.annotations == {"from_values": matrix[:, 0].tolist(), "row": [0, 1]}
+    without = await plane.predict(frame, request_id="r5")  # no array: annotate() as before
+    assert without.annotations["from_values"] == [0, 1] and sink.records[-1].values is None
+    await plane.aclose()
+
+
 async def test_callers_not_rendering_annotations_skip_them(
     settings: Settings, served_digits: ServedModel, digits_frame: pd.DataFrame
 ) -> None:

@@ -66,6 +66,15 @@ def test_to_frame_arrays_equal_objects(pixels: RequestSchema) -> None:
     pd.testing.assert_frame_equal(by_name, by_position)
 
 
+def test_parse_gives_the_array_a_uniform_frame_was_built_from(
+        pixels: RequestSchema, mixed: RequestSchema) -> None:
+    frame, _, values = pixels.parse({"inputs": [[float(i) for i in range(64)]] * 2})
+    assert values is not None and values.shape == (2, 64)
+    assert (frame.to_numpy() == values).all()
+    row = {"age": 1, "height": 1.0, "member": False, "city": "x"}
+    assert mixed.parse({"inputs": [row]})[2] is None  # columns of several types: no one array
+
+
 def test_to_frame_ints_for_double_become_floats(pixels: RequestSchema) -> None:
     frame, _ = pixels.to_frame({"inputs": [[0] * 64]})
     assert (frame.dtypes == np.float64).all()

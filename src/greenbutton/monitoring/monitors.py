@@ -48,11 +48,13 @@ class Monitors:
     outliers: OutlierDetector | None
     adversarial: FeatureSqueezingDetector | None = None
 
-    def outlier_scores(self, frame: pd.DataFrame) -> np.ndarray:
-        """Outlier score per row (zeros when there is no outlier detector)."""
+    def outlier_scores(self, frame: pd.DataFrame, values: np.ndarray | None = None
+                       ) -> np.ndarray:
+        """Outlier score per row (zeros when there is no outlier detector); ``values``: the
+        frame's rows as one numeric array, when the caller has it."""
         if self.outliers is None:
             return np.zeros(len(frame))
-        return self.outliers.score(frame)
+        return self.outliers.score(frame, values)
 
     def test(self, window: Window, alpha: float) -> dict[str, DriftResult]:
         """Every drift detector on ``window`` and their Bonferroni-combined ``overall`` verdict."""

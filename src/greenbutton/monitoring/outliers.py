@@ -29,7 +29,10 @@ class OutlierDetector(Protocol):
     kind: ClassVar[str]
     threshold: float
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray: ...
+    def score(self, frame: pd.DataFrame, values: np.ndarray | None = None) -> np.ndarray:
+        """One score per row of ``frame``; ``values``, when given, are its rows as one numeric
+        array in its column order (read instead of converting the frame)."""
+        ...
 
     def state(self) -> tuple[dict[str, Any], Arrays]: ...
 
@@ -51,20 +54,28 @@ class ColumnSelector:
         self.index = pd.Index(columns)
         self._known = self.index
 
-    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+    def matrix(self, frame: pd.DataFrame, values: np.ndarray | None = None) -> np.ndarray:
         """The columns as floats; missing and infinite values as 0 and the largest floats."""
-        return finite(self.raw(frame))
+        return finite(self.raw(frame, values))
 
-    def raw(self, frame: pd.DataFrame) -> np.ndarray:
-        """The columns as floats, missing and infinite values left as they are."""
+    def raw(self, frame: pd.DataFrame, values: np.ndarray | None = None) -> np.ndarray:
+        """The columns as floats, missing and infinite values left as they are.
+
+        ``values``: ``frame``'s rows as one numeric array, if the caller has it; used as they
+        are when the frame has exactly the detector's columns (no pandas conversion: in a
+        server, where code that runs once per request runs cold, that is most of its cost).
+        """
         columns = frame.columns
         if columns is not self._known:
             if not columns.equals(self.index):
                 frame = frame[self.index]
+                values = None
             else:
                 self._known = columns
-        values: np.ndarray = frame.to_numpy(dtype=float)
-        return values
+        if values is not None:
+            return values if values.dtype == np.float64 else values.astype(np.float64)
+        converted: np.ndarray = frame.to_numpy(dtype=float)
+        return converted
 
 
 def finite(values: np.ndarray) -> np.ndarray:
@@ -132,8 +143,8 @@ class MahalanobisDetector:
             np.eye(dims)
         return cls(columns, center, scale, location, np.linalg.pinv(covariance))
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
-        values = self._select.raw(frame)
+    def score(self, frame: pd.DataFrame, values: np.ndarray | None = None) -> np.ndarray:
+        values = self._select.raw(frame, values)
         if len(values) == 1 and math.isfinite(values.sum()):  # a one-row request, no NaN/inf:
             row = values[0] - self._offset  # four numpy calls (each costs in a server)
             return np.array([math.sqrt(max(float(row @ self._raw_form @ row), 0.0))])
@@ -174,8 +185,8 @@ class IsolationForestDetector:
         columns = numeric_columns(frame)
         return cls(columns, numeric_matrix(frame, columns))
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
-        result: np.ndarray = -self.forest.score_samples(self._select.matrix(frame))
+    def score(self, frame: pd.DataFrame, values: np.ndarray | None = None) -> np.ndarray:
+        result: np.ndarray = -self.forest.score_samples(self._select.matrix(frame, values))
         return result
 
     def state(self) -> tuple[dict[str, Any], Arrays]:

@@ -52,7 +52,12 @@ class OutlierAnnotator:
         self.threshold = float(getattr(monitors.outliers, "threshold", np.inf))
 
     def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
-        scores = self.monitors.outlier_scores(frame)
+        return self.annotate_with_values(frame, None, predictions)
+
+    def annotate_with_values(self, frame: pd.DataFrame, values: np.ndarray | None,
+                             predictions: Any) -> list[Any]:
+        """:meth:`annotate`, reading ``values`` (the rows as one array) if given."""
+        scores = self.monitors.outlier_scores(frame, values)
         if len(scores) == 1:  # most requests: Python scalars, no array per flag
             score = float(scores[0])
             is_outlier = score > self.threshold

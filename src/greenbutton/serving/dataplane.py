@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
@@ -192,8 +193,13 @@ class DataPlane:
         request_id: str | None = None,
         endpoint: str = "/predict",
         with_annotations: bool = True,
+        values: np.ndarray | None = None,
     ) -> PredictionResult:
         """Score ``frame`` within the request timeout; SchemaMismatch if MLflow rejects it.
+
+        ``values``: ``frame``'s rows as one numeric array, when the caller built the frame from
+        one; annotators that can (``annotate_with_values``) and sinks read it instead of
+        converting the frame again.
 
         ``with_annotations=False``: the caller does not render the row annotators' values, so
         they are not computed here; sinks receive the record without them and may compute
@@ -202,7 +208,7 @@ class DataPlane:
         model = self.model
         received_at = utc_now()
         started = time.perf_counter()
-        predictions, annotations = await self._call(frame, params, with_annotations)
+        predictions, annotations = await self._call(frame, params, with_annotations, values)
         latency_s = time.perf_counter() - started
         rows = len(frame) if hasattr(frame, "__len__") else 1
         self.metrics.observe_prediction(
@@ -218,26 +224,29 @@ class DataPlane:
             annotations=annotations,
         )
         if self.sinks and isinstance(frame, pd.DataFrame):
-            self._submit(result, frame, endpoint, received_at)
+            self._submit(result, frame, endpoint, received_at, values)
         return result
 
     async def _call(
-        self, data: Any, params: dict[str, Any] | None, with_annotations: bool = True
+        self, data: Any, params: dict[str, Any] | None, with_annotations: bool = True,
+        values: np.ndarray | None = None,
     ) -> Scored:
         annotate = with_annotations and isinstance(data, pd.DataFrame)
         if self.batcher is None and self.call_s is not None and self.call_s < INLINE_BUDGET_S:
-            return self._predict_and_annotate(data, params, annotate)
+            return self._predict_and_annotate(data, params, annotate, values)
         # the worker thread cannot be interrupted: on timeout it finishes in the background
         try:
             return await asyncio.wait_for(
-                self._score(data, params, annotate), timeout=self.settings.request_timeout_s
+                self._score(data, params, annotate, values),
+                timeout=self.settings.request_timeout_s,
             )
         except TimeoutError:
             raise RequestTimeout(
                 f"prediction took longer than {self.settings.request_timeout_s} s"
             ) from None
 
-    async def _score(self, data: Any, params: dict[str, Any] | None, annotate: bool) -> Scored:
+    async def _score(self, data: Any, params: dict[str, Any] | None, annotate: bool,
+                     values: np.ndarray | None) -> Scored:
         if self.batcher is not None and isinstance(data, pd.DataFrame):
             try:
                 predictions = await self.batcher.predict(data, params)
@@ -245,11 +254,14 @@ class DataPlane:
                 raise _mismatch(error) from error
             if not self.annotators or not annotate:
                 return predictions, {}
-            return predictions, await asyncio.to_thread(self._annotate, data, predictions)
-        return await asyncio.to_thread(self._predict_and_annotate, data, params, annotate)
+            return predictions, await asyncio.to_thread(self._annotate, data, predictions,
+                                                         values)
+        return await asyncio.to_thread(self._predict_and_annotate, data, params, annotate,
+                                       values)
 
     def _predict_and_annotate(
-        self, data: Any, params: dict[str, Any] | None, annotate: bool
+        self, data: Any, params: dict[str, Any] | None, annotate: bool,
+        values: np.ndarray | None = None,
     ) -> Scored:
         started = time.perf_counter()
         try:
@@ -263,22 +275,27 @@ class DataPlane:
             self.call_s = elapsed_s if previous is None else 0.8 * previous + 0.2 * elapsed_s
         if not self.annotators or not annotate:
             return predictions, {}
-        return predictions, self._annotate(data, predictions)
+        return predictions, self._annotate(data, predictions, values)
 
-    def _annotate(self, frame: pd.DataFrame, predictions: Any) -> dict[str, list[Any]]:
+    def _annotate(self, frame: pd.DataFrame, predictions: Any,
+                  values: np.ndarray | None = None) -> dict[str, list[Any]]:
         annotations: dict[str, list[Any]] = {}
         for annotator in self.annotators:
+            with_values = getattr(annotator, "annotate_with_values", None)
             try:
-                values = list(annotator.annotate(frame, predictions))
+                if values is not None and with_values is not None:
+                    row_values = list(with_values(frame, values, predictions))
+                else:
+                    row_values = list(annotator.annotate(frame, predictions))
             except Exception:  # a monitor's bug must not fail the prediction
                 logger.exception("row annotator %r failed", annotator.name)
-                values = [None] * len(frame)
-            annotations[annotator.name] = values
+                row_values = [None] * len(frame)
+            annotations[annotator.name] = row_values
         return annotations
 
     def _submit(
         self, result: PredictionResult, frame: pd.DataFrame, endpoint: str,
-        received_at: datetime.datetime,
+        received_at: datetime.datetime, values: np.ndarray | None = None,
     ) -> None:
         record = PredictionRecord(
             request_id=result.request_id,
@@ -290,6 +307,7 @@ class DataPlane:
             annotations=result.annotations,
             latency_s=result.latency_s,
             received_at=received_at,
+            values=values,
         )
         for sink in self.sinks:
             try:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pandas as pd
 from starlette.routing import BaseRoute
 
@@ -41,6 +42,10 @@ class RowAnnotator(Protocol):
             name = "outliers"
             def annotate(self, frame, predictions):
                 return [{"is_outlier": bool(s > 10), "score": float(s)} for s in score(frame)]
+
+    An annotator may also define ``annotate_with_values(frame, values, predictions)``: the
+    data plane calls it instead when it has the request's rows as one numeric array
+    (``values``, in ``frame``'s column order), so the annotator need not convert the frame.
     """
 
     name: str
@@ -64,6 +69,9 @@ class PredictionRecord:
     latency_s: float
     received_at: datetime.datetime
     """UTC time the data plane received the request."""
+    values: np.ndarray | None = None
+    """``inputs``' rows as one numeric array, as the request carried them, when the data plane
+    built the frame from one (a sink can keep it instead of converting the frame); else None."""
 
 
 class PredictionSink(Protocol):

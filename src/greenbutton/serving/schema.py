@@ -162,12 +162,19 @@ class RequestSchema:
 
     def to_frame(self, payload: Any) -> tuple[pd.DataFrame, dict[str, Any] | None]:
         """The request's rows as a typed DataFrame, and its params; raises SchemaMismatch."""
+        frame, params, _ = self.parse(payload)
+        return frame, params
+
+    def parse(self, payload: Any
+              ) -> tuple[pd.DataFrame, dict[str, Any] | None, np.ndarray | None]:
+        """:meth:`to_frame`, and the rows as the one numeric array the frame was built from
+        when every column has the same numeric type (else None)."""
         rows, params = self._split(payload)
         if self.columns is None:
             first = rows[0]
             return (
                 pd.DataFrame.from_records(rows) if isinstance(first, dict) else pd.DataFrame(rows)
-            ), params
+            ), params, None
         names = self._index
         records = self._records(rows)
         if records is None:  # some optional column is absent from some row
@@ -175,10 +182,10 @@ class RequestSchema:
         else:
             matrix = self._uniform_matrix(records)
             if matrix is not None:
-                return pd.DataFrame(matrix, columns=names), params
+                return pd.DataFrame(matrix, columns=names), params, matrix
             values = list(zip(*records, strict=True))
         data = {c.name: c.to_array(v) for c, v in zip(self.columns, values, strict=True)}
-        return pd.DataFrame(data, columns=names), params
+        return pd.DataFrame(data, columns=names), params, None
 
     def _split(self, payload: Any) -> tuple[list[Any], dict[str, Any] | None]:
         if not isinstance(payload, dict):

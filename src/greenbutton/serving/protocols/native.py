@@ -17,8 +17,9 @@ async def predict(request: Request) -> Response:
     dataplane: DataPlane = request.app.state.dataplane
     media_type_of(request, ACCEPTED_MEDIA_TYPES)
     body = await read_body(request, dataplane.settings.max_body_bytes)
-    frame, params = dataplane.request_schema.to_frame(parse_json(body))
-    result = await dataplane.predict(frame, params, request_id=request.state.request_id)
+    frame, params, values = dataplane.request_schema.parse(parse_json(body))
+    result = await dataplane.predict(frame, params, request_id=request.state.request_id,
+                                     values=values)
     return json_response(render_result(result))
 
 
