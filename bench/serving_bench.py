@@ -269,11 +269,12 @@ def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Pa
     One on run and one off run far apart in time compare two different moments of a shared
     machine; alternating them ``PAIR_ROUNDS`` times and taking medians does not. Besides
     requests/s, the CPU the server processes spent per request (``/proc``) is the steadier
-    measure of what monitoring costs. Cold start (process start → ready) is the median of
-    every start here.
+    measure of what monitoring costs; the p99 / p50 ratio is the median of the rounds' ratios
+    (one run's p99 rests on a few dozen requests). Cold start (process start → ready) is the
+    median of every start here.
     """
     names = ("greenbutton lr", "greenbutton lr monitoring-off")
-    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     colds: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(PAIR_ROUNDS):
         for name in names if round_ % 2 == 0 else reversed(names):
@@ -287,17 +288,21 @@ def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Pa
                     spent = tree_cpu_s(process.pid) - before
                     requests = result["requests"]
                     results.setdefault((name, load), []).append(
-                        (result["rps"], spent / requests * 1e6 if requests else 0.0))
+                        (result["rps"], spent / requests * 1e6 if requests else 0.0,
+                         result["p99"] / result["p50"] if result["p50"] else 0.0))
     lines = [f"Monitoring on vs off, {PAIR_ROUNDS} alternating rounds, c8, medians "
              "(CPU: all server processes, µs per request):", "",
              "| load | on req/s | off req/s | on / off (target ≥ 0.9×) | on CPU µs | "
-             "off CPU µs | CPU added |", "|---|---|---|---|---|---|---|"]
+             "off CPU µs | CPU added | p99 / p50 on (target ≤ 3×) | p99 / p50 off |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for load, label in PAIR_LOADS:
         on, off = results[(names[0], load)], results[(names[1], load)]
-        rps_on, rps_off = median([r for r, _ in on]), median([r for r, _ in off])
-        cpu_on, cpu_off = median([c for _, c in on]), median([c for _, c in off])
+        rps_on, rps_off = median([r for r, _, _ in on]), median([r for r, _, _ in off])
+        cpu_on, cpu_off = median([c for _, c, _ in on]), median([c for _, c, _ in off])
+        tail_on, tail_off = median([t for _, _, t in on]), median([t for _, _, t in off])
         lines.append(f"| {label} | {rps_on:.0f} | {rps_off:.0f} | **{rps_on / rps_off:.2f}×** "
-                     f"| {cpu_on:.0f} | {cpu_off:.0f} | {100 * (cpu_on / cpu_off - 1):+.0f} % |")
+                     f"| {cpu_on:.0f} | {cpu_off:.0f} | {100 * (cpu_on / cpu_off - 1):+.0f} % "
+                     f"| {tail_on:.1f}× | {tail_off:.1f}× |")
     lines.append("")
     lines.append("Cold start (process start → ready), median of these starts: " + ", ".join(
         f"{name} {median(colds[name]):.2f} s" for name in names) + " (target ≤ 2 s); "
