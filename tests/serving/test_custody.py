@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import uvicorn
 from mlflow.models import infer_signature
+from served_process import serving
 
 from greenbutton.config import Settings
 from greenbutton.serving.balance import Slots, WorkerBalancer
@@ -213,12 +214,6 @@ class SleepyModel(mlflow.pyfunc.PythonModel):
         return np.zeros(len(model_input), dtype=np.int64)
 
 
-SERVE_FROM_FD = """
-import sys
-from greenbutton.config import Settings
-from greenbutton.serving.process import run
-run(Settings(), sys.argv[1], fd=int(sys.argv[2]))
-"""
 FAST_ROW, SLOW_ROW = [0.0] * 64, [-1.0] + [0.0] * 63
 
 
@@ -295,25 +290,13 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory,
                                  input_example=digits_frame[:1])
     finally:
         cloudpickle.unregister_pickle_by_value(module)
-    listener = socket.create_server(("127.0.0.1", 0))
-    env = {**os.environ, **settings.environ(), "GREENBUTTON_SERVING__WORKERS": "2"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVE_FROM_FD, str(home / "sleepy"), str(listener.fileno())],
-        pass_fds=[listener.fileno()], env=env)
-    server = TwoWorkers(process, int(listener.getsockname()[1]))
-    listener.close()
-    try:
+    with serving(settings, str(home / "sleepy")) as (process, port):
+        server = TwoWorkers(process, port)
         deadline = time.monotonic() + 120
         while exchange(server.port, "GET", "/health/ready")[0] != 200:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         yield server
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def send(client: socket.socket, method: str, path: str, row: list[float] | None = None,

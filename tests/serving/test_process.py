@@ -7,8 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -23,18 +21,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
+from served_process import serving
 from starlette.applications import Starlette
 
 from greenbutton.config import Settings
 from greenbutton.errors import ModelNotFound
 from greenbutton.serving.process import build_serving_app
-
-SERVE_FROM_FD = """
-import sys
-from greenbutton.config import Settings
-from greenbutton.serving.process import run
-run(Settings(), sys.argv[1], fd=int(sys.argv[2]))
-"""
 
 
 async def wait_ready(client: httpx.AsyncClient, timeout_s: float = 60.0) -> httpx.Response:
@@ -78,32 +70,18 @@ async def test_build_serving_app_load_failure_reported(digits_store: Settings) -
     assert isinstance(failures[0], ModelNotFound)
 
 
-def serve_two_workers(settings: Settings) -> tuple[subprocess.Popen[bytes], int]:
-    """``greenbutton serve`` of digits v1 with 2 workers on a socket bound here; its port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = int(listener.getsockname()[1])
-    env = {**os.environ, **settings.environ(), "GREENBUTTON_SERVING__WORKERS": "2"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVE_FROM_FD, "models:/digits/1", str(listener.fileno())],
-        pass_fds=[listener.fileno()], env=env,
-    )
-    listener.close()
-    return process, port
-
-
 @pytest.mark.slow
 async def test_workers_share_socket_replace_dead_one_and_exit_0_on_sigterm(
     digits_store: Settings, digits_frame: pd.DataFrame
 ) -> None:
-    process, port = serve_two_workers(digits_store)
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
-    try:
+    with serving(digits_store, "models:/digits/1") as (process, port):
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
         # the first answer waits for the supervisor to load the model and fork: a slow start
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             assert (await wait_ready(client, timeout_s=120)).status_code == 200
             workers = children.read_text().split()
             assert len(workers) == 2
-        os.kill(int(workers[0]), signal.SIGKILL)  # its connections are reset, never left hanging
+        os.kill(int(workers[0]), signal.SIGKILL)  # its callers get a 503, never a hang
         rows = digits_frame[:2].to_numpy().tolist()
         statuses = set()
         fresh = httpx.Limits(max_keepalive_connections=0)  # a new connection per request
@@ -123,12 +101,6 @@ async def test_workers_share_socket_replace_dead_one_and_exit_0_on_sigterm(
             while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             assert len(children.read_text().split()) == 2
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def sockets_by_worker(pids: list[int], port: int, state: str | None = "01") -> dict[int, int]:
@@ -167,58 +139,54 @@ async def http_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 async def test_workers_balance_connections_opened_at_once(
     digits_store: Settings, digits_frame: pd.DataFrame
 ) -> None:
-    process, port = serve_two_workers(digits_store)
-    body = json.dumps({"inputs": digits_frame[:2].to_numpy().tolist()}).encode()
-    predict = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-               b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-    streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    with serving(digits_store, "models:/digits/1") as (process, port):
+        body = json.dumps({"inputs": digits_frame[:2].to_numpy().tolist()}).encode()
+        predict = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                   b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    async def hold(count: int) -> list[int]:  # `count` more connections, each answered
-        opened = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port)
-                                        for _ in range(count)))
-        streams.extend(opened)
-        # each request is written at once: it is in the kernel when a worker hands it on
-        return list(await asyncio.gather(*(http_exchange(r, w, predict) for r, w in opened)))
+        async def hold(count: int) -> list[int]:  # `count` more connections, each answered
+            opened = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port)
+                                            for _ in range(count)))
+            streams.extend(opened)
+            # each request is written at once: it is in the kernel when a worker hands it on
+            return list(await asyncio.gather(*(http_exchange(r, w, predict) for r, w in opened)))
 
-    async def close_all() -> None:
-        for _, writer in streams:
-            writer.close()
-        streams.clear()
-        deadline = time.monotonic() + 10  # the workers closed theirs: their counts are 0
-        while sum(sockets_by_worker(workers, port, None).values()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        async def close_all() -> None:
+            for _, writer in streams:
+                writer.close()
+            streams.clear()
+            deadline = time.monotonic() + 10  # the workers closed theirs: their counts are 0
+            while (sum(sockets_by_worker(workers, port, None).values())
+                   and time.monotonic() < deadline):
+                await asyncio.sleep(0.05)
 
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            assert (await wait_ready(client, timeout_s=120)).status_code == 200
-        workers = [int(pid) for pid in
-                   Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
-        assert len(workers) == 2
-        deadline = time.monotonic() + 60
-        while True:  # until the other worker serves too (then both take handed-on connections)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                assert (await wait_ready(client, timeout_s=120)).status_code == 200
+            workers = [int(pid) for pid in
+                       Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+            assert len(workers) == 2
+            deadline = time.monotonic() + 60
+            while True:  # until the other worker serves too (then both take handed-on connections)
+                await close_all()
+                assert await hold(3) == [200] * 3
+                if min(sockets_by_worker(workers, port).values()) > 0:
+                    break
+                assert time.monotonic() < deadline, sockets_by_worker(workers, port)
+                await asyncio.sleep(0.2)
             await close_all()
-            assert await hold(3) == [200] * 3
-            if min(sockets_by_worker(workers, port).values()) > 0:
-                break
-            assert time.monotonic() < deadline, sockets_by_worker(workers, port)
-            await asyncio.sleep(0.2)
-        await close_all()
-        assert sum(sockets_by_worker(workers, port, None).values()) == 0
-        for _ in range(3):  # 8 at once, as wrk -c8 opens them
-            assert await hold(8) == [200] * 8
-            split = sorted(sockets_by_worker(workers, port).values())
-            assert sum(split) == 8 and split[1] - split[0] <= 2, split  # 4/4 or 5/3
-            statuses = await asyncio.gather(*(http_exchange(r, w, predict) for r, w in streams))
-            assert statuses == [200] * 8  # kept alive, handed on or not
-            await close_all()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-    finally:
-        for _, writer in streams:
-            writer.close()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+            assert sum(sockets_by_worker(workers, port, None).values()) == 0
+            for _ in range(3):  # 8 at once, as wrk -c8 opens them
+                assert await hold(8) == [200] * 8
+                split = sorted(sockets_by_worker(workers, port).values())
+                assert sum(split) == 8 and split[1] - split[0] <= 2, split  # 4/4 or 5/3
+                statuses = await asyncio.gather(*(http_exchange(r, w, predict) for r, w in streams))
+                assert statuses == [200] * 8  # kept alive, handed on or not
+                await close_all()
+        finally:
+            for _, writer in streams:
+                writer.close()
 
 
 class SlowModel(mlflow.pyfunc.PythonModel):
@@ -242,15 +210,7 @@ async def test_sigterm_lets_in_flight_request_finish_and_exits_0(
                                  input_example=digits_frame[:1])
     finally:
         cloudpickle.unregister_pickle_by_value(module)
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    env = {**os.environ, **settings.environ(), "GREENBUTTON_SERVING__WORKERS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", SERVE_FROM_FD, str(path), str(listener.fileno())],
-        pass_fds=[listener.fileno()], env=env,
-    )
-    listener.close()
-    try:
+    with serving(settings, str(path), workers=1) as (process, port):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             assert (await wait_ready(client, timeout_s=120)).status_code == 200
             rows = digits_frame[:1].to_numpy().tolist()
@@ -259,7 +219,3 @@ async def test_sigterm_lets_in_flight_request_finish_and_exits_0(
             process.send_signal(signal.SIGTERM)
             assert (await in_flight).status_code == 200
         assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()

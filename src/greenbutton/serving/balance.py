@@ -29,7 +29,7 @@ import numpy as np
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .custody import CustodyProtocol, WorkerCustody
+from .custody import CustodyProtocol, WorkerCustody, datagram_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +75,7 @@ class Slots:
         self.taken = words[count:2 * count]
         self.alive = words[2 * count:3 * count]
         self.sent = words[3 * count:].reshape(count, count)
-        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
-        for pair in pairs:
-            for end in pair:
-                end.setblocking(False)
+        pairs = datagram_pairs(count)
         self._outboxes = [outbox for outbox, _ in pairs]
         self._inboxes = [inbox for _, inbox in pairs]
 

@@ -66,10 +66,7 @@ class CustodyTable:
         self.capacity = capacity
         self._memory = mmap.mmap(-1, count * capacity)
         self.states = memoryview(self._memory)
-        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
-        for pair in pairs:
-            for end in pair:
-                end.setblocking(False)
+        pairs = datagram_pairs(count)
         self._worker_ends = [end for end, _ in pairs]
         self._supervisor_ends = [end for _, end in pairs]
 
@@ -327,6 +324,15 @@ class Custodian:
         if self._lingering.pop(sock, None) is not None:
             self.selector.unregister(sock)
             sock.close()
+
+
+def datagram_pairs(count: int) -> list[tuple[socket.socket, socket.socket]]:
+    """``count`` connected pairs of non-blocking Unix datagram sockets (one per worker slot)."""
+    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
+    for pair in pairs:
+        for end in pair:
+            end.setblocking(False)
+    return pairs
 
 
 def died_response() -> bytes:

@@ -1,0 +1,46 @@
+"""``greenbutton serve`` in a child process, on a socket bound here (for tests/serving)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+from greenbutton.config import Settings
+
+SERVE_FROM_FD = """
+import sys
+from greenbutton.config import Settings
+from greenbutton.serving.process import run
+run(Settings(), sys.argv[1], fd=int(sys.argv[2]))
+"""
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, model_uri: str, workers: int = 2
+            ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The process serving ``model_uri`` with ``workers`` workers, and its port.
+
+    Leaving the block normally stops it with SIGTERM and checks that it exits 0 (unless it
+    already has); on an error it is killed.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
+    env = {**os.environ, **settings.environ(), "GREENBUTTON_SERVING__WORKERS": str(workers)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_FROM_FD, model_uri, str(listener.fileno())],
+        pass_fds=[listener.fileno()], env=env,
+    )
+    listener.close()
+    try:
+        yield process, port
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
