@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import sqlite3
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -215,3 +217,22 @@ async def test_export_since_a_time_in_another_zone_means_that_instant(
     after = (written + datetime.timedelta(minutes=1)).astimezone(east)
     assert [r["request_id"] for r in payload_store.iter_joined("wine", before)] == ["zoned"]
     assert list(payload_store.iter_joined("wine", after)) == []
+
+
+def test_sqlite_payload_store_opens_while_another_process_writes(tmp_path: Path) -> None:
+    # workers open the store together; a writer's lock must not fail the WAL switch at once
+    path = tmp_path / "payload.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE other (x INTEGER)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO other VALUES (1)")
+    release = threading.Timer(0.3, lambda: writer.execute("COMMIT"))
+    release.start()
+    try:
+        store = PayloadStore(f"sqlite:///{path}")
+    finally:
+        release.join()
+        writer.close()
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    store.engine.dispose()

@@ -44,7 +44,7 @@ from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import AlreadyExists, NotFound, NotReady
-from ..store.engine import normalize_uri
+from ..store.engine import enter_wal, normalize_uri
 from .input_columns import KEY_CHARS, InputColumns
 
 logger = logging.getLogger(__name__)
@@ -444,7 +444,9 @@ def _float(value: Any) -> float | None:
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
+    try:
+        cursor.execute("PRAGMA busy_timeout=5000")
+        enter_wal(cursor, 5.0)
+        cursor.execute("PRAGMA synchronous=FULL")
+    finally:
+        cursor.close()

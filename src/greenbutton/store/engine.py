@@ -6,6 +6,8 @@ SQLite gets WAL mode, a busy timeout and foreign keys on every new connection; a
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,11 +66,31 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if not is_memory:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                enter_wal(cursor, busy_timeout_ms / 1000)
         finally:
             cursor.close()
 
     return engine
+
+
+def enter_wal(cursor: Any, timeout_s: float) -> None:
+    """Switch the database to WAL, waiting up to ``timeout_s`` for other writers.
+
+    While another connection holds a write lock, SQLite answers this pragma with "database
+    is locked" at once instead of calling the busy handler (it already holds a read lock,
+    and waiting could deadlock), so the busy timeout alone does not cover it.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.002
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _make_private_dirs(folder: Path) -> None:
