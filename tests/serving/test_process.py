@@ -72,8 +72,11 @@ async def test_build_serving_app_load_failure_reported(digits_store: Settings) -
 
 @pytest.mark.slow
 async def test_workers_share_socket_replace_dead_one_and_exit_0_on_sigterm(
-    digits_store: Settings, digits_frame: pd.DataFrame
+    digits_store: Settings, digits_frame: pd.DataFrame, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
     with serving(digits_store, "models:/digits/1") as (process, port):
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
         # the first answer waits for the supervisor to load the model and fork: a slow start
@@ -101,6 +104,8 @@ async def test_workers_share_socket_replace_dead_one_and_exit_0_on_sigterm(
             while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             assert len(children.read_text().split()) == 2
+    # the killed worker left no folder behind; the others removed theirs on the way out
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def sockets_by_worker(pids: list[int], port: int, state: str | None = "01") -> dict[int, int]:

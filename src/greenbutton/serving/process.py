@@ -65,14 +65,16 @@ def build_serving_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        with tempfile.TemporaryDirectory(
-            prefix="greenbutton-model-", ignore_cleanup_errors=True
-        ) as workdir:
-            # without a prefetch (the CLI starts one), the model is fetched in this process
-            source = fetch or ModelFetch(model_uri, settings.mlflow, Path(workdir))
-            loader: Callable[[], ServedModel] = (
-                source.load if preloaded is None else lambda: preloaded
-            )
+        with contextlib.ExitStack() as stack:
+            loader: Callable[[], ServedModel]
+            if preloaded is not None:  # a forked worker: no folder of its own to leave behind
+                loader = lambda: preloaded  # noqa: E731
+            elif fetch is not None:
+                loader = fetch.load
+            else:  # without a prefetch (the CLI starts one), the model is fetched here
+                workdir = stack.enter_context(tempfile.TemporaryDirectory(
+                    prefix="greenbutton-model-", ignore_cleanup_errors=True))
+                loader = ModelFetch(model_uri, settings.mlflow, Path(workdir)).load
             tasks = [asyncio.create_task(_load(dataplane, loader, hooks, on_load_failure))]
             if shared is not None:
                 tasks.append(asyncio.create_task(_publish(shared)))
