@@ -135,8 +135,10 @@ class MonitoringSettings(BaseModel):
     """Feature-squeezing check per row (costs a second model call per request)."""
     buffer_size: PositiveInt = 10_000
     """Payload records held in memory before new ones are dropped (and counted)."""
-    flush_interval_s: PositiveFloat = 1.0
-    """Write buffered payload records at least this often."""
+    flush_interval_s: PositiveFloat = 0.25
+    """Write buffered payload records at least this often. Each flush is a burst of work on
+    the worker (scoring, encoding, the insert); four small bursts a second delay fewer
+    requests than one large one (c8: p99/p50 3.1 → 2.5) at no measurable cost in CPU."""
     payload_retention_days: PositiveFloat = 30.0
     """Payload records (and feedback) received longer ago than this are deleted. Feedback can
     only join a record that is still kept, so this bounds how late ground truth may arrive;

@@ -1,4 +1,5 @@
-"""The payload log sink: every answered prediction, buffered in memory, written every second.
+"""The payload log sink: every answered prediction, buffered in memory, written in small
+batches (``monitoring.flush_interval_s``, 0.25 s by default).
 
 ``submit`` never blocks and never waits for the database: it appends to a bounded buffer, or,
 when the buffer is full, drops the record and counts it (``greenbutton_payload_dropped_total``),
