@@ -257,7 +257,7 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
         write_section(args.write, table)
 
 
-PAIR_ROUNDS = 3
+PAIR_ROUNDS = 5
 PAIR_LOADS = (("split1", "/invocations, dataframe_split"),
               ("predict1", "/predict, outlier flags in the response"))
 
