@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import sqlite3
 import threading
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from greenbutton.errors import InvalidInput
 from greenbutton.monitoring.export import export_dataset, parse_since
+from greenbutton.monitoring.feedback import Feedback, FeedbackService
 from greenbutton.monitoring.gauges import MonitoringGauges
 from greenbutton.monitoring.payload_log import PayloadLog
 from greenbutton.monitoring.payload_store import FeedbackExists, PayloadStore
@@ -236,3 +238,25 @@ def test_sqlite_payload_store_opens_while_another_process_writes(tmp_path: Path)
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     store.engine.dispose()
+
+
+async def test_feedback_waits_for_a_record_another_worker_flushes_late(
+        payload_store: PayloadStore) -> None:
+    # the other worker flushes every 0.25 s, but its flush reaches the store 0.7 s later
+    other = PayloadLog(payload_store, MonitoringGauges(CollectorRegistry()), capacity=10,
+                       flush_interval_s=60)  # flushed below, late
+    other.submit(record("elsewhere"))
+    here, _ = make_log(payload_store)
+    service = FeedbackService(payload_store, here, here.gauges, flush_interval_s=0.25)
+
+    async def late_flush() -> None:
+        await asyncio.sleep(0.7)
+        await other.flush()
+
+    flushing = asyncio.create_task(late_flush())
+    answer = await service.record(Feedback("elsewhere", truth=5.5))
+    await flushing
+    assert answer["abs_error"] == 0.0
+    await other.aclose()
+    await here.aclose()
+

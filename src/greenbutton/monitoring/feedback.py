@@ -21,6 +21,8 @@ from .payload_store import FeedbackNotFound, LoggedPrediction, PayloadStore, utc
 logger = logging.getLogger(__name__)
 
 Reward = Callable[[Any, Any], float]
+FLUSH_SLACK_S = 1.0
+"""How long another process's flush may take to reach the store, busy as it may be."""
 
 
 class PendingLog(Protocol):
@@ -72,12 +74,14 @@ class FeedbackService:
     async def _find(self, request_id: str) -> LoggedPrediction | None:
         """The logged prediction; one still buffered here is flushed first, and one buffered by
         another process of the deployment (a replica, a worker) is waited for: every buffer is
-        written within ``flush_interval_s``."""
+        flushed within ``flush_interval_s``, and the flush gets ``FLUSH_SLACK_S`` more (or one
+        more interval, if longer) to be written."""
         logged = await asyncio.to_thread(self.store.find_prediction, request_id)
         if logged is None and self.log.pending(request_id):
             await self.log.flush()
             logged = await asyncio.to_thread(self.store.find_prediction, request_id)
-        deadline = time.monotonic() + 2 * self.flush_interval_s
+        deadline = (time.monotonic() + self.flush_interval_s
+                    + max(self.flush_interval_s, FLUSH_SLACK_S))
         while logged is None and time.monotonic() < deadline:
             await asyncio.sleep(min(0.1, self.flush_interval_s / 4))
             logged = await asyncio.to_thread(self.store.find_prediction, request_id)
