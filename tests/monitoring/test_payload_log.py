@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import sqlite3
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from greenbutton.monitoring.gauges import MonitoringGauges
 from greenbutton.monitoring.payload_log import PayloadLog
 from greenbutton.monitoring.payload_store import FeedbackExists, PayloadStore
 from greenbutton.serving.hooks import PredictionRecord, utc_now
+from sqlite_writer import holding_write_lock
 
 
 def record(request_id: str, *, is_outlier: bool = False, rows: int = 1) -> PredictionRecord:
@@ -224,17 +223,8 @@ async def test_export_since_a_time_in_another_zone_means_that_instant(
 def test_sqlite_payload_store_opens_while_another_process_writes(tmp_path: Path) -> None:
     # workers open the store together; a writer's lock must not fail the WAL switch at once
     path = tmp_path / "payload.db"
-    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    writer.execute("CREATE TABLE other (x INTEGER)")
-    writer.execute("BEGIN IMMEDIATE")
-    writer.execute("INSERT INTO other VALUES (1)")
-    release = threading.Timer(0.3, lambda: writer.execute("COMMIT"))
-    release.start()
-    try:
+    with holding_write_lock(path, release_after_s=0.3):
         store = PayloadStore(f"sqlite:///{path}")
-    finally:
-        release.join()
-        writer.close()
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     store.engine.dispose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import stat
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from greenbutton.errors import GreenbuttonError, UnsupportedBackend
 from greenbutton.store import MemoryStore, Stage, StageChange, open_store
 from greenbutton.store.engine import create_store_engine, normalize_uri
 from greenbutton.store.sql import SqlStore
+from sqlite_writer import holding_write_lock
 
 
 def test_open_store_memory_returns_memory_store() -> None:
@@ -56,36 +56,23 @@ def test_open_store_sqlite_uses_wal(tmp_path: Path) -> None:
 def test_sqlite_engine_waits_for_a_writer_before_entering_wal(tmp_path: Path) -> None:
     # a writer holding its lock makes the WAL pragma fail at once, busy timeout or not
     path = tmp_path / "gb.db"
-    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    writer.execute("CREATE TABLE t (x INTEGER)")
-    writer.execute("BEGIN IMMEDIATE")
-    writer.execute("INSERT INTO t VALUES (1)")
-    release = threading.Timer(0.3, lambda: writer.execute("COMMIT"))
-    release.start()
-    try:
+    with holding_write_lock(path, release_after_s=0.3):
         engine = create_store_engine(f"sqlite:///{path}", busy_timeout_ms=5_000)
         with engine.connect() as connection:
             mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
         engine.dispose()
-    finally:
-        release.join()
-        writer.close()
     assert mode == "wal"
 
 
 def test_sqlite_engine_gives_up_on_wal_after_the_busy_timeout(tmp_path: Path) -> None:
     path = tmp_path / "gb.db"
-    writer = sqlite3.connect(path, isolation_level=None)
-    writer.execute("CREATE TABLE t (x INTEGER)")
-    writer.execute("BEGIN IMMEDIATE")
-    writer.execute("INSERT INTO t VALUES (1)")
-    engine = create_store_engine(f"sqlite:///{path}", busy_timeout_ms=200)
-    try:
-        with pytest.raises(OperationalError, match="locked"):
-            engine.connect()
-    finally:
-        engine.dispose()
-        writer.close()
+    with holding_write_lock(path):
+        engine = create_store_engine(f"sqlite:///{path}", busy_timeout_ms=200)
+        try:
+            with pytest.raises(OperationalError, match="locked"):
+                engine.connect()
+        finally:
+            engine.dispose()
 
 
 def test_open_store_sqlite_in_memory_keeps_data() -> None:
