@@ -44,7 +44,7 @@ from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import AlreadyExists, NotFound, NotReady
-from ..store.engine import enter_wal, normalize_uri
+from ..store.engine import DEFAULT_BUSY_TIMEOUT_MS, enter_wal, normalize_uri
 from .input_columns import KEY_CHARS, InputColumns
 
 logger = logging.getLogger(__name__)
@@ -445,8 +445,8 @@ def _float(value: Any) -> float | None:
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
     cursor = connection.cursor()
     try:
-        cursor.execute("PRAGMA busy_timeout=5000")
-        enter_wal(cursor, 5.0)
+        cursor.execute(f"PRAGMA busy_timeout={DEFAULT_BUSY_TIMEOUT_MS}")
+        enter_wal(cursor, DEFAULT_BUSY_TIMEOUT_MS / 1000)
         cursor.execute("PRAGMA synchronous=FULL")
     finally:
         cursor.close()
