@@ -66,6 +66,11 @@ class ServingSettings(BaseModel):
     """Most rows accepted in one request (413 above)."""
     request_timeout_s: PositiveFloat = 30.0
     """Time budget of one prediction (504 after it)."""
+    stuck_call_s: PositiveFloat | None = None
+    """A model call still running after this long (None: twice ``request_timeout_s``) gets
+    its worker replaced: Python cannot stop the call's thread. A call on the request loop
+    (fast models run there) blocks its worker, which is replaced after
+    ``request_timeout_s``."""
     shutdown_timeout_s: PositiveFloat = 30.0
     """On SIGTERM, how long in-flight requests may take before the process stops anyway."""
     max_concurrency: PositiveInt = 256
@@ -82,6 +87,18 @@ class ServingSettings(BaseModel):
     """Override every model's declared ``max_batch_wait_ms``."""
     allowed_hosts: str = ""
     """Comma-separated extra ``Host`` names accepted besides loopback (``*``: any)."""
+
+    @model_validator(mode="after")
+    def _check_stuck_call(self) -> Self:
+        if self.stuck_call_s is not None and self.stuck_call_s < self.request_timeout_s:
+            raise ValueError(f"stuck_call_s ({self.stuck_call_s}) must be at least "
+                             f"request_timeout_s ({self.request_timeout_s})")
+        return self
+
+    @property
+    def stuck_after_s(self) -> float:
+        """:attr:`stuck_call_s`, or its default (twice the request timeout)."""
+        return self.stuck_call_s if self.stuck_call_s is not None else 2 * self.request_timeout_s
 
 
 class ControllerSettings(BaseModel):

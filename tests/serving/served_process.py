@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import IO
 
 from greenbutton.config import Settings
 
@@ -21,25 +22,26 @@ run(Settings(), sys.argv[1], fd=int(sys.argv[2]))
 
 
 @contextlib.contextmanager
-def serving(settings: Settings, model_uri: str, workers: int = 2
+def serving(settings: Settings, model_uri: str, workers: int = 2, *,
+            exit_code: int = 0, stderr: IO[bytes] | None = None
             ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """The process serving ``model_uri`` with ``workers`` workers, and its port.
 
-    Leaving the block normally stops it with SIGTERM and checks that it exits 0 (unless it
-    already has); on an error it is killed.
+    Leaving the block normally stops it with SIGTERM (unless it has exited) and checks that
+    it exits with ``exit_code``; on an error it is killed. ``stderr``: where its log goes.
     """
     listener = socket.create_server(("127.0.0.1", 0))
     port = int(listener.getsockname()[1])
     env = {**os.environ, **settings.environ(), "GREENBUTTON_SERVING__WORKERS": str(workers)}
     process = subprocess.Popen(
         [sys.executable, "-c", SERVE_FROM_FD, model_uri, str(listener.fileno())],
-        pass_fds=[listener.fileno()], env=env,
+        pass_fds=[listener.fileno()], env=env, stderr=stderr,
     )
     listener.close()
     try:
         yield process, port
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        process.send_signal(signal.SIGTERM)  # (nothing once it has been waited for)
+        assert process.wait(timeout=60) == exit_code
     finally:
         if process.poll() is None:
             process.kill()

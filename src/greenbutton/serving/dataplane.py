@@ -109,6 +109,10 @@ class DataPlane:
             raise ModelNotReady(self.status_message())
         return self._request_schema
 
+    def running_calls(self) -> list[tuple[float, int]]:
+        """(start, thread id) of the model's calls running now (see :mod:`.watchdog`)."""
+        return self._model.calls.snapshot() if self._model is not None else []
+
     def status_message(self) -> str:
         """Why the model is not ready, or "ready"."""
         if self.is_draining:

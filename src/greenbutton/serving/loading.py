@@ -24,6 +24,7 @@ from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatch
 from ..config import MlflowSettings
 from ..errors import InvalidInput, ModelNotFound
 from .conform import FastConformer
+from .watchdog import ModelCalls
 
 UNREGISTERED_NAME = "model"
 """Name a model answers as when its URI is not a ``models:/`` registry URI."""
@@ -38,6 +39,9 @@ class ServedModel:
     version: str | None
     conformer: FastConformer | None = field(init=False, repr=False)
     """Fast path past MLflow's schema enforcement for plainly valid DataFrames (or None)."""
+    calls: ModelCalls = field(init=False, repr=False, compare=False,
+                              default_factory=ModelCalls)
+    """The :meth:`predict` calls running now (watched by :mod:`.watchdog`)."""
 
     def __post_init__(self) -> None:
         metadata = self.pyfunc.metadata
@@ -52,11 +56,15 @@ class ServedModel:
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """The model's predictions; plainly valid DataFrames skip MLflow's slower enforcement."""
-        if params is None and self.conformer is not None and isinstance(data, pd.DataFrame):
-            conformed = self.conformer.conform(data)
-            if conformed is not None:
-                return self.pyfunc._predict_fn(conformed)  # what PyFuncModel.predict calls
-        return self.pyfunc.predict(data, params=params)
+        token = self.calls.begin()
+        try:
+            if params is None and self.conformer is not None and isinstance(data, pd.DataFrame):
+                conformed = self.conformer.conform(data)
+                if conformed is not None:
+                    return self.pyfunc._predict_fn(conformed)  # what PyFuncModel.predict calls
+            return self.pyfunc.predict(data, params=params)
+        finally:
+            self.calls.end(token)
 
     @property
     def input_example(self) -> Any:

@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import math
 import os
 import signal
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import uvicorn
 from starlette.applications import Starlette
@@ -37,10 +40,15 @@ from .loading import ServedModel
 from .prefetch import ModelFetch
 from .shared_metrics import SharedMetrics
 from .threads import limit_native_threads
+from .watchdog import EXIT_STUCK, StuckCall, Watchdog
 from .workers import EXIT_LOAD_FAILED, Supervisor
+
+logger = logging.getLogger(__name__)
 
 BACKLOG = 2048
 """Listen backlog of a socket the serving process binds itself."""
+STUCK_DRAIN_SLACK_S = 5.0
+"""A stuck worker's drain may take ``shutdown_timeout_s`` plus this before it exits anyway."""
 
 
 def build_serving_app(
@@ -134,16 +142,37 @@ class GracefulServer(uvicorn.Server):
     """
 
     def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None],
-                 balancer: WorkerBalancer | None = None) -> None:
+                 balancer: WorkerBalancer | None = None,
+                 watchdog: Watchdog | None = None) -> None:
         super().__init__(config)
         self._on_exit = on_exit
         self._balancer = balancer
+        self.watchdog = watchdog
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """uvicorn's startup, then take connections from sibling workers."""
+        """uvicorn's startup, then take connections from sibling workers and start the
+        watchdog (on this, the request loop's thread)."""
         await super().startup(sockets)
+        self.loop = asyncio.get_running_loop()
         if self._balancer is not None and self.started:
             self._balancer.start(self)
+        if self.watchdog is not None and self.started:
+            self.watchdog.start(threading.get_ident())
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's serve. If model calls are still running once it has drained (a stuck
+        one, or one whose request timed out), exit at once: closing the loop would wait for
+        their threads (the default executor's) however long they take."""
+        await super().serve(sockets)
+        if self.watchdog is None:
+            return
+        if self.watchdog.stuck is not None:
+            _exit_now(EXIT_STUCK)
+        if left := len(self.watchdog.running()):
+            logger.warning("%d model calls still running after their requests timed out "
+                           "are abandoned", left)
+            _exit_now(0)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -199,6 +228,18 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
     def drain() -> None:
         dataplane.is_draining = True
 
+    def on_stuck(call: StuckCall) -> None:  # on the watchdog's thread
+        logger.error("%s; this worker stops (exit %d) so that a fresh one replaces it. "
+                     "Where the call is:\n%s", call.describe(), EXIT_STUCK,
+                     call.stack or "(it returned just now)")
+        if call.blocks_loop or server is None or server.loop is None:
+            _exit_now(EXIT_STUCK)  # nothing on the loop can run: its requests go to the supervisor
+        with contextlib.suppress(RuntimeError):  # (a loop closed meanwhile: already leaving)
+            server.loop.call_soon_threadsafe(server.handle_exit, signal.SIGTERM, None)  # a drain
+        time.sleep(settings.serving.shutdown_timeout_s + STUCK_DRAIN_SLACK_S)
+        logger.error("the drain of the stuck worker did not finish; exiting now")
+        _exit_now(EXIT_STUCK)
+
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -209,9 +250,23 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
         backlog=BACKLOG,
         timeout_graceful_shutdown=math.ceil(settings.serving.shutdown_timeout_s),
     )
-    server = GracefulServer(config, drain, balancer)
-    server.run(sockets=[sock])
+    watchdog = Watchdog(dataplane.running_calls,
+                        request_timeout_s=settings.serving.request_timeout_s,
+                        stuck_call_s=settings.serving.stuck_after_s, on_stuck=on_stuck,
+                        registry=dataplane.metrics.registry)
+    server = GracefulServer(config, drain, balancer, watchdog)
+    server.run(sockets=[sock])  # (a stuck worker exits from within, once drained)
+    watchdog.stop()
     return EXIT_LOAD_FAILED if dataplane.load_error is not None else 0
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Leave at once with ``code``: a model call's thread still running would block a
+    normal exit (the interpreter joins the executor's threads)."""
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(code)
 
 
 def run(

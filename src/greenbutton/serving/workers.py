@@ -8,7 +8,8 @@ supervisor makes the shared counters and socketpairs, one slot per child, before
 Every connection a child keeps is also held by the supervisor (:mod:`.custody`), so when a
 child dies (killed, crashed in model code, out of memory) its callers are not reset: a request
 that got no byte of its answer gets a 503 with ``Retry-After``, an idle keep-alive connection
-is closed, and the child is replaced in its slot. The supervisor waits on the custody sockets
+is closed, and the child is replaced in its slot (as is a child stuck in a model call,
+which exits by itself: :mod:`.watchdog`). The supervisor waits on the custody sockets
 and a pidfd per child with one selector. A child that could not load the model stops the
 whole server. On SIGTERM/SIGINT the supervisor closes its copy of the socket, passes the
 signal on, waits for the children to drain and returns 0.
@@ -32,6 +33,7 @@ from types import FrameType
 
 from .balance import Slots, WorkerBalancer
 from .custody import SWEEP_INTERVAL_S, Custodian, CustodyTable, WorkerCustody
+from .watchdog import EXIT_STUCK
 
 logger = logging.getLogger(__name__)
 
@@ -174,9 +176,10 @@ class Supervisor:
             self.code = exit_code
             self._stop()
             return
-        logger.warning("worker %d died (%s); %d requests answered 503, %d answers cut short, "
+        what = "was stuck in a model call" if exit_code == EXIT_STUCK else "died"
+        logger.warning("worker %d %s (%s); %d requests answered 503, %d answers cut short, "
                        "%d idle connections closed; replacing it",
-                       pid, how, settled.answered, settled.cut, settled.idle)
+                       pid, what, how, settled.answered, settled.cut, settled.idle)
         is_early = time.monotonic() - started < MIN_LIFETIME_S
         self.respawns.append((time.monotonic() + (RESPAWN_BACKOFF_S if is_early else 0), slot))
 
