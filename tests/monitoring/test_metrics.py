@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
 from greenbutton.monitoring.metrics import Metrics
 
 LABELS = {"model": "digits", "version": "3"}
@@ -57,6 +62,30 @@ def test_merged_expositions_sum_counters_and_max_gauges() -> None:
     assert 'greenbutton_model_ready{model="m",version="1"} 1.0' in merged
     assert "greenbutton_requests_in_flight 4.0" in merged
     assert "_created" not in merged
+    # it parses back as it was written (a counter's TYPE line names its _total samples)
+    kinds = {f.name: f.type for f in text_string_to_metric_families(merged)}
+    assert kinds["greenbutton_requests"] == "counter"
+    assert kinds["greenbutton_request_latency_seconds"] == "histogram"
+    assert "unknown" not in kinds.values()
+
+
+def test_a_retired_worker_keeps_its_counts_but_not_its_gauges(tmp_path: Path) -> None:
+    from greenbutton.serving.shared_metrics import SharedMetrics, merge_expositions, retire
+
+    dead, live = Metrics(), Metrics()
+    for metrics in (dead, live):
+        metrics.observe_request(model="m", version="1", endpoint="/predict", status=200,
+                                latency_s=0.01)
+    dead.in_flight.set(3)  # killed in the middle of three requests
+    SharedMetrics(tmp_path, dead.render).publish()  # written under this process's pid
+    retire(tmp_path, os.getpid())
+    retire(tmp_path, 999_999_999)  # a worker that never published: nothing to do
+    merged = merge_expositions([p.read_text() for p in tmp_path.glob("*.prom")]
+                               + [live.render().decode()])
+    assert ('greenbutton_requests_total{endpoint="/predict",model="m",status="200",version="1"}'
+            ' 2.0') in merged
+    assert "greenbutton_requests_in_flight 0.0" in merged
+    assert [p.name for p in tmp_path.iterdir()] == [f"{os.getpid()}.prom"]
 
 
 def test_drift_series_render_with_the_metrics_and_follow_each_published_test() -> None:

@@ -104,6 +104,10 @@ async def test_workers_share_socket_replace_dead_one_and_exit_0_on_sigterm(
             while len(children.read_text().split()) < 2 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             assert len(children.read_text().split()) == 2
+            # the killed worker's published counts stay, its gauges (readiness...) went
+            [killed] = (tmp_path / "tmp").glob(f"greenbutton-model-*/metrics/{workers[0]}.prom")
+            assert "# TYPE greenbutton_requests_total counter" in killed.read_text()
+            assert " gauge\n" not in killed.read_text()
     # the killed worker left no folder behind; the others removed theirs on the way out
     assert list((tmp_path / "tmp").iterdir()) == []
 

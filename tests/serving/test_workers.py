@@ -1,4 +1,5 @@
-"""The supervisor without pidfds (macOS, old kernels): it polls for children that exited."""
+"""The supervisor without pidfds (macOS, old kernels): it polls for children that exited
+(and reports each to ``on_exit``)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,12 @@ def serve(balancer):
     time.sleep(60)  # the replacement serves until SIGTERM (default action: exit)
     return 0
 
+def on_exit(pid):
+    with Path(sys.argv[2]).open("a") as log:
+        log.write(f"{pid}\\n")
+
 with socket.create_server(("127.0.0.1", 0)) as sock:
-    sys.exit(workers.Supervisor(serve, sock, 1, shutdown_timeout_s=1).run())
+    sys.exit(workers.Supervisor(serve, sock, 1, shutdown_timeout_s=1, on_exit=on_exit).run())
 """
 
 
@@ -37,7 +42,9 @@ def test_supervisor_without_pidfds_replaces_a_dead_worker_and_stops_on_sigterm(
 ) -> None:
     starts = tmp_path / "starts"
     starts.touch()
-    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISE_WITHOUT_PIDFDS, str(starts)])
+    exits = tmp_path / "exits"
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISE_WITHOUT_PIDFDS, str(starts),
+                                   str(exits)])
     try:
         deadline = time.monotonic() + 20
         while len(starts.read_text().split()) < 2:
@@ -51,3 +58,4 @@ def test_supervisor_without_pidfds_replaces_a_dead_worker_and_stops_on_sigterm(
         supervisor.wait()
     first, replacement = (int(pid) for pid in starts.read_text().split())
     assert first != replacement
+    assert exits.read_text().split() == [str(first), str(replacement)]  # each once reaped

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
@@ -38,7 +39,7 @@ from .dataplane import DataPlane
 from .hooks import ServingHooks, ServingPlugins
 from .loading import ServedModel
 from .prefetch import ModelFetch
-from .shared_metrics import SharedMetrics
+from .shared_metrics import SharedMetrics, retire
 from .threads import limit_native_threads
 from .watchdog import EXIT_STUCK, StuckCall, Watchdog
 from .workers import EXIT_LOAD_FAILED, Supervisor
@@ -305,6 +306,7 @@ def run(
                 return serve_worker(settings, model_uri, sock, plugins, model, metrics_dir,
                                     balancer=balancer)
 
-            code = Supervisor(serve, sock, workers, settings.serving.shutdown_timeout_s).run()
+            code = Supervisor(serve, sock, workers, settings.serving.shutdown_timeout_s,
+                              on_exit=partial(retire, metrics_dir)).run()
     if code != 0:
         raise ModelNotReady(f"{model_uri}: the model could not be loaded; see the log")

@@ -3,9 +3,11 @@
 Every worker keeps its own ``CollectorRegistry``. With several workers a scrape lands on one
 of them at random, so each worker writes its exposition to ``<directory>/<pid>.prom``
 (write-then-rename) every ``interval_s`` and whenever it answers a scrape, and the
-answering worker merges every file: counters, histograms and summaries are summed (a dead
-worker's file stays, so totals never go backwards), gauges take the maximum (a drift score
-or readiness of any worker), except the additive ones (requests in flight) which are summed.
+answering worker merges every file: counters, histograms and summaries are summed, gauges
+take the maximum (a drift score or readiness of any worker), except the additive ones
+(requests in flight) which are summed. When a worker exits, the supervisor retires
+its file: its counts stay (totals never go backwards), its gauges go (a dead worker's drift
+flag or requests in flight describe nothing any more).
 """
 
 from __future__ import annotations
@@ -51,7 +53,19 @@ class SharedMetrics:
         return merge_expositions(texts).encode()
 
 
-def merge_expositions(texts: list[str]) -> str:
+def retire(directory: Path, pid: int) -> None:
+    """Drop the gauges from the file of worker ``pid``, which has exited (if it published)."""
+    path = directory / f"{pid}.prom"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(merge_expositions([text], with_gauges=False))
+    temporary.replace(path)
+
+
+def merge_expositions(texts: list[str], *, with_gauges: bool = True) -> str:
     """Prometheus text expositions merged sample by sample (see the module docstring)."""
     families: dict[str, tuple[str, str]] = {}  # name -> (type, help)
     samples: dict[str, dict[Key, float]] = {}
@@ -59,6 +73,8 @@ def merge_expositions(texts: list[str]) -> str:
         for family in text_string_to_metric_families(text):
             if family.name.endswith("_created"):
                 continue  # creation times (parsed as gauges) do not add up
+            if family.type == "gauge" and not with_gauges:
+                continue
             families.setdefault(family.name, (family.type, family.documentation))
             merged = samples.setdefault(family.name, {})
             is_max = family.type == "gauge" and family.name not in ADDITIVE_GAUGES
@@ -74,7 +90,10 @@ def merge_expositions(texts: list[str]) -> str:
     lines = []
     for name, (kind, documentation) in families.items():
         escaped_help = documentation.replace("\\", "\\\\").replace("\n", "\\n")
-        lines += [f"# HELP {name} {escaped_help}", f"# TYPE {name} {kind}"]
+        # as prometheus_client writes them: a counter's lines name its _total samples (else
+        # a parser, Prometheus's too, takes those for another, untyped, metric)
+        shown = f"{name}_total" if kind == "counter" else name
+        lines += [f"# HELP {shown} {escaped_help}", f"# TYPE {shown} {kind}"]
         for (sample_name, labels), value in samples[name].items():
             rendered = floatToGoString(value)  # type: ignore[no-untyped-call]
             lines.append(f"{sample_name}{_labels(labels)} {rendered}")

@@ -57,8 +57,10 @@ class Supervisor:
     exit code) and keeps them."""
 
     def __init__(self, serve: Callable[[WorkerBalancer], int], sock: socket.socket, workers: int,
-                 shutdown_timeout_s: float) -> None:
+                 shutdown_timeout_s: float, on_exit: Callable[[int], None] | None = None) -> None:
         self.serve = serve
+        self.on_exit = on_exit
+        """Called with the pid of each child that exited (once reaped)."""
         self.sock = sock
         self.workers = workers
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -162,6 +164,11 @@ class Supervisor:
     def _exited(self, pid: int, status: int) -> None:
         started = self.children.pop(pid)
         slot = self.slot_of.pop(pid)
+        if self.on_exit is not None:
+            try:
+                self.on_exit(pid)
+            except Exception:
+                logger.exception("cleaning up after worker %d failed", pid)
         settled = self.custodian.settle(slot)
         self.slots.reset(slot)
         exit_code = os.waitstatus_to_exitcode(status)
