@@ -131,6 +131,7 @@ async def test_explain_over_its_timeout_is_504(
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.post("/explain", json={"inputs": rows_of(X, 1)})
         is_still_held = app.state.explain.is_full  # the thread is still running
+        watched = app.state.explain.calls.snapshot()  # and the watchdog can see it
         gate.set()
         for _ in range(200):  # until the finished thread gives its slot back
             if not app.state.explain.is_full:
@@ -141,6 +142,7 @@ async def test_explain_over_its_timeout_is_504(
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "request_timeout"
     assert is_still_held and not app.state.explain.is_full
+    assert len(watched) == 1 and app.state.explain.calls.snapshot() == []
     assert 'reason="timeout"' in metrics
 
 

@@ -23,8 +23,9 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from served_process import serving
 
+from greenbutton.calls import ModelCalls
 from greenbutton.config import Settings
-from greenbutton.serving.watchdog import EXIT_STUCK, ModelCalls, StuckCall, Watchdog
+from greenbutton.serving.watchdog import EXIT_STUCK, StuckCall, Watchdog
 
 OVERRUNNING = "greenbutton_model_calls_overrunning"
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..calls import ModelCalls
 from ..config import ExplainSettings
 from ..errors import Overloaded, PayloadTooLarge, RequestTimeout
 from .explanation import Explained, ExplainedModel
@@ -75,6 +76,8 @@ class ExplainService:
         self._pool: ThreadPoolExecutor | None = None
         self._cached: tuple[Any, ExplainedModel] | None = None
         self._build_lock = threading.Lock()
+        self.calls = ModelCalls()
+        """The explanations running now (watched by the serving process's watchdog)."""
 
     @property
     def is_full(self) -> bool:
@@ -153,7 +156,11 @@ class ExplainService:
     ) -> Explained:
         explained = self.explained_model(model)
         started = time.perf_counter()
-        result = explained.explain(frame, params)
+        token = self.calls.begin()
+        try:
+            result = explained.explain(frame, params)
+        finally:
+            self.calls.end(token)
         self.metrics.latency.labels(model.name, model.version or "", result.explainer).observe(
             time.perf_counter() - started
         )

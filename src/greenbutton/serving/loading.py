@@ -21,10 +21,10 @@ from mlflow.pyfunc import (
 )
 from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
 
+from ..calls import ModelCalls
 from ..config import MlflowSettings
 from ..errors import InvalidInput, ModelNotFound
 from .conform import FastConformer
-from .watchdog import ModelCalls
 
 UNREGISTERED_NAME = "model"
 """Name a model answers as when its URI is not a ``models:/`` registry URI."""

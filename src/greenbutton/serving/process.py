@@ -225,6 +225,10 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
     app = build_serving_app(settings, model_uri, plugins=plugins, on_load_failure=stop,
                             preloaded=preloaded, metrics_dir=metrics_dir, fetch=fetch)
     dataplane: DataPlane = app.state.dataplane
+    explain: ExplainService = app.state.explain
+
+    def running_calls() -> list[tuple[float, int]]:  # predictions and explanations
+        return [*dataplane.running_calls(), *explain.calls.snapshot()]
 
     def drain() -> None:
         dataplane.is_draining = True
@@ -251,7 +255,7 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
         backlog=BACKLOG,
         timeout_graceful_shutdown=math.ceil(settings.serving.shutdown_timeout_s),
     )
-    watchdog = Watchdog(dataplane.running_calls,
+    watchdog = Watchdog(running_calls,
                         request_timeout_s=settings.serving.request_timeout_s,
                         stuck_call_s=settings.serving.stuck_after_s, on_stuck=on_stuck,
                         registry=dataplane.metrics.registry)

@@ -1,6 +1,6 @@
 """Stuck model calls: found from a thread of their own, reported with their stack.
 
-Python cannot stop a thread. A prediction that outlives ``serving.request_timeout_s`` gets
+Python cannot stop a thread. A prediction (or explanation) that outlives its timeout gets
 its caller a 504, but its call goes on in the background and holds a thread (and often a
 core) of the worker; a fast model's call runs on the request loop itself (see
 :data:`~greenbutton.serving.dataplane.INLINE_BUDGET_S`), where a call that never returns
@@ -19,7 +19,6 @@ the request timeout.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import sys
 import threading
@@ -36,32 +35,6 @@ EXIT_STUCK = 4
 """Exit code of a serving process that left because a model call got stuck."""
 MAX_CHECK_INTERVAL_S = 1.0
 """The watchdog looks at least this often (more often for short request timeouts)."""
-
-
-class ModelCalls:
-    """The model calls running now: when each started and on which thread.
-
-    ``begin``/``end`` bracket every call (a dict insert and delete, well under a
-    microsecond); the watchdog reads a snapshot from its own thread.
-    """
-
-    def __init__(self) -> None:
-        self._running: dict[int, tuple[float, int]] = {}
-        self._tokens = itertools.count()
-
-    def begin(self) -> int:
-        """Record a call starting on this thread; returns the token to :meth:`end` it."""
-        token = next(self._tokens)
-        self._running[token] = (time.monotonic(), threading.get_ident())
-        return token
-
-    def end(self, token: int) -> None:
-        """Record the call ``token`` as finished."""
-        self._running.pop(token, None)
-
-    def snapshot(self) -> list[tuple[float, int]]:
-        """(start on the monotonic clock, thread id) of every running call."""
-        return list(self._running.values())  # one C-level copy: safe against other threads
 
 
 @dataclass(frozen=True)
@@ -84,7 +57,8 @@ class StuckCall:
 class Watchdog:
     """Checks the running model calls of one serving process every few moments.
 
-    ``running``: what :meth:`ModelCalls.snapshot` returns for the model being served.
+    ``running``: (start, thread id) of the calls running now, as
+    :meth:`greenbutton.calls.ModelCalls.snapshot` gives them.
     ``on_stuck`` runs (once, on the watchdog's thread) with the first stuck call found.
     """
 
