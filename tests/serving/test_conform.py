@@ -50,8 +50,34 @@ def test_fast_parse_equals_mlflow_parse(digits_frame: pd.DataFrame) -> None:
         {"inputs": {c: rows[c].tolist() for c in rows.columns}},
     ):
         encoded = json.dumps(body).encode()
-        quick, _ = parse_scoring_json(encoded, schema, conformer=fast)
-        slow, _ = parse_scoring_json(encoded, schema)
+        quick, _, values = parse_scoring_json(encoded, schema, conformer=fast)
+        slow, _, _ = parse_scoring_json(encoded, schema)
+        assert values is None  # integers were cast: the parsed array is not the frame's
         slow = pd.DataFrame(slow) if isinstance(slow, dict) else slow
         pd.testing.assert_frame_equal(quick.reset_index(drop=True),
                                       slow.astype("float64").reset_index(drop=True))
+
+
+def test_fast_parse_hands_on_the_rows_array_only_when_it_is_the_frames(
+    digits_frame: pd.DataFrame,
+) -> None:
+    from mlflow.models import infer_signature
+
+    from greenbutton.serving.protocols.mlflow import parse_scoring_json
+
+    schema = infer_signature(digits_frame).inputs
+    fast = FastConformer.from_schema(schema)
+    rows = digits_frame[:3]
+    for body in (
+        {"dataframe_split": rows.to_dict(orient="split")},
+        {"inputs": {c: rows[c].tolist() for c in rows.columns}},
+    ):
+        frame, _, values = parse_scoring_json(json.dumps(body).encode(), schema, conformer=fast)
+        assert values is not None
+        np.testing.assert_array_equal(values, frame.to_numpy())
+        np.testing.assert_array_equal(values, rows.to_numpy())
+    shuffled = rows[list(reversed(rows.columns))]  # conforming reorders the columns
+    body = {"dataframe_split": shuffled.to_dict(orient="split")}
+    frame, _, values = parse_scoring_json(json.dumps(body).encode(), schema, conformer=fast)
+    assert values is None
+    pd.testing.assert_frame_equal(frame, rows.reset_index(drop=True))

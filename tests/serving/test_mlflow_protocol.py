@@ -16,7 +16,7 @@ SCHEMA = Schema([ColSpec(DataType.double, "a"), ColSpec(DataType.double, "b")])
 
 def test_parse_scoring_json_reads_nan_literals_like_mlflow_clients() -> None:
     body = b'{"dataframe_split": {"columns": ["a", "b"], "data": [[NaN, 1.0]]}}'
-    frame, params = parse_scoring_json(body, SCHEMA)
+    frame, params, _ = parse_scoring_json(body, SCHEMA)
     assert isinstance(frame, pd.DataFrame)
     assert frame["a"].isna().all()
     assert params is None
@@ -24,7 +24,7 @@ def test_parse_scoring_json_reads_nan_literals_like_mlflow_clients() -> None:
 
 def test_parse_scoring_json_returns_params() -> None:
     body = json.dumps({"inputs": {"a": [1.0], "b": [2.0]}, "params": {"k": 3}}).encode()
-    _, params = parse_scoring_json(body, SCHEMA)
+    _, params, _ = parse_scoring_json(body, SCHEMA)
     assert params == {"k": 3}
 
 

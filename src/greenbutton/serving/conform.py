@@ -86,7 +86,11 @@ class FastConformer:
         return bool(np.can_cast(dtype, self.dtype, casting="safe"))
 
 
-def frame_from_split(split: Any, conformer: FastConformer) -> pd.DataFrame | None:
+Built = tuple[pd.DataFrame, np.ndarray | None]
+"""A conformed frame and, when the frame holds it as it is, the array of its rows."""
+
+
+def frame_from_split(split: Any, conformer: FastConformer) -> Built | None:
     """A ``dataframe_split`` of plain numbers as a conformed DataFrame, built in one block."""
     if not isinstance(split, dict) or set(split) - {"columns", "data", "index"}:
         return None
@@ -103,10 +107,10 @@ def frame_from_split(split: Any, conformer: FastConformer) -> pd.DataFrame | Non
     if index is not None and (not isinstance(index, list) or len(index) != len(array)):
         return None
     frame = pd.DataFrame(array, columns=conformer.index_for(columns), index=index)
-    return conformer.conform(frame, is_parsed=True)
+    return _conformed(frame, array, conformer)
 
 
-def frame_from_columns(columns: Any, conformer: FastConformer) -> pd.DataFrame | None:
+def frame_from_columns(columns: Any, conformer: FastConformer) -> Built | None:
     """``inputs``/``instances`` given as ``{column: [values]}`` as a conformed DataFrame."""
     if not isinstance(columns, dict) or not columns:
         return None
@@ -119,4 +123,13 @@ def frame_from_columns(columns: Any, conformer: FastConformer) -> pd.DataFrame |
     if array.ndim != 2 or array.dtype.kind not in "iuf":
         return None
     frame = pd.DataFrame(array.T, columns=conformer.index_for(list(columns)))
-    return conformer.conform(frame, is_parsed=True)
+    return _conformed(frame, array.T, conformer)
+
+
+def _conformed(frame: pd.DataFrame, rows: np.ndarray, conformer: FastConformer) -> Built | None:
+    # ``rows`` stays the frame's array only when conforming changed nothing (no cast, no
+    # reordered columns); sinks then log it without converting the frame back
+    conformed = conformer.conform(frame, is_parsed=True)
+    if conformed is None:
+        return None
+    return conformed, rows if conformed is frame else None

@@ -11,6 +11,7 @@ import io
 import json
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import InvalidInput, PayloadTooLarge, SchemaMismatch
-from ..conform import FastConformer, frame_from_columns, frame_from_split
+from ..conform import Built, FastConformer, frame_from_columns, frame_from_split
 from ..dataplane import DataPlane
 from ..encoding import CSV, JSON, media_type_of, parse_json, read_body, to_jsonable
 from ..responses import json_response
@@ -35,11 +36,12 @@ async def invocations(request: Request) -> Response:
     body = await read_body(request, dataplane.settings.max_body_bytes)
     metadata = dataplane.model.pyfunc.metadata
     schema = metadata.get_input_schema()  # type: ignore[no-untyped-call]
+    values = None
     if media_type == CSV:
         data, params = parse_csv(body, schema), None
     else:
         is_type_hinted = getattr(metadata, "_is_signature_from_type_hint", lambda: False)()
-        data, params = parse_scoring_json(
+        data, params, values = parse_scoring_json(
             body, schema, is_type_hinted=is_type_hinted, conformer=dataplane.model.conformer
         )
     if hasattr(data, "__len__") and len(data) > dataplane.settings.max_rows:
@@ -50,7 +52,7 @@ async def invocations(request: Request) -> Response:
     # the record without them and the payload log scores them in batches
     result = await dataplane.predict(
         data, params, request_id=request.state.request_id, endpoint="/invocations",
-        with_annotations=False,
+        with_annotations=False, values=values,
     )
     return json_response({"predictions": to_jsonable(result.predictions)})
 
@@ -61,8 +63,9 @@ def parse_scoring_json(
     *,
     is_type_hinted: bool = False,
     conformer: FastConformer | None = None,
-) -> tuple[Any, dict[str, Any] | None]:
-    """Model input and params from a JSON scoring request, as MLflow's scoring server parses it.
+) -> tuple[Any, dict[str, Any] | None, np.ndarray | None]:
+    """Model input and params from a JSON scoring request, as MLflow's scoring server parses
+    it, and the input's rows as one array when they were built from one (else None).
 
     With a ``conformer``, a ``dataframe_split`` of plain numbers is built in one vectorised
     step instead of MLflow's column-by-column cast (same result, a fraction of the time).
@@ -82,11 +85,11 @@ def parse_scoring_json(
     if is_type_hinted:  # MLflow passes type-hinted models the raw "inputs" value
         if formats[0] != "inputs":
             raise InvalidInput("body: this model takes its data under 'inputs'", field="body")
-        return payload["inputs"], params
+        return payload["inputs"], params, None
     if conformer is not None:
         fast = _fast_frame(formats[0], payload[formats[0]], conformer)
         if fast is not None:
-            return fast, params
+            return fast[0], params, fast[1]
     try:
         data = scoring_server.infer_and_parse_data(
             {formats[0]: payload[formats[0]]},
@@ -96,10 +99,10 @@ def parse_scoring_json(
         raise SchemaMismatch(f"{formats[0]}: {error.message}", field=formats[0]) from error
     except (ValueError, TypeError, KeyError) as error:  # pandas rejecting the shape
         raise SchemaMismatch(f"{formats[0]}: {error}", field=formats[0]) from error
-    return data, params
+    return data, params, None
 
 
-def _fast_frame(input_format: str, value: Any, conformer: FastConformer) -> pd.DataFrame | None:
+def _fast_frame(input_format: str, value: Any, conformer: FastConformer) -> Built | None:
     if input_format == "dataframe_split":
         return frame_from_split(value, conformer)
     if input_format in ("inputs", "instances"):
