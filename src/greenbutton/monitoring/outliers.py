@@ -145,9 +145,14 @@ class MahalanobisDetector:
 
     def score(self, frame: pd.DataFrame, values: np.ndarray | None = None) -> np.ndarray:
         values = self._select.raw(frame, values)
-        if len(values) == 1 and math.isfinite(values.sum()):  # a one-row request, no NaN/inf:
-            row = values[0] - self._offset  # four numpy calls (each costs in a server)
-            return np.array([math.sqrt(max(float(row @ self._raw_form @ row), 0.0))])
+        if len(values) == 1:  # most requests: a few numpy calls (each costs in a server)
+            delta = values[0] - self._offset
+            # a sum of squares is NaN or inf when an input is (squares cannot cancel), or when
+            # the row is too large to square: the general path below scores both kinds;
+            # ndarray.dot skips the ufunc machinery of a sum or of the @ operator
+            if math.isfinite(delta.dot(delta)):
+                return np.array([math.sqrt(max(float(delta.dot(self._raw_form).dot(delta)),
+                                                0.0))])
         with np.errstate(over="ignore", invalid="ignore"):
             delta = finite(values) * self._scale - self._shift
             squared = np.einsum("ij,ij->i", delta @ self._form, delta)
