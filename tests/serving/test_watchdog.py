@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -218,6 +221,8 @@ async def test_a_call_stuck_on_the_request_loop_gets_its_worker_replaced(
                 assert time.monotonic() < deadline, "the stuck worker was not replaced"
                 await asyncio.sleep(0.1)
             assert len(workers_of(process.pid)) == 2
+            # the supervisor's folder (model, metrics of every worker) outlived the stuck one
+            assert (await client.get("/metrics")).status_code == 200
     text = log.read_text()
     assert "on the request loop" in text and "hang_for_minutes" in text, text[-3000:]
     assert f"was stuck in a model call (exit {EXIT_STUCK})" in text
@@ -258,17 +263,33 @@ async def test_a_threaded_call_gets_a_504_then_its_worker_drains_and_exits_4(
 async def test_sigterm_abandons_a_call_whose_request_timed_out_and_exits_0(
     settings: Settings, tmp_path: Path, digits_frame: pd.DataFrame
 ) -> None:
+    # the CLI, one worker: its model folder (the prefetch's) must go all the same
     uri = save_hanging_model(tmp_path / "slow", digits_frame, delay_s=0.005)
     settings.serving.request_timeout_s = 1.0
     settings.serving.stuck_call_s = 120.0  # not stuck yet: the drain must not wait for it
+    settings.serving.workers = 1
     rows = digits_frame[:1].to_numpy().copy()
     rows[0, 0] = -1.0
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     log = tmp_path / "serve.log"
-    with log.open("wb") as stderr, serving(settings, uri, workers=1, stderr=stderr) as (
-            process, port):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "greenbutton", "serve", uri, "--fd", str(listener.fileno())],
+            pass_fds=[listener.fileno()], stderr=stderr,
+            env={**os.environ, **settings.environ(), "TMPDIR": str(temporary)})
+    listener.close()
+    try:
         async with ready_client(port) as client:
+            assert any(temporary.iterdir())  # the model's files, fetched for this server
             response = await client.post("/predict", json={"inputs": rows.tolist()})
             assert response.status_code == 504
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, 20) == 0
-    assert "1 model calls still running" in log.read_text()
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        process.kill()
+        process.wait()
+    assert "1 model calls still running" in log.read_text(), log.read_text()[-3000:]
+    assert list(temporary.iterdir()) == []

@@ -11,6 +11,7 @@ the process exits 0. With several workers, :mod:`.workers` forks them over one s
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import gc
 import logging
@@ -169,11 +170,11 @@ class GracefulServer(uvicorn.Server):
         if self.watchdog is None:
             return
         if self.watchdog.stuck is not None:
-            _exit_now(EXIT_STUCK)
+            _exit_now(EXIT_STUCK, is_forked=self._balancer is not None)
         if left := len(self.watchdog.running()):
             logger.warning("%d model calls still running after their requests timed out "
                            "are abandoned", left)
-            _exit_now(0)
+            _exit_now(0, is_forked=self._balancer is not None)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -237,13 +238,15 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
         logger.error("%s; this worker stops (exit %d) so that a fresh one replaces it. "
                      "Where the call is:\n%s", call.describe(), EXIT_STUCK,
                      call.stack or "(it returned just now)")
+        is_forked = balancer is not None
         if call.blocks_loop or server is None or server.loop is None:
-            _exit_now(EXIT_STUCK)  # nothing on the loop can run: its requests go to the supervisor
+            # nothing on the loop can run: its callers get their answer from the supervisor
+            _exit_now(EXIT_STUCK, is_forked=is_forked)
         with contextlib.suppress(RuntimeError):  # (a loop closed meanwhile: already leaving)
             server.loop.call_soon_threadsafe(server.handle_exit, signal.SIGTERM, None)  # a drain
         time.sleep(settings.serving.shutdown_timeout_s + STUCK_DRAIN_SLACK_S)
         logger.error("the drain of the stuck worker did not finish; exiting now")
-        _exit_now(EXIT_STUCK)
+        _exit_now(EXIT_STUCK, is_forked=is_forked)
 
     config = uvicorn.Config(
         app,
@@ -265,9 +268,17 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
     return EXIT_LOAD_FAILED if dataplane.load_error is not None else 0
 
 
-def _exit_now(code: int) -> NoReturn:
-    """Leave at once with ``code``: a model call's thread still running would block a
-    normal exit (the interpreter joins the executor's threads)."""
+def _exit_now(code: int, *, is_forked: bool) -> NoReturn:
+    """Leave with ``code`` without waiting for threads: a model call's thread still running
+    would block a normal exit (the interpreter joins the executors' threads).
+
+    A process of its own (one worker) first runs its exit handlers, as a normal exit would:
+    they remove the model's temporary folder (``prefetching``'s) and flush the logs. A forked
+    worker runs none: it inherited its supervisor's, which would remove the folder its
+    siblings serve from.
+    """
+    if not is_forked:
+        atexit._run_exitfuncs()  # what a normal exit runs, minus joining the threads
     for handler in logging.getLogger().handlers:
         with contextlib.suppress(Exception):
             handler.flush()
