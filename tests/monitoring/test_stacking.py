@@ -100,6 +100,8 @@ def test_missing_annotations_computed_once_per_column_set() -> None:
     assert sorted(annotator.calls) == [2, 4]  # one call per column set, none for "d"
     assert [a["double"] for a in annotations] == [[0.0], [2.0], [4.0], [6.0], [20.0, 40.0],
                                                    ["kept"]]
+    assert annotations[-1] is done.annotations  # complete already: not copied
+    assert all(r.annotations == {} for r in [*same, other])  # the entries' own: untouched
 
 
 def test_a_failing_batch_is_annotated_one_by_one() -> None:

@@ -31,13 +31,16 @@ PREPARE_CHUNK = 128
 """Entries converted for the database between two turns of the request loop (~1 ms)."""
 
 
-def to_row(record: Answered) -> dict[str, Any]:
-    """A ``gb_predictions`` row for ``record`` (inputs in split orientation, outputs as given).
+def to_row(record: Answered, annotations: dict[str, list[Any]] | None = None
+           ) -> dict[str, Any]:
+    """A ``gb_predictions`` row for ``record`` (inputs in split orientation, outputs as given),
+    with ``annotations`` instead of the record's own when given.
 
     numpy and pandas values are left as they are: the store's JSON encoder writes them
     natively (see :func:`~greenbutton.monitoring.payload_store.encode_json`).
     """
-    annotations = record.annotations
+    if annotations is None:
+        annotations = record.annotations
     outliers = annotations.get("outliers", [])
     return {
         "request_id": record.request_id,
@@ -126,24 +129,29 @@ class PayloadLog:
             batch = [self._buffer.popleft() for _ in range(len(self._buffer))]
             if not batch:
                 return
+            annotations: list[dict[str, list[Any]]] | None = None
             try:
                 if self.annotators:
-                    batch = await asyncio.to_thread(self._annotated, batch)
+                    annotations = await asyncio.to_thread(annotate_records, self.annotators,
+                                                          batch)
                 prepared = []
                 for start in range(0, len(batch), PREPARE_CHUNK):
-                    chunk = batch[start:start + PREPARE_CHUNK]
-                    prepared.append(self.store.prepare_predictions([to_row(e) for e in chunk]))
+                    stop = start + PREPARE_CHUNK
+                    chunk = batch[start:stop]
+                    scored = ([None] * len(chunk) if annotations is None
+                              else annotations[start:stop])
+                    prepared.append(self.store.prepare_predictions(
+                        [to_row(e, a) for e, a in zip(chunk, scored, strict=True)]))
                     await asyncio.sleep(0)
                 await asyncio.to_thread(self.store.write_prepared, prepared)
                 if self.retention is not None:
                     self.retention.maybe_prune()  # starts a background prune when due
             except Exception:
                 logger.exception("writing %d payload records failed; will retry", len(batch))
-                self._requeue(batch)  # annotated: a retry does not score (and count) again
-
-    def _annotated(self, batch: list[Answered]) -> list[Answered]:
-        annotations = annotate_records(self.annotators, batch)
-        return [e._replace(annotations=a) for e, a in zip(batch, annotations, strict=True)]
+                if annotations is not None:  # a retry does not score (and count) again
+                    batch = [e._replace(annotations=a)
+                             for e, a in zip(batch, annotations, strict=True)]
+                self._requeue(batch)
 
     def _requeue(self, batch: list[Answered]) -> None:
         room = max(0, self.capacity - len(self._buffer))

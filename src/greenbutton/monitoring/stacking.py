@@ -116,17 +116,20 @@ def annotate_records(
 ) -> list[dict[str, list[Any]]]:
     """Each entry's annotations, the missing ones computed in one call per annotator.
 
-    An entry keeps the values it already has. When stacking or a stacked call fails, the
-    entries are annotated one by one, and an annotator failing on an entry gives ``None``
-    per row (as on the request path: a monitor's bug never loses the entry).
+    An entry keeps the values it already has (an entry missing none is given its own
+    dict, not a copy). When stacking or a stacked call fails, the entries are annotated one
+    by one, and an annotator failing on an entry gives ``None`` per row (as on the request
+    path: a monitor's bug never loses the entry).
     """
-    result = [dict(r.annotations) for r in records]
+    result = [r.annotations for r in records]
     for annotator in annotators:
         missing = [i for i, r in enumerate(records) if annotator.name not in r.annotations]
         if not missing:
             continue
         for i, values in zip(missing, _annotate(annotator, [records[i] for i in missing]),
                              strict=True):
+            if result[i] is records[i].annotations:  # copied when first added to
+                result[i] = dict(result[i])
             result[i][annotator.name] = values
     return result
 
