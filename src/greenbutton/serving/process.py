@@ -4,7 +4,8 @@ The model loads in the background once the ASGI lifespan starts, so ``/health/li
 answers at once and ``/health/ready`` turns 200 only after loading and warm-up. If loading
 fails, the server stops and :func:`run` raises :class:`~greenbutton.errors.ModelNotReady`.
 On SIGTERM readiness turns 503 at once, in-flight requests finish, sinks are flushed, and
-the process exits 0. With several workers, :mod:`.workers` forks them over one socket and
+the process exits 0. A worker stuck in a model call exits with 4 to be replaced
+(:mod:`.watchdog`). With several workers, :mod:`.workers` forks them over one socket and
 :mod:`.balance` evens out their connections.
 """
 
@@ -214,6 +215,7 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
                  fetch: ModelFetch | None = None,
                  balancer: WorkerBalancer | None = None) -> int:
     """Serve on ``sock`` until SIGTERM/SIGINT; 0 after a drain, 3 if the model failed to load.
+    The process exits from within (4 if stuck, 0 after a drain) when model calls still run.
 
     ``balancer`` (one of several workers) evens connections out with the sibling workers."""
     limit_native_threads(settings.serving)
