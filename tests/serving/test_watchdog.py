@@ -185,6 +185,14 @@ async def ready_client(port: int) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+def row_and_hanging_row(frame: pd.DataFrame) -> tuple[list[Any], list[Any]]:
+    """``inputs`` of one row the model answers and of one it hangs on."""
+    rows = frame[:1].to_numpy()
+    hung = rows.copy()
+    hung[0, 0] = -1.0
+    return rows.tolist(), hung.tolist()
+
+
 def workers_of(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
 
@@ -196,25 +204,22 @@ async def test_a_call_stuck_on_the_request_loop_gets_its_worker_replaced(
     # a fast model runs on the request loop: hanging there, it blocks its whole worker
     uri = save_hanging_model(tmp_path / "fast", digits_frame, delay_s=0.0)
     settings.serving.request_timeout_s = 1.0
-    rows = digits_frame[:1].to_numpy()
+    rows, hung = row_and_hanging_row(digits_frame)
     log = tmp_path / "serve.log"
     with log.open("wb") as stderr, serving(settings, uri, workers=2, stderr=stderr) as (
             process, port):
         async with ready_client(port) as client:
             before = workers_of(process.pid)
             for _ in range(60):  # each worker's average call drops below the inline budget
-                assert (await client.post("/predict", json={"inputs": rows.tolist()})
-                        ).status_code == 200
-            hung = rows.copy()
-            hung[0, 0] = -1.0
+                assert (await client.post("/predict", json={"inputs": rows})).status_code == 200
             started = time.monotonic()
-            response = await client.post("/predict", json={"inputs": hung.tolist()})
+            response = await client.post("/predict", json={"inputs": hung})
             # its worker left after the timeout; the supervisor answered for it
             assert response.status_code == 503, response.text
             assert response.headers["retry-after"]
             assert time.monotonic() - started < 10
             for _ in range(10):  # the other worker and the replacement answer
-                ok = await client.post("/predict", json={"inputs": rows.tolist()})
+                ok = await client.post("/predict", json={"inputs": rows})
                 assert ok.status_code == 200, ok.text
             deadline = time.monotonic() + 30
             while len(set(workers_of(process.pid)) - set(before)) < 1:
@@ -236,17 +241,15 @@ async def test_a_threaded_call_gets_a_504_then_its_worker_drains_and_exits_4(
     uri = save_hanging_model(tmp_path / "slow", digits_frame, delay_s=0.005)
     settings.serving.request_timeout_s = 1.0
     settings.serving.stuck_call_s = 3.0
-    rows = digits_frame[:1].to_numpy()
+    rows, hung = row_and_hanging_row(digits_frame)
     log = tmp_path / "serve.log"
     with log.open("wb") as stderr, serving(settings, uri, workers=1, exit_code=EXIT_STUCK,
                                            stderr=stderr) as (process, port):
         async with ready_client(port) as client:
-            hung = rows.copy()
-            hung[0, 0] = -1.0
-            response = await client.post("/predict", json={"inputs": hung.tolist()})
+            response = await client.post("/predict", json={"inputs": hung})
             assert response.status_code == 504, response.text
             assert "1.0 s" in response.json()["error"]["message"]
-            ok = await client.post("/predict", json={"inputs": rows.tolist()})
+            ok = await client.post("/predict", json={"inputs": rows})
             assert ok.status_code == 200  # the loop is free: the worker still serves
             deadline = time.monotonic() + 1.5  # the gauge follows within a check interval
             while "greenbutton_model_calls_overrunning 1.0" not in (
@@ -268,8 +271,7 @@ async def test_sigterm_abandons_a_call_whose_request_timed_out_and_exits_0(
     settings.serving.request_timeout_s = 1.0
     settings.serving.stuck_call_s = 120.0  # not stuck yet: the drain must not wait for it
     settings.serving.workers = 1
-    rows = digits_frame[:1].to_numpy().copy()
-    rows[0, 0] = -1.0
+    _, hung = row_and_hanging_row(digits_frame)
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     log = tmp_path / "serve.log"
@@ -284,7 +286,7 @@ async def test_sigterm_abandons_a_call_whose_request_timed_out_and_exits_0(
     try:
         async with ready_client(port) as client:
             assert any(temporary.iterdir())  # the model's files, fetched for this server
-            response = await client.post("/predict", json={"inputs": rows.tolist()})
+            response = await client.post("/predict", json={"inputs": hung})
             assert response.status_code == 504
         process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 30) == 0
