@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -175,4 +176,19 @@ async def test_received_connection_is_served_and_closed_after_its_answer_once_dr
         for writer in writers:
             writer.close()
         listener.close()
+        slots.close()
+
+
+def test_a_promise_sets_the_slots_deadline_and_a_reset_clears_it() -> None:
+    slots = Slots(2)
+    try:
+        before = time.monotonic_ns()
+        WorkerBalancer(slots, 1).promise(2.5)
+        after = time.monotonic_ns()
+        assert slots.deadline[0] == 0
+        assert before + 2.5e9 <= slots.deadline[1] <= after + 2.5e9
+        assert slots.loads() == [0, 0]  # the deadlines are not counters of the loads
+        slots.reset(1)
+        assert slots.deadline[1] == 0
+    finally:
         slots.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ from served_process import serving
 
 from greenbutton.calls import ModelCalls
 from greenbutton.config import Settings
-from greenbutton.serving.watchdog import EXIT_STUCK, StuckCall, Watchdog
+from greenbutton.serving.watchdog import DEADLINE_SLACK_S, EXIT_STUCK, StuckCall, Watchdog
 
 OVERRUNNING = "greenbutton_model_calls_overrunning"
 
@@ -112,18 +113,24 @@ def test_the_watchdog_thread_reports_a_stuck_call_once(
 
     def on_stuck(call: StuckCall) -> None:
         reported.append(call)
+        beats_when_stuck.append(len(beats))
         fired.set()
 
+    beats: list[float] = []
+    beats_when_stuck: list[int] = []
     watchdog = Watchdog(calls.snapshot, request_timeout_s=0.1, stuck_call_s=0.3,
-                        on_stuck=on_stuck, registry=registry)
+                        on_stuck=on_stuck, on_check=lambda: beats.append(time.monotonic()),
+                        registry=registry)
     assert watchdog.interval_s == pytest.approx(0.025)  # a quarter of a short timeout
     watchdog.start(loop_thread=threading.get_ident())
+    assert len(beats) == 1  # the first heartbeat at once, before any check
     try:
         assert fired.wait(5)
         time.sleep(0.2)  # several more intervals: still reported once
     finally:
         watchdog.stop()
     assert len(reported) == 1 and reported[0].thread_id == thread.ident
+    assert beats_when_stuck[0] > 1 and len(beats) == beats_when_stuck[0]  # none once stuck
     assert reported[0].running_s > 0.3
     assert watchdog.stuck is reported[0]
     assert registry.get_sample_value(OVERRUNNING) == 0  # its calls leave with the worker
@@ -146,13 +153,17 @@ def test_stuck_call_defaults_to_twice_the_timeout_and_may_not_be_shorter() -> No
 
 
 class HangingModel(mlflow.pyfunc.PythonModel):
-    """Answers zeros after ``delay_s``, but hangs (for minutes) on a negative first pixel."""
+    """Answers zeros after ``delay_s``, but hangs on a negative first pixel: for minutes, or
+    (``holds_lock``) for hours in a regular expression, which never lets the interpreter
+    lock go."""
 
-    def __init__(self, delay_s: float) -> None:
-        self.delay_s = delay_s
+    def __init__(self, delay_s: float, holds_lock: bool = False) -> None:
+        self.delay_s, self.holds_lock = delay_s, holds_lock
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
         if (model_input.iloc[:, 0] < 0).any():
+            if self.holds_lock:
+                re.match(r"(a+)+$", "a" * 40 + "b")  # backtracks ~2^40 steps in C
             hang_for_minutes()
         time.sleep(self.delay_s)
         return np.zeros(len(model_input), dtype=np.int64)
@@ -162,11 +173,12 @@ def hang_for_minutes() -> None:
     time.sleep(300)
 
 
-def save_hanging_model(path: Path, frame: pd.DataFrame, delay_s: float) -> str:
+def save_hanging_model(path: Path, frame: pd.DataFrame, delay_s: float,
+                       holds_lock: bool = False) -> str:
     module = sys.modules[HangingModel.__module__]
     cloudpickle.register_pickle_by_value(module)  # the serving process cannot import tests
     try:
-        mlflow.pyfunc.save_model(path, python_model=HangingModel(delay_s),
+        mlflow.pyfunc.save_model(path, python_model=HangingModel(delay_s, holds_lock),
                                  signature=infer_signature(frame[:2]), input_example=frame[:1])
     finally:
         cloudpickle.unregister_pickle_by_value(module)
@@ -231,6 +243,35 @@ async def test_a_call_stuck_on_the_request_loop_gets_its_worker_replaced(
     text = log.read_text()
     assert "on the request loop" in text and "hang_for_minutes" in text, text[-3000:]
     assert f"was stuck in a model call (exit {EXIT_STUCK})" in text
+
+
+@pytest.mark.slow
+async def test_a_call_holding_the_interpreter_lock_gets_its_worker_killed_and_replaced(
+    settings: Settings, tmp_path: Path, digits_frame: pd.DataFrame
+) -> None:
+    # no thread of that worker runs, its watchdog included: the supervisor sees it miss the
+    # deadline the watchdog renews (stuck_call_s + DEADLINE_SLACK_S ahead) and kills it
+    uri = save_hanging_model(tmp_path / "locking", digits_frame, delay_s=0.0, holds_lock=True)
+    settings.serving.request_timeout_s = 1.0
+    settings.serving.stuck_call_s = 1.0
+    rows, hung = row_and_hanging_row(digits_frame)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as stderr, serving(settings, uri, workers=2, stderr=stderr) as (
+            process, port):
+        async with ready_client(port) as client:
+            before = workers_of(process.pid)
+            started = time.monotonic()
+            response = await client.post("/predict", json={"inputs": hung})
+            assert response.status_code == 503, response.text  # from the supervisor
+            assert time.monotonic() - started < 1.0 + DEADLINE_SLACK_S + 5
+            deadline = time.monotonic() + 30
+            while len(set(workers_of(process.pid)) - set(before)) < 1:
+                assert time.monotonic() < deadline, "the locked worker was not replaced"
+                await asyncio.sleep(0.1)
+            for _ in range(10):
+                ok = await client.post("/predict", json={"inputs": rows})
+                assert ok.status_code == 200, ok.text
+    assert "missed its watchdog's deadline" in log.read_text(), log.read_text()[-3000:]
 
 
 @pytest.mark.slow

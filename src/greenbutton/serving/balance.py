@@ -22,6 +22,7 @@ import contextlib
 import logging
 import mmap
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -58,23 +59,28 @@ def handoff_target(loads: Sequence[int], alive: Sequence[bool], me: int,
 
 
 class Slots:
-    """Per worker slot: open connections, liveness and an inbox for handed-on connections.
+    """Per worker slot: open connections, liveness, a deadline, and an inbox for handed-on
+    connections.
 
     Made by the supervisor before it forks; the memory is a shared anonymous mapping, so every
     worker sees the same counters. ``opened[i]`` and ``taken[i]`` are written by worker ``i``
     only, ``sent[i, j]`` (connections ``i`` passed to ``j``) by ``i`` only, ``alive[i]`` by
     ``i`` (set once serving, cleared on drain) and by the supervisor (cleared on death). A
     slot's load counts connections on their way to it: ``opened + sent to it - taken``.
+    ``deadline[i]`` (monotonic nanoseconds, 0: none) is pushed forward by worker ``i``'s
+    watchdog at every check; a worker still past its deadline cannot run Python at all, and
+    the supervisor kills it (:meth:`Supervisor._kill_overdue`).
     """
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self._memory = mmap.mmap(-1, _WORD * (3 * count + count * count))
+        self._memory = mmap.mmap(-1, _WORD * (4 * count + count * count))
         words = np.frombuffer(self._memory, dtype=np.int64)
         self.opened = words[:count]
         self.taken = words[count:2 * count]
         self.alive = words[2 * count:3 * count]
-        self.sent = words[3 * count:].reshape(count, count)
+        self.deadline = words[3 * count:4 * count]
+        self.sent = words[4 * count:].reshape(count, count)
         pairs = datagram_pairs(count)
         self._outboxes = [outbox for outbox, _ in pairs]
         self._inboxes = [inbox for _, inbox in pairs]
@@ -101,6 +107,7 @@ class Slots:
         live. Connections still queued in its inbox stay counted; its replacement takes them."""
         self.alive[slot] = 0
         self.opened[slot] = 0
+        self.deadline[slot] = 0
 
     def close(self) -> None:
         """Close the socketpairs (the supervisor, once every worker has exited)."""
@@ -198,6 +205,11 @@ class WorkerBalancer:
                               {"balancer": self, "custody": self.custody})
         asyncio.get_running_loop().add_reader(self._inbox.fileno(), self._on_inbox)
         self.slots.alive[self.slot] = 1
+
+    def promise(self, within_s: float) -> None:
+        """Tell the supervisor to kill this worker unless it promises again within
+        ``within_s`` (its watchdog calls this at every check)."""
+        self.slots.deadline[self.slot] = time.monotonic_ns() + int(within_s * 1e9)
 
     def drain(self) -> None:
         """Receive no more connections from siblings (those on their way are still served)."""

@@ -43,7 +43,7 @@ from .loading import ServedModel
 from .prefetch import ModelFetch
 from .shared_metrics import SharedMetrics, retire
 from .threads import limit_native_threads
-from .watchdog import EXIT_STUCK, StuckCall, Watchdog
+from .watchdog import DEADLINE_SLACK_S, EXIT_STUCK, StuckCall, Watchdog
 from .workers import EXIT_LOAD_FAILED, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -244,9 +244,12 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
         if call.blocks_loop or server is None or server.loop is None:
             # nothing on the loop can run: its callers get their answer from the supervisor
             _exit_now(EXIT_STUCK, is_forked=is_forked)
+        drain_s = settings.serving.shutdown_timeout_s + STUCK_DRAIN_SLACK_S
+        if balancer is not None:  # no heartbeat while draining: a deadline past the drain
+            balancer.promise(drain_s + DEADLINE_SLACK_S)
         with contextlib.suppress(RuntimeError):  # (a loop closed meanwhile: already leaving)
             server.loop.call_soon_threadsafe(server.handle_exit, signal.SIGTERM, None)  # a drain
-        time.sleep(settings.serving.shutdown_timeout_s + STUCK_DRAIN_SLACK_S)
+        time.sleep(drain_s)
         logger.error("the drain of the stuck worker did not finish; exiting now")
         _exit_now(EXIT_STUCK, is_forked=is_forked)
 
@@ -260,9 +263,12 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
         backlog=BACKLOG,
         timeout_graceful_shutdown=math.ceil(settings.serving.shutdown_timeout_s),
     )
+    stuck_after_s = settings.serving.stuck_after_s
     watchdog = Watchdog(running_calls,
                         request_timeout_s=settings.serving.request_timeout_s,
-                        stuck_call_s=settings.serving.stuck_after_s, on_stuck=on_stuck,
+                        stuck_call_s=stuck_after_s, on_stuck=on_stuck,
+                        on_check=None if balancer is None else partial(
+                            balancer.promise, stuck_after_s + DEADLINE_SLACK_S),
                         registry=dataplane.metrics.registry)
     server = GracefulServer(config, drain, balancer, watchdog)
     server.run(sockets=[sock])  # (a stuck worker exits from within, once drained)

@@ -15,6 +15,12 @@ it to ``on_stuck``; the serving process then exits with :data:`EXIT_STUCK` (grac
 when the loop still turns), and its supervisor (or the controller, or Kubernetes) starts a
 fresh one. Meanwhile ``greenbutton_model_calls_overrunning`` counts the calls running past
 the request timeout.
+
+A call can also hold the interpreter lock for good (C code that never releases it, such as
+a regular expression backtracking without end): then no thread of the worker runs, the
+watchdog included. A forked worker's watchdog therefore renews a deadline in shared memory
+at every check (``stuck_call_s`` plus :data:`DEADLINE_SLACK_S` ahead), and the supervisor
+kills a worker past it, which it then replaces as it does any dead one.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ EXIT_STUCK = 4
 """Exit code of a serving process that left because a model call got stuck."""
 MAX_CHECK_INTERVAL_S = 1.0
 """The watchdog looks at least this often (more often for short request timeouts)."""
+DEADLINE_SLACK_S = 5.0
+"""How far beyond ``stuck_call_s`` a forked worker's deadline lies (see the module doc)."""
 
 
 @dataclass(frozen=True)
@@ -59,14 +67,17 @@ class Watchdog:
 
     ``running``: (start, thread id) of the calls running now, as
     :meth:`greenbutton.calls.ModelCalls.snapshot` gives them.
-    ``on_stuck`` runs (once, on the watchdog's thread) with the first stuck call found.
+    ``on_stuck`` runs (once, on the watchdog's thread) with the first stuck call found;
+    ``on_check`` after every check that found none (a heartbeat: see
+    :meth:`~greenbutton.serving.balance.WorkerBalancer.promise`).
     """
 
     def __init__(self, running: Callable[[], Sequence[tuple[float, int]]], *,
                  request_timeout_s: float, stuck_call_s: float,
                  on_stuck: Callable[[StuckCall], None],
+                 on_check: Callable[[], None] | None = None,
                  registry: CollectorRegistry | None = None) -> None:
-        self.running, self.on_stuck = running, on_stuck
+        self.running, self.on_stuck, self.on_check = running, on_stuck, on_check
         self.request_timeout_s, self.stuck_call_s = request_timeout_s, stuck_call_s
         self.interval_s = min(MAX_CHECK_INTERVAL_S, request_timeout_s / 4)
         self.loop_thread: int | None = None
@@ -79,8 +90,13 @@ class Watchdog:
             "the worker is replaced once one is stuck)", registry=registry)
 
     def start(self, loop_thread: int) -> None:
-        """Start watching; ``loop_thread``: the id of the thread running the request loop."""
+        """Start watching; ``loop_thread``: the id of the thread running the request loop.
+
+        The first heartbeat (``on_check``) is given here: a call could lock the interpreter
+        before the first check."""
         self.loop_thread = loop_thread
+        if self.on_check is not None:
+            self.on_check()
         self._thread = threading.Thread(target=self._watch, name="greenbutton-watchdog",
                                         daemon=True)
         self._thread.start()
@@ -117,6 +133,8 @@ class Watchdog:
                     self._overrunning.set(0)
                 self.on_stuck(stuck)
                 return
+            if self.on_check is not None:
+                self.on_check()
 
 
 def stack_of(thread_id: int) -> str:

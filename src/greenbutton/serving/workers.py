@@ -9,7 +9,8 @@ Every connection a child keeps is also held by the supervisor (:mod:`.custody`),
 child dies (killed, crashed in model code, out of memory) its callers are not reset: a request
 that got no byte of its answer gets a 503 with ``Retry-After``, an idle keep-alive connection
 is closed, and the child is replaced in its slot (as is a child stuck in a model call,
-which exits by itself: :mod:`.watchdog`). The supervisor waits on the custody sockets
+which exits by itself, or is killed once past the deadline its watchdog renews:
+:mod:`.watchdog`). The supervisor waits on the custody sockets
 and a pidfd per child with one selector. A child that could not load the model stops the
 whole server. On SIGTERM/SIGINT the supervisor closes its copy of the socket, passes the
 signal on, waits for the children to drain and returns 0.
@@ -138,8 +139,24 @@ class Supervisor:
                 time.sleep(COALESCE_S)  # let more queue up: one wake-up takes them all
             if not HAS_PIDFD:
                 self._reap_exited()
+            if not self.is_stopping:
+                self._kill_overdue()
             self.custodian.sweep()
             self._respawn_due()
+
+    def _kill_overdue(self) -> None:
+        # a worker past the deadline its watchdog renews runs no Python at all (a call holds
+        # the interpreter lock): kill it; its exit is then handled as any death
+        now = time.monotonic_ns()
+        for pid, slot in self.slot_of.items():
+            deadline = int(self.slots.deadline[slot])
+            if deadline and now > deadline:
+                self.slots.deadline[slot] = 0  # once
+                logger.error("worker %d missed its watchdog's deadline by %.1f s: a model call "
+                             "holds the interpreter lock; killing it", pid,
+                             (now - deadline) / 1e9)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def _wait_s(self) -> float:
         waits = [when - time.monotonic() for when, _ in self.respawns]
