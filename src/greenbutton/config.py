@@ -110,6 +110,9 @@ class ControllerSettings(BaseModel):
     """Reconcile at least this often, whatever else triggers it."""
     ready_timeout_s: PositiveFloat = 120.0
     """A new serving process must become ready within this time."""
+    liveness_timeout_s: PositiveFloat = 60.0
+    """A ready local serving process that has not answered ``/health/live`` for this long is
+    killed and restarted (a process frozen in a model call; Kubernetes probes on its own)."""
     drain_timeout_s: PositiveFloat = 30.0
     """How long a replaced process may take to finish its in-flight requests."""
     ready_poll_interval_s: PositiveFloat = 0.25

@@ -1,8 +1,10 @@
 """A tiny real serving process for controller tests: uvicorn on an inherited socket.
 
 Run as ``python fake_server.py --fd N --version V [--ready-delay-s S]``. It answers
-``/health/ready`` with 200 once the delay has passed, echoes its version on ``/predict``, and
-exits with code 3 on ``POST /crash`` (after a line on stderr), like a model that crashed.
+``/health/ready`` with 200 once the delay has passed, echoes its version on ``/predict``,
+exits with code 3 on ``POST /crash`` (after a line on stderr), like a model that crashed, and
+on ``POST /freeze`` blocks its event loop for a minute, like a model call that never returns
+(``/health/live`` then goes unanswered).
 """
 
 from __future__ import annotations
@@ -34,12 +36,22 @@ def create_app(version: int, ready_delay_s: float) -> Starlette:
         await asyncio.sleep(min(delay_s, 5.0))
         return JSONResponse({"version": version, "bytes": len(body), "pid": os.getpid()})
 
+    async def live(request: Request) -> Response:
+        return JSONResponse({"status": "live"})
+
+    async def freeze(request: Request) -> Response:
+        print(f"fake model v{version} freezing on purpose", file=sys.stderr, flush=True)
+        time.sleep(60)  # on the loop: nothing else is answered meanwhile
+        return JSONResponse({})
+
     async def crash(request: Request) -> Response:
         print(f"fake model v{version} crashing on purpose", file=sys.stderr, flush=True)
         os._exit(3)
 
     return Starlette(routes=[
         Route("/health/ready", ready),
+        Route("/health/live", live),
+        Route("/freeze", freeze, methods=["POST"]),
         Route("/predict", predict, methods=["POST"]),
         Route("/invocations", predict, methods=["POST"]),
         Route("/crash", crash, methods=["POST"]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import stat
@@ -155,6 +157,32 @@ async def test_child_not_ready_in_time_is_failed(
         await target.start(V1)
         await until_state(target, InstanceState.FAILED, wait_for)
         assert "not ready" in ((await only(target)).reason or "")
+    finally:
+        await target.close()
+
+
+async def test_ready_child_silent_on_liveness_is_killed_and_failed(
+    fast_settings: Settings, fake_argv: Any, wait_for: Wait
+) -> None:
+    controller = fast_settings.controller.model_copy(update={"liveness_timeout_s": 1.0})
+    settings = fast_settings.model_copy(update={"controller": controller})
+    target = LocalTarget(settings, argv=fake_argv())
+    try:
+        await target.start(V1)
+        await until_state(target, InstanceState.READY, wait_for)
+        ready = await only(target)
+        pid = int(ready.handle or 0)
+        for _ in range(3):  # answering: stays ready past the timeout
+            await asyncio.sleep(0.5)
+            assert (await only(target)).state is InstanceState.READY
+        async with httpx.AsyncClient(trust_env=False, timeout=0.5) as client:
+            with contextlib.suppress(httpx.TimeoutException):
+                await client.post(f"{ready.url}/freeze")
+        await until_state(target, InstanceState.FAILED, wait_for)
+        failed = await only(target)
+        assert "not answering /health/live" in (failed.reason or "")
+        assert "freezing on purpose" in (failed.reason or "")  # the log's tail, for the why
+        assert not is_alive(pid)
     finally:
         await target.close()
 

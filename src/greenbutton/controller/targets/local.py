@@ -4,12 +4,15 @@ The target binds the listening socket itself and hands its fd to the child, so t
 known before the child starts and nothing else can take it. Children log to a file under
 ``<home>/logs``; running instances are recorded in ``<home>/run/local-target.json`` and a
 restarted controller (even after ``kill -9``) adopts the ones still alive: same port, same URL,
-health-checked again, never a duplicate (see ``local_records``).
+health-checked again, never a duplicate (see ``local_records``). A ready child that stops
+answering ``/health/live`` for ``controller.liveness_timeout_s`` is killed and restarted, as a
+Kubernetes liveness probe would have it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -65,6 +68,8 @@ class _Instance:
     reason: str | None = None
     failures: int = 0
     changed_at: float = field(default_factory=time.monotonic)
+    live_at: float = 0.0
+    """When it last answered ``/health/live`` (monotonic; 0: not since it became ready)."""
     is_adopted: bool = False
     """Started by a previous controller: not our child, watched through /proc."""
 
@@ -94,10 +99,13 @@ class LocalTarget:
         self._pending: InstanceRecord | None = None
 
     async def observe(self) -> list[ObservedDeployment]:
-        """Check every child: exited → failed, answering /health/ready → ready."""
+        """Check every child: exited → failed, answering /health/ready → ready, ready but
+        silent on /health/live for ``liveness_timeout_s`` → killed and failed."""
         await self._adopt_once()
+        ready = [i for i in self._instances.values() if i.state is InstanceState.READY]
         starting = [i for i in self._instances.values() if self._check_exit(i)]
-        await asyncio.gather(*(self._check_ready(i) for i in starting))
+        await asyncio.gather(*(self._check_ready(i) for i in starting),
+                             *(self._check_live(i) for i in ready))
         now = time.monotonic()
         return [self._observed(i, now) for i in self._instances.values()]
 
@@ -211,15 +219,26 @@ class LocalTarget:
                 instance.failures = 0
             return False
         if time.monotonic() - instance.changed_at > self._settings.controller.ready_timeout_s:
-            if instance.process is not None:
-                instance.process.kill()
-                instance.process.wait(timeout=_KILL_WAIT_S)
-            elif instance.is_adopted and instance.record.pid is not None:
-                signal_pid(instance.record.pid, instance.record.start_time, signal.SIGKILL)
+            self._kill(instance)
             timeout = self._settings.controller.ready_timeout_s
             self._fail(instance, f"not ready after {timeout:g}s: {_tail(instance.log_path)}")
             return False
         return True
+
+    async def _check_live(self, instance: _Instance) -> None:
+        if instance.state is not InstanceState.READY:  # (it exited meanwhile)
+            return
+        with contextlib.suppress(httpx.TransportError):
+            response = await self._client.get(f"{instance.url}/health/live")
+            if response.status_code == 200:
+                instance.live_at = time.monotonic()
+                return
+        timeout = self._settings.controller.liveness_timeout_s
+        if time.monotonic() - max(instance.live_at, instance.changed_at) <= timeout:
+            return
+        self._kill(instance)
+        self._fail(instance, f"not answering /health/live for {timeout:g}s, killed: "
+                             f"{_tail(instance.log_path)}")
 
     async def _check_ready(self, instance: _Instance) -> None:
         try:
@@ -228,6 +247,14 @@ class LocalTarget:
             return
         if response.status_code == 200 and instance.state is InstanceState.STARTING:
             instance.enter(InstanceState.READY)
+
+    @staticmethod
+    def _kill(instance: _Instance) -> None:
+        if instance.process is not None:
+            instance.process.kill()
+            instance.process.wait(timeout=_KILL_WAIT_S)
+        elif instance.is_adopted and instance.record.pid is not None:
+            signal_pid(instance.record.pid, instance.record.start_time, signal.SIGKILL)
 
     @property
     def _restart_backoff_max_s(self) -> float:
