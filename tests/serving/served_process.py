@@ -28,14 +28,16 @@ def serving(settings: Settings, model_uri: str, workers: int = 2, *,
     """The process serving ``model_uri`` with ``workers`` workers, and its port.
 
     Leaving the block normally stops it with SIGTERM (unless it has exited) and checks that
-    it exits with ``exit_code``; on an error it is killed. ``stderr``: where its log goes.
+    it exits with ``exit_code``; on an error it is killed with its workers (its own process
+    group: a worker frozen in a model call would not follow a killed supervisor).
+    ``stderr``: where its log goes.
     """
     listener = socket.create_server(("127.0.0.1", 0))
     port = int(listener.getsockname()[1])
     env = {**os.environ, **settings.environ(), "GREENBUTTON_SERVING__WORKERS": str(workers)}
     process = subprocess.Popen(
         [sys.executable, "-c", SERVE_FROM_FD, model_uri, str(listener.fileno())],
-        pass_fds=[listener.fileno()], env=env, stderr=stderr,
+        pass_fds=[listener.fileno()], env=env, stderr=stderr, start_new_session=True,
     )
     listener.close()
     try:
@@ -43,6 +45,6 @@ def serving(settings: Settings, model_uri: str, workers: int = 2, *,
         process.send_signal(signal.SIGTERM)  # (nothing once it has been waited for)
         assert process.wait(timeout=60) == exit_code
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # (its group: nothing left if all went well)
+        process.wait()

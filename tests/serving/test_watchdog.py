@@ -154,8 +154,8 @@ def test_stuck_call_defaults_to_twice_the_timeout_and_may_not_be_shorter() -> No
 
 class HangingModel(mlflow.pyfunc.PythonModel):
     """Answers zeros after ``delay_s``, but hangs on a negative first pixel: for minutes, or
-    (``holds_lock``) for hours in a regular expression, which never lets the interpreter
-    lock go."""
+    (``holds_lock``) first for about a minute in a regular expression, which never lets the
+    interpreter lock go (bounded: should the worker outlive its test, it ends by itself)."""
 
     def __init__(self, delay_s: float, holds_lock: bool = False) -> None:
         self.delay_s, self.holds_lock = delay_s, holds_lock
@@ -163,7 +163,7 @@ class HangingModel(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
         if (model_input.iloc[:, 0] < 0).any():
             if self.holds_lock:
-                re.match(r"(a+)+$", "a" * 40 + "b")  # backtracks ~2^40 steps in C
+                re.match(r"(a+)+$", "a" * 30 + "b")  # backtracks ~2^30 steps in C
             hang_for_minutes()
         time.sleep(self.delay_s)
         return np.zeros(len(model_input), dtype=np.int64)
