@@ -209,6 +209,14 @@ def workers_of(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
 
 
+async def until_replaced(supervisor: int, before: list[str]) -> None:
+    """Until a worker not in ``before`` runs under ``supervisor`` (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while len(set(workers_of(supervisor)) - set(before)) < 1:
+        assert time.monotonic() < deadline, "the worker was not replaced"
+        await asyncio.sleep(0.1)
+
+
 @pytest.mark.slow
 async def test_a_call_stuck_on_the_request_loop_gets_its_worker_replaced(
     settings: Settings, tmp_path: Path, digits_frame: pd.DataFrame
@@ -233,10 +241,7 @@ async def test_a_call_stuck_on_the_request_loop_gets_its_worker_replaced(
             for _ in range(10):  # the other worker and the replacement answer
                 ok = await client.post("/predict", json={"inputs": rows})
                 assert ok.status_code == 200, ok.text
-            deadline = time.monotonic() + 30
-            while len(set(workers_of(process.pid)) - set(before)) < 1:
-                assert time.monotonic() < deadline, "the stuck worker was not replaced"
-                await asyncio.sleep(0.1)
+            await until_replaced(process.pid, before)
             assert len(workers_of(process.pid)) == 2
             # the supervisor's folder (model, metrics of every worker) outlived the stuck one
             assert (await client.get("/metrics")).status_code == 200
@@ -264,10 +269,7 @@ async def test_a_call_holding_the_interpreter_lock_gets_its_worker_killed_and_re
             response = await client.post("/predict", json={"inputs": hung})
             assert response.status_code == 503, response.text  # from the supervisor
             assert time.monotonic() - started < 1.0 + DEADLINE_SLACK_S + 5
-            deadline = time.monotonic() + 30
-            while len(set(workers_of(process.pid)) - set(before)) < 1:
-                assert time.monotonic() < deadline, "the locked worker was not replaced"
-                await asyncio.sleep(0.1)
+            await until_replaced(process.pid, before)
             for _ in range(10):
                 ok = await client.post("/predict", json={"inputs": rows})
                 assert ok.status_code == 200, ok.text
