@@ -37,9 +37,7 @@ class SharedMetrics:
 
     def publish(self, own: bytes | None = None) -> None:
         """Write this worker's exposition (``own`` if already rendered); call every interval."""
-        temporary = self._path.with_suffix(".tmp")
-        temporary.write_bytes(own if own is not None else self.render_own())
-        temporary.replace(self._path)
+        _replace(self._path, own if own is not None else self.render_own())
 
     def render(self) -> bytes:
         """Every worker's metrics merged into one exposition (this worker's fresh)."""
@@ -60,8 +58,13 @@ def retire(directory: Path, pid: int) -> None:
         text = path.read_text()
     except FileNotFoundError:
         return
+    _replace(path, merge_expositions([text], with_gauges=False).encode())
+
+
+def _replace(path: Path, content: bytes) -> None:
+    # write-then-rename: a worker merging the files meanwhile reads the old or the new one
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(merge_expositions([text], with_gauges=False))
+    temporary.write_bytes(content)
     temporary.replace(path)
 
 

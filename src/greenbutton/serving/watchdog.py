@@ -83,7 +83,6 @@ class Watchdog:
         self.loop_thread: int | None = None
         self.stuck: StuckCall | None = None
         self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
         self._overrunning = None if registry is None else Gauge(
             "greenbutton_model_calls_overrunning",
             "Model calls still running after the request timeout (they cannot be stopped; "
@@ -97,9 +96,7 @@ class Watchdog:
         self.loop_thread = loop_thread
         if self.on_check is not None:
             self.on_check()
-        self._thread = threading.Thread(target=self._watch, name="greenbutton-watchdog",
-                                        daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._watch, name="greenbutton-watchdog", daemon=True).start()
 
     def stop(self) -> None:
         """Stop watching (returns at once; the thread ends within one interval)."""
