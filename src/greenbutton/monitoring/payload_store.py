@@ -10,7 +10,9 @@ are stored once per distinct set, in ``gb_input_columns`` (see :mod:`.input_colu
 from __future__ import annotations
 
 import datetime
+import itertools
 import logging
+import operator
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -311,7 +313,7 @@ class PreparedRows:
     """Payload rows ready to insert: bound values (bulk path) or plain dicts (SQLAlchemy's),
     and the column sets (by key) they refer to that were not yet known to be stored."""
 
-    bound: list[tuple[Any, ...]] = field(default_factory=list)
+    bound: list[list[Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     column_sets: dict[str, list[Any]] = field(default_factory=dict)
 
@@ -334,6 +336,8 @@ class BulkInsert:
         columns = [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
         self.names = [c.name for c in columns]
         self.processors = [_bind_processor(c, dialect) for c in columns]
+        self._values = operator.itemgetter(*self.names)
+        self._processed = [(i, p) for i, p in enumerate(self.processors) if p is not None]
         quote = dialect.identifier_preparer.quote
         self.head = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in self.names)})"
                      " VALUES ")
@@ -346,19 +350,24 @@ class BulkInsert:
         mark = cls.MARKS.get(dialect.paramstyle)
         return cls(table, dialect, mark) if mark is not None else None
 
-    def bind(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    def bind(self, rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
         """Each row's values in column order, through the dialect's bind processors."""
-        pairs = list(zip(self.names, self.processors, strict=True))
-        return [tuple(process(row[name]) if process is not None else row[name]
-                      for name, process in pairs) for row in rows]
+        values_of, processed = self._values, self._processed
+        bound = []
+        for row in rows:
+            values = list(values_of(row))  # one C call for every column
+            for i, process in processed:
+                values[i] = process(values[i])
+            bound.append(values)
+        return bound
 
-    def statements(self, bound: Sequence[tuple[Any, ...]]
+    def statements(self, bound: Sequence[Sequence[Any]]
                    ) -> Iterator[tuple[str, tuple[Any, ...]]]:
         """(SQL, parameters) pairs inserting the ``bound`` rows."""
         for start in range(0, len(bound), self.rows_per_statement):
             chunk = bound[start:start + self.rows_per_statement]
-            values = tuple(value for row in chunk for value in row)
-            yield self.head + ", ".join([self.group] * len(chunk)), values
+            yield (self.head + ", ".join([self.group] * len(chunk)),
+                   tuple(itertools.chain.from_iterable(chunk)))
 
 
 def _bind_processor(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
