@@ -6,6 +6,7 @@ import argparse
 import gc
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -249,6 +250,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # startup makes ~500k objects and little garbage: without collections it is ~15 % faster;
     # serving/process.py resumes them once the model is loaded
     gc.disable()
+    # a server's stderr is a log, where MLflow's download progress bars are only noise; a
+    # user who wants them sets the variable
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         from .serving.prefetch import prefetching  # MLflow: needed by its helper and by us
 

@@ -145,6 +145,20 @@ async def http_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 
 
 @pytest.mark.slow
+async def test_cli_serve_keeps_download_progress_bars_out_of_its_log(
+    digits_store: Settings, tmp_path: Path
+) -> None:
+    # the prefetch downloads a registered version's files; MLflow would draw a bar for them
+    log = tmp_path / "serve.log"
+    with log.open("wb") as stderr, serving(digits_store, "models:/digits/1", workers=1,
+                                           stderr=stderr, through_cli=True) as (_, port):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await wait_ready(client)).status_code == 200
+    text = log.read_text()
+    assert "Started server process" in text, text[-2000:]
+    assert "Downloading artifacts" not in text, text[-2000:]
+
+
 async def test_workers_balance_connections_opened_at_once(
     digits_store: Settings, digits_frame: pd.DataFrame
 ) -> None:
