@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,12 @@ async def test_export_logged_to_mlflow_as_dataset_input(payload_store: PayloadSt
     assert result.run_id is not None
     run = MlflowClient(mlflow_uri).get_run(result.run_id)
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["wine-payload-log"]
+    dataset = run.inputs.dataset_inputs[0].dataset  # the file's metadata, not its data
+    assert json.loads(dataset.profile) == {"num_rows": 1}
+    columns = [c["name"] for c in json.loads(dataset.schema)["mlflow_colspec"]]
+    assert {"a", "b", "prediction", "request_id"} <= set(columns)
+    assert json.loads(dataset.source)["uri"] == str(result.path.resolve())
+    assert len(dataset.digest) == 8
 
 
 @pytest.mark.parametrize("value", [

@@ -242,9 +242,10 @@ class PayloadStore:
                  .join(feedback, feedback.c.request_id == predictions.c.request_id, isouter=True)
                  .where(predictions.c.model_name == model_name,
                         predictions.c.received_at >= _utc(since))
-                 .order_by(predictions.c.id))
-        with self.engine.connect() as connection:
-            for row in connection.execute(query).mappings():
+                 .order_by(predictions.c.id)
+                 .execution_options(yield_per=1000))  # PostgreSQL: a server-side cursor
+        with self.engine.connect() as connection, connection.execute(query) as result:
+            for row in result.mappings():
                 joined = dict(row)
                 joined["inputs"] = self._columns.inline(connection, row["inputs"],
                                                         row["request_id"])

@@ -1,0 +1,95 @@
+"""greenbutton export in chunks: any size of payload log in about one chunk of memory, the
+same dataset as one frame would give, even when columns and types change between versions."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from greenbutton.monitoring.export import (
+    ExportError,
+    chunks,
+    collect,
+    export_dataset,
+    parse_since,
+)
+from greenbutton.monitoring.payload_store import PayloadStore, utc_now
+
+SINCE = parse_since("1d")
+
+
+def logged(model: str, version: str, columns: list[str], data: list[list[Any]],
+           predictions: list[Any]) -> dict[str, Any]:
+    return {"request_id": f"x-{uuid.uuid4().hex}", "model_name": model,
+            "model_version": version, "endpoint": "/predict",
+            "inputs": {"columns": columns, "data": data}, "predictions": predictions,
+            "annotations": {"outliers": [{"is_outlier": False, "score": 1.0}] * len(data)},
+            "has_outlier": False, "latency_s": 0.001, "received_at": utc_now()}
+
+
+def two_versions(store: PayloadStore, model: str) -> None:
+    """Version 1: columns a, b and integer predictions; version 2 adds c, predicts floats."""
+    store.write_predictions(
+        [logged(model, "1", ["a", "b"], [[float(i), 1.0]], [i]) for i in range(3)]
+        + [logged(model, "2", ["a", "b", "c"], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], [0.5, 1.5]),
+           logged(model, "2", ["a", "b", "c"], [[7.0, 8.0, 9.0]], [2.5])])
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_export_in_chunks_writes_what_one_frame_holds(
+    any_store: PayloadStore, tmp_path: Path, suffix: str
+) -> None:
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    two_versions(any_store, model)
+    whole = collect(any_store, model, SINCE)
+    assert len(list(chunks(any_store, model, SINCE, rows_per_chunk=2))) == 3
+    out = tmp_path / "out"
+    result = export_dataset(any_store, model, SINCE, out / f"d{suffix}", rows_per_chunk=2)
+    exported = (pd.read_parquet(result.path) if suffix == ".parquet"
+                else pd.read_csv(result.path))
+    assert result.rows == len(exported) == len(whole) == 6
+    assert list(exported.columns) == list(whole.columns)
+    assert list(exported.columns[-1:]) == ["c"]  # a later version's column, after the rest
+    assert exported["request_id"].tolist() == whole["request_id"].tolist()
+    assert exported["prediction"].tolist() == [0.0, 1.0, 2.0, 0.5, 1.5, 2.5]  # widened
+    assert np.isnan(exported["c"].iloc[:3]).all() and exported["c"].iloc[3:].tolist() == [
+        3.0, 6.0, 9.0]
+    assert exported[["a", "b"]].to_numpy().tolist() == whole[["a", "b"]].to_numpy().tolist()
+    assert [p.name for p in out.iterdir()] == [f"d{suffix}"]  # no parts left
+
+
+def test_export_filters_each_chunk(payload_store: PayloadStore, tmp_path: Path) -> None:
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    rows = [logged(model, "1", ["a"], [[float(i)]], [i]) for i in range(5)]
+    rows[1]["annotations"] = rows[3]["annotations"] = {
+        "outliers": [{"is_outlier": True, "score": 9.0}]}
+    payload_store.write_predictions(rows)
+    result = export_dataset(payload_store, model, SINCE, tmp_path / "d.parquet",
+                            exclude_outliers=True, rows_per_chunk=2)
+    assert pd.read_parquet(result.path)["a"].tolist() == [0.0, 2.0, 4.0]
+    assert result.rows == 3
+
+
+def test_export_of_types_that_do_not_combine_names_the_column_and_leaves_nothing(
+    payload_store: PayloadStore, tmp_path: Path
+) -> None:
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    payload_store.write_predictions([logged(model, "1", ["a"], [[1.0]], [3]),
+                                     logged(model, "2", ["a"], [[2.0]], ["cat"])])
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="prediction") as raised:
+        export_dataset(payload_store, model, SINCE, out / "d.parquet", rows_per_chunk=1)
+    assert "--since" in raised.value.message
+    assert list(out.iterdir()) == []
+
+
+def test_export_with_no_rows_writes_an_empty_dataset(
+    payload_store: PayloadStore, tmp_path: Path
+) -> None:
+    result = export_dataset(payload_store, "nobody", SINCE, tmp_path / "d.parquet")
+    assert result.rows == 0 and pd.read_parquet(result.path).empty
