@@ -129,15 +129,18 @@ def render(rows: list[str], figures: dict[str, float], trials: int, window: int)
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- drift-power:begin -->", "<!-- drift-power:end -->"
+
+
 def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of ``path`` (up to the next ``## ``), keep the rest."""
-    old = path.read_text() if path.exists() else "# Performance\n\n"
-    start = old.find(SECTION)
-    if start < 0:
-        path.write_text(old.rstrip("\n") + "\n\n" + text)
-        return
-    end = old.find("\n## ", start + len(SECTION))
-    path.write_text(old[:start] + text + (old[end + 1:] if end >= 0 else ""))
+    """Replace this benchmark's block of ``path`` (between its markers), keep the rest: notes
+    written by hand after the block stay."""
+    old = path.read_text() if path.exists() else "# Performance\n"
+    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
+    if BEGIN in old and END in old:
+        path.write_text(old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):])
+    else:
+        path.write_text(old.rstrip("\n") + "\n\n" + block + "\n")
 
 
 def main() -> None:
