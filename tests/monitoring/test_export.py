@@ -93,3 +93,33 @@ def test_export_with_no_rows_writes_an_empty_dataset(
 ) -> None:
     result = export_dataset(payload_store, "nobody", SINCE, tmp_path / "d.parquet")
     assert result.rows == 0 and pd.read_parquet(result.path).empty
+
+
+def test_dataset_keeps_mixed_features_and_the_meta_columns_win_a_name_clash(
+    payload_store: PayloadStore,
+) -> None:
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    payload_store.write_predictions([
+        logged(model, "1", ["a", "b", "prediction"], [[1.0, "x", 0.0], [None, "y", 0.0]],
+               [7, 8])])
+    frame = collect(payload_store, model, SINCE)
+    assert list(frame.columns[:3]) == ["a", "b", "prediction"]
+    assert frame["a"].iloc[0] == 1.0 and np.isnan(frame["a"].iloc[1])
+    assert frame["b"].tolist() == ["x", "y"] and frame["prediction"].tolist() == [7, 8]
+    assert frame["is_outlier"].tolist() == [False, False]
+
+
+def test_rows_older_versions_wrote_with_nan_tokens_still_read(tmp_path: Path) -> None:
+    # before orjson, the stdlib encoder wrote NaN and Infinity as bare tokens (SQLite only:
+    # PostgreSQL's JSON type never accepted them)
+    store = PayloadStore(f"sqlite:///{tmp_path / 'old.db'}")
+    row = logged("old", "1", ["a", "b"], [[0.0, 0.0]], [1.0])
+    store.write_predictions([row])
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE gb_predictions SET inputs = ?, predictions = ?",
+            ('{"columns": ["a", "b"], "data": [[NaN, Infinity]]}', "[NaN]"))
+    found = store.find_prediction(row["request_id"])
+    store.close()
+    assert found is not None and np.isnan(found.inputs["data"][0][0])
+    assert found.inputs["data"][0][1] == np.inf and np.isnan(found.predictions[0])
