@@ -177,8 +177,10 @@ def _table(frame: pd.DataFrame) -> pa.Table:
 def _combine(parts: list[Path], target: Path, *, csv: bool) -> int:
     """Copy the Parquet ``parts`` into ``target`` under their unified schema; its rows."""
     if not parts:  # nothing logged (or nothing left by the filters): an empty dataset
-        empty = pd.DataFrame()
-        empty.to_csv(target, index=False) if csv else empty.to_parquet(target, index=False)
+        if csv:
+            pd.DataFrame().to_csv(target, index=False)
+        else:
+            pd.DataFrame().to_parquet(target, index=False)
         return 0
     try:
         schema = pa.unify_schemas([pq.read_schema(p) for p in parts],
