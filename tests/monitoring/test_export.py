@@ -3,6 +3,9 @@ same dataset as one frame would give, even when columns and types change between
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from greenbutton.config import Settings
 from greenbutton.monitoring.export import (
     ExportError,
     chunks,
@@ -123,3 +127,21 @@ def test_rows_older_versions_wrote_with_nan_tokens_still_read(tmp_path: Path) ->
     store.close()
     assert found is not None and np.isnan(found.inputs["data"][0][0])
     assert found.inputs["data"][0][1] == np.inf and np.isnan(found.predictions[0])
+
+
+def test_cli_export_writes_the_file_and_says_how_many_rows(
+    settings: Settings, payload_store: PayloadStore, tmp_path: Path
+) -> None:
+    two_versions(payload_store, "wine")
+    out = tmp_path / "out" / "wine.csv"
+    env = {**os.environ, **settings.environ()}
+    done = subprocess.run(
+        [sys.executable, "-m", "greenbutton", "export", "wine", "--since", "1h", "--output",
+         str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"wrote 6 rows to {out}"
+    assert len(pd.read_csv(out)) == 6
+    refused = subprocess.run(
+        [sys.executable, "-m", "greenbutton", "export", "wine", "--output", str(out) + ".json"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "must end in .parquet or .csv" in refused.stderr
