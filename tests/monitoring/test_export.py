@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from greenbutton.config import Settings
+from greenbutton.monitoring.commands import Progress
 from greenbutton.monitoring.export import (
     ExportError,
     chunks,
@@ -145,3 +146,20 @@ def test_cli_export_writes_the_file_and_says_how_many_rows(
         [sys.executable, "-m", "greenbutton", "export", "wine", "--output", str(out) + ".json"],
         env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "must end in .parquet or .csv" in refused.stderr
+
+
+def test_progress_is_reported_per_chunk_and_printed_at_most_every_interval(
+    payload_store: PayloadStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    two_versions(payload_store, "wine")
+    seen: list[int] = []
+    export_dataset(payload_store, "wine", SINCE, tmp_path / "out" / "d.parquet",
+                   rows_per_chunk=2, on_progress=seen.append)
+    assert seen == [2, 5, 6]  # a request's rows stay together: the second chunk has 3
+    now = [0.0]
+    progress = Progress(interval_s=10.0, clock=lambda: now[0])
+    for rows, at in [(10_000, 5.0), (20_000, 10.0), (30_000, 15.0), (40_000, 20.5)]:
+        now[0] = at
+        progress(rows)
+    assert capsys.readouterr().err.splitlines() == ["... 20,000 rows so far",
+                                                    "... 40,000 rows so far"]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import Settings
@@ -28,12 +31,27 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
             store, args.model, parse_since(args.since),
             args.output or Path(f"{args.model}-export.parquet"),
             exclude_outliers=args.exclude_outliers, with_feedback=args.with_feedback,
-            log_to_mlflow=args.log_to_mlflow)
+            log_to_mlflow=args.log_to_mlflow, on_progress=Progress())
     finally:
         store.close()
     run = f" (MLflow run {result.run_id})" if result.run_id else ""
     print(f"wrote {result.rows} rows to {result.path}{run}")
     return 0
+
+
+class Progress:
+    """Prints the rows exported so far to stderr, at most every ``interval_s`` (a week of
+    traffic takes minutes)."""
+
+    def __init__(self, interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s, self.clock = interval_s, clock
+        self._next = clock() + interval_s
+
+    def __call__(self, rows: int) -> None:
+        if self.clock() >= self._next:
+            print(f"... {rows:,} rows so far", file=sys.stderr, flush=True)
+            self._next = self.clock() + self.interval_s
 
 
 def payload_prune(settings: Settings, args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import logging
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,12 +127,13 @@ def _filtered(rows: list[dict[str, Any]], exclude_outliers: bool,
 
 def export_dataset(store: PayloadStore, name: str, since: datetime.datetime, path: Path, *,
                    exclude_outliers: bool = False, with_feedback: bool = False,
-                   log_to_mlflow: bool = False, rows_per_chunk: int = CHUNK_ROWS
-                   ) -> ExportResult:
+                   log_to_mlflow: bool = False, rows_per_chunk: int = CHUNK_ROWS,
+                   on_progress: Callable[[int], None] | None = None) -> ExportResult:
     """Write the dataset to ``path`` (``.parquet`` or ``.csv``), optionally log it to MLflow.
 
     Memory stays about one chunk whatever the dataset's size; ``path`` appears complete or
-    not at all (written beside it, then renamed).
+    not at all (written beside it, then renamed). ``on_progress`` is called with the rows
+    gathered so far after each chunk.
     """
     if path.suffix not in (".parquet", ".csv"):
         raise InvalidInput("export path must end in .parquet or .csv", field="path")
@@ -140,13 +141,16 @@ def export_dataset(store: PayloadStore, name: str, since: datetime.datetime, pat
     partial = path.with_name(path.name + ".partial")
     try:
         with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as folder:
-            parts = []
+            parts, gathered = [], 0
             for i, frame in enumerate(chunks(store, name, since,
                                              exclude_outliers=exclude_outliers,
                                              with_feedback=with_feedback,
                                              rows_per_chunk=rows_per_chunk)):
                 parts.append(Path(folder) / f"{i:06d}.parquet")
                 pq.write_table(_table(frame), parts[-1])
+                gathered += len(frame)
+                if on_progress is not None:
+                    on_progress(gathered)
             rows = _combine(parts, partial, csv=path.suffix == ".csv")
         partial.replace(path)  # write-then-rename: a reader never sees half a file
     except BaseException:
