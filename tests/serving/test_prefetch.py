@@ -74,3 +74,42 @@ def test_stop_ends_a_helper_nobody_waited_for(
         fetch.start()  # forks only if this test process runs one thread
     fetch.stop()
     fetch.stop()
+
+
+SLOW_CHECK = """
+import json, os, sys, time
+from pathlib import Path
+from greenbutton.config import Settings
+from greenbutton.serving import prefetch
+marker = Path(sys.argv[2])
+def slow_check(fetched):  # the helper's requirements check, made slow
+    time.sleep(2)
+    marker.touch()
+    return fetched
+prefetch.check_environment = slow_check
+with prefetch.prefetching(sys.argv[1], Settings().mlflow) as fetch:
+    served = fetch.load()
+    checked_at_answer = marker.exists()
+    pid = fetch._checking
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # the helper exits right after its check
+print(json.dumps({"version": served.version, "checked_at_answer": checked_at_answer,
+                  "checked_later": marker.exists(),
+                  "is_zombie_left": pid is not None and os.path.exists(f"/proc/{pid}")}))
+"""
+
+
+def test_helper_answers_before_its_requirements_check_ends(
+    digits_store: Settings, tmp_path: Path
+) -> None:
+    # the serving process loads the model while the helper still lists the installed packages
+    env = {**os.environ, **digits_store.environ()}
+    done = subprocess.run([sys.executable, "-c", SLOW_CHECK, "models:/digits/1",
+                           str(tmp_path / "checked")], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["version"] == "1"
+    assert answer["checked_at_answer"] is False and answer["checked_later"] is True
+    assert answer["is_zombie_left"] is False  # reaped when the fetch ended

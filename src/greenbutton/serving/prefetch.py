@@ -5,25 +5,29 @@ means importing its SQLAlchemy models), and checking the model's requirements li
 installed package; meanwhile the serving process imports the web stack and the monitors.
 Each takes a good part of a second on one core, so ``greenbutton serve`` forks this helper
 once MLflow is imported and both run at once. The helper writes where the files are to a
-pipe and exits; if it fails, the serving process fetches again itself, which raises the
-real error.
+pipe as soon as they are there, then checks the requirements (it logs what does not match)
+while the serving process loads the model, and exits; if it fails before answering, the
+serving process fetches again itself, which raises the real error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ..config import MlflowSettings
 from .loading import FetchedModel, ServedModel, check_environment, fetch_model, load_fetched
+
+logger = logging.getLogger(__name__)
 
 
 class ModelFetch:
@@ -42,6 +46,8 @@ class ModelFetch:
         self.workdir = workdir
         self._helper: tuple[int, int] | None = None
         """(pid, read end of its pipe) until answered or stopped."""
+        self._checking: int | None = None
+        """The pid of a helper that answered and may still be checking the requirements."""
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -65,20 +71,21 @@ class ModelFetch:
         return fetch_model(self.model_uri, self.settings, self.workdir)
 
     def load(self) -> ServedModel:
-        """The loaded model (blocking: waits for the helper, then unpickles here)."""
-        return load_fetched(self.model_uri, self.fetched())
+        """The loaded model (blocking: waits for the helper's answer, then unpickles here)."""
+        served = load_fetched(self.model_uri, self.fetched())
+        self._reap_checker()  # done checking by now, as a rule
+        return served
 
     def stop(self) -> None:
-        """End a helper nobody waited for (the server stopped first)."""
+        """End a helper nobody waited for (the server stopped first); reap one that answered
+        and has finished its check (one still checking ends by itself)."""
         with self._lock:
             helper, self._helper = self._helper, None
-        if helper is None:
-            return
-        pid, read = helper
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        os.close(read)
+        if helper is not None:
+            pid, read = helper
+            _kill_and_reap(pid)
+            os.close(read)
+        self._reap_checker()
 
     def _wait(self) -> dict[str, Any] | None:
         with self._lock:
@@ -87,25 +94,47 @@ class ModelFetch:
             return None
         pid, read = helper
         with os.fdopen(read, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0 or not data:
+            data = pipe.read()  # until the helper has answered (or died)
+        try:
+            answer: dict[str, Any] = json.loads(data)
+        except ValueError:  # no answer, or half of one: it failed
+            _kill_and_reap(pid)
             return None
-        answer: dict[str, Any] = json.loads(data)
+        self._checking = pid
         return answer
 
+    def _reap_checker(self) -> None:
+        # never killed: once answered, its pid may be reaped by another waiter and reused
+        pid = self._checking
+        if pid is None:
+            return
+        with contextlib.suppress(ChildProcessError):  # (reaped by another waiter)
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                return  # still checking
+        self._checking = None
+
     def _answer(self, write: int) -> NoReturn:
-        # the helper: fetch, check, answer, and exit without the parent's exit handlers
+        # the helper: fetch, answer, check the requirements, and exit without the parent's
+        # exit handlers. The answer says "checked": the loader leaves the check to us.
         code = 1
         try:
-            fetched = check_environment(fetch_model(self.model_uri, self.settings, self.workdir))
+            fetched = fetch_model(self.model_uri, self.settings, self.workdir)
             with os.fdopen(write, "wb") as pipe:
-                pipe.write(json.dumps(asdict(fetched)).encode())
+                pipe.write(json.dumps(asdict(replace(fetched, is_checked=True))).encode())
             code = 0
-        except BaseException:  # the serving process fetches again and reports the error
-            pass
+            check_environment(fetched)
+        except BaseException as error:  # before the answer: the serving process fetches
+            if code == 0:  # again and reports the error; after it, only the check is lost
+                logger.warning("checking the model's requirements failed: %s", error)
         finally:
             os._exit(code)
+
+
+def _kill_and_reap(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):  # (reaped by another waiter)
+        os.waitpid(pid, 0)
 
 
 @contextlib.contextmanager
