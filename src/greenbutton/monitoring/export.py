@@ -160,13 +160,21 @@ def export_dataset(store: PayloadStore, name: str, since: datetime.datetime, pat
     return ExportResult(path, rows, run_id)
 
 
-def _table(frame: pd.DataFrame) -> pa.Table:
-    # pyarrow reads a time-zone-aware column through an accessor pandas deprecates: such
-    # columns go over as UTC wall times and get their zone back in Arrow
+def _utc_wall_times(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Any]]:
+    """``frame`` with its time-zone-aware columns as UTC wall times, and those columns.
+
+    pyarrow and MLflow read such a column through an accessor pandas 3.1 deprecates (a
+    warning, an error in the suite); they get the plain times instead.
+    """
     aware = [c for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)]
     plain = frame.copy(deep=False)
     for column in aware:
         plain[column] = frame[column].dt.tz_convert(None)
+    return plain, aware
+
+
+def _table(frame: pd.DataFrame) -> pa.Table:
+    plain, aware = _utc_wall_times(frame)  # their zone is put back in Arrow, below
     try:
         table = pa.Table.from_pandas(plain, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
@@ -256,9 +264,7 @@ def _schema(path: Path) -> Any:
         if not file.metadata.num_rows:
             return None
         head = next(file.iter_batches(batch_size=1000)).to_pandas()
-    for column in head.columns:  # MLflow reads times through the accessor pandas deprecates
-        if isinstance(head[column].dtype, pd.DatetimeTZDtype):
-            head[column] = head[column].dt.tz_convert(None)
+    head, _ = _utc_wall_times(head)
     try:
         with warnings.catch_warnings():  # its advice on integer columns is for model inputs
             warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer",
