@@ -113,3 +113,25 @@ def test_helper_answers_before_its_requirements_check_ends(
     assert answer["version"] == "1"
     assert answer["checked_at_answer"] is False and answer["checked_later"] is True
     assert answer["is_zombie_left"] is False  # reaped when the fetch ended
+
+
+STOPPED_EARLY = """
+import sys, time
+from greenbutton.config import Settings
+from greenbutton.serving import prefetch
+check = prefetch.check_environment
+def late_check(fetched):  # the server is gone, and its folder with it, before the check reads
+    time.sleep(1)
+    return check(fetched)
+prefetch.check_environment = late_check
+with prefetch.prefetching(sys.argv[1], Settings().mlflow) as fetch:
+    fetch.load()
+"""
+
+
+def test_a_server_stopped_during_the_check_leaves_no_warning(digits_store: Settings) -> None:
+    # stopping a server just after it became ready is normal; the check it cut short is moot
+    env = {**os.environ, **digits_store.environ()}
+    done = subprocess.run([sys.executable, "-c", STOPPED_EARLY, "models:/digits/1"], env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert "requirements" not in done.stderr

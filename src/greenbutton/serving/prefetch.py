@@ -124,7 +124,9 @@ class ModelFetch:
             code = 0
             check_environment(fetched)
         except BaseException as error:  # before the answer: the serving process fetches
-            if code == 0:  # again and reports the error; after it, only the check is lost
+            # again and reports the error; after it, only the check is lost, and it is moot
+            # when the files are gone (the server stopped and removed them)
+            if code == 0 and Path(fetched.path).exists():
                 logger.warning("checking the model's requirements failed: %s", error)
         finally:
             os._exit(code)
