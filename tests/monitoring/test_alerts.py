@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import sys
+import threading
+import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,7 @@ from greenbutton.monitoring.alerts import (
     WebhookSpec,
     firing,
 )
+from greenbutton.monitoring.payload_store import PayloadStore
 from greenbutton.monitoring.webhooks import AddressNotAllowed, check_address, post_json
 
 RULES = [RuleSpec(name="drift", kind=RuleKind.DRIFT),
@@ -106,3 +111,76 @@ async def test_retraining_webhook_posts_event(receiver: tuple[Receiver, str]) ->
     await Alerter(spec, is_private_allowed=True).check(Figures("wine", "2", is_drift=True))
     await asyncio.wait_for(target.got.wait(), 5)
     assert target.bodies[0]["event"] == "retrain"
+
+
+def test_alert_claimed_once_per_cooldown_by_processes_sharing_a_store(
+    any_store: PayloadStore, any_store_uri: str
+) -> None:
+    other = PayloadStore(any_store_uri)  # a second worker or replica: its own engine
+    model = f"wine-{uuid.uuid4().hex[:8]}"  # (the shared PostgreSQL keeps other tests' rows)
+    start = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
+    try:
+        assert any_store.claim_alert(model, "2", "drift", 60, now=start) is True
+        later = start + datetime.timedelta(seconds=59)
+        assert other.claim_alert(model, "2", "drift", 60, now=later) is False
+        assert any_store.claim_alert(model, "2", "drift", 60, now=later) is False
+        # other rules, versions and a version-less model have cooldowns of their own
+        assert other.claim_alert(model, "2", "reward", 60, now=later) is True
+        assert other.claim_alert(model, "3", "drift", 60, now=later) is True
+        assert other.claim_alert(model, None, "drift", 60, now=later) is True
+        assert other.claim_alert(model, None, "drift", 60, now=later) is False
+        due = start + datetime.timedelta(seconds=60)
+        assert other.claim_alert(model, "2", "drift", 60, now=due) is True
+        assert any_store.claim_alert(model, "2", "drift", 60, now=due) is False
+    finally:
+        other.close()
+
+
+def test_concurrent_claims_give_the_alert_to_one_process(
+    any_store: PayloadStore, any_store_uri: str
+) -> None:
+    model = f"wine-{uuid.uuid4().hex[:8]}"
+    stores = [PayloadStore(any_store_uri) for _ in range(6)]
+    start = threading.Barrier(len(stores))
+    now = datetime.datetime.now(datetime.UTC)
+
+    def claim(store: PayloadStore) -> bool:
+        start.wait(timeout=30)
+        return store.claim_alert(model, "1", "drift", 3600, now=now)
+
+    try:
+        for round_ in range(2):  # first the row is inserted, then (once due) renewed
+            with ThreadPoolExecutor(len(stores)) as pool:
+                claimed = list(pool.map(claim, stores))
+            assert claimed.count(True) == 1, (round_, claimed)
+            now += datetime.timedelta(hours=1)
+    finally:
+        for store in stores:
+            store.close()
+
+
+async def test_workers_sharing_a_store_send_an_alert_once(
+    receiver: tuple[Receiver, str], payload_store: PayloadStore
+) -> None:
+    target, url = receiver
+    spec = AlertsSpec(rules=RULES, webhook=WebhookSpec(url=url), cooldown_s=60)
+    workers = [Alerter(spec, is_private_allowed=True, claim=payload_store.claim_alert)
+               for _ in range(2)]
+    figures = Figures("wine", "2", is_drift=True)
+    sent = [await alerter.check(figures) for alerter in workers]
+    assert sent == [["drift"], []]
+    assert len(target.bodies) == 1
+
+
+async def test_alert_sent_when_its_claim_cannot_be_made(
+    receiver: tuple[Receiver, str]
+) -> None:
+    target, url = receiver
+
+    def store_down(*_: object) -> bool:
+        raise OSError("database is unreachable")
+
+    spec = AlertsSpec(rules=RULES, webhook=WebhookSpec(url=url), cooldown_s=60)
+    alerter = Alerter(spec, is_private_allowed=True, claim=store_down)
+    assert await alerter.check(Figures("wine", "2", is_drift=True)) == ["drift"]
+    assert len(target.bodies) == 1

@@ -145,14 +145,26 @@ def payload(rule: RuleSpec, value: float | bool, figures: Figures, fmt: str) -> 
     return body
 
 
+Claim = Callable[[str, str | None, str, float], bool]
+"""``(model, version, rule, cooldown_s) → may this process send it now``, shared by every
+process that alerts for the model (``PayloadStore.claim_alert``)."""
+
+
 class Alerter:
-    """Checks rules, posts alerts (at most once per rule per cooldown) and triggers retraining."""
+    """Checks rules, posts alerts (at most once per rule per cooldown) and triggers retraining.
+
+    The cooldown is this process's own unless ``claim`` is given; with it, all the workers and
+    replicas serving a version (each tests its own drift window) send an alert once between
+    them. When the claim cannot be made (the store is down), the alert is sent: a duplicate
+    is better than a lost alert.
+    """
 
     def __init__(self, spec: AlertsSpec, *, is_private_allowed: bool,
                  on_fired: Callable[[str, str | None, str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 claim: Claim | None = None) -> None:
         self.spec, self.is_private_allowed = spec, is_private_allowed
-        self.on_fired, self.clock = on_fired, clock
+        self.on_fired, self.clock, self.claim = on_fired, clock, claim
         self.last_sent: dict[str, float] = {}
         self.sent: list[dict[str, Any]] = []
         self.children: set[asyncio.Task[int]] = set()
@@ -166,6 +178,8 @@ class Alerter:
             if last is not None and now - last < self.spec.cooldown_s:
                 continue
             self.last_sent[rule.name] = now
+            if not await self._is_claimed(rule, figures):
+                continue  # another worker or replica sent it within the cooldown
             sent.append(rule.name)
             if self.on_fired is not None:
                 self.on_fired(figures.model, figures.version, rule.name)
@@ -173,6 +187,17 @@ class Alerter:
             if rule.is_retraining and self.spec.retrain is not None:
                 await self._retrain(rule, value, figures)
         return sent
+
+    async def _is_claimed(self, rule: RuleSpec, figures: Figures) -> bool:
+        if self.claim is None:
+            return True
+        try:
+            return await asyncio.to_thread(self.claim, figures.model, figures.version,
+                                           rule.name, self.spec.cooldown_s)
+        except Exception:
+            logger.exception("could not check whether alert %r was sent elsewhere; sending",
+                             rule.name)
+            return True
 
     async def _notify(self, rule: RuleSpec, value: float | bool, figures: Figures) -> None:
         if self.spec.webhook is None:

@@ -92,6 +92,17 @@ feedback_received_at = Index("ix_gb_feedback_received_at", feedback.c.received_a
 """Retention deletes old feedback by its time; added after the table first shipped, so it is
 also created (``IF NOT EXISTS``) on stores made before it."""
 
+alerts_sent = Table(
+    "gb_alerts_sent", metadata,
+    Column("model_name", String(100), primary_key=True),
+    Column("model_version", String(20), primary_key=True),  # "" for a model without versions
+    Column("rule", String(64), primary_key=True),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+)
+"""When each alert rule last fired for a model version. Every worker and replica that writes
+to the store shares it (:meth:`PayloadStore.claim_alert`), so one event alerts, and starts
+retraining, once per cooldown rather than once per process."""
+
 PRUNE_CHUNK_ROWS = 10_000
 """Rows deleted per statement (one transaction each) by :meth:`PayloadStore.prune`."""
 
@@ -217,6 +228,30 @@ class PayloadStore:
             connection.execute(update(feedback)
                                .where(feedback.c.request_id == values["request_id"])
                                .values(values))
+
+    def claim_alert(self, model_name: str, model_version: str | None, rule: str,
+                    cooldown_s: float, *, now: datetime.datetime | None = None) -> bool:
+        """Whether the caller may send ``rule``'s alert for this version now; if so, the time
+        is recorded. Among all the processes sharing the store, one caller per ``cooldown_s``
+        gets True: the others see the recorded time (or lose the race to insert it).
+        """
+        now = _utc(now or utc_now())
+        key = (alerts_sent.c.model_name == model_name,
+               alerts_sent.c.model_version == (model_version or ""), alerts_sent.c.rule == rule)
+        due = alerts_sent.c.sent_at <= now - datetime.timedelta(seconds=cooldown_s)
+        with self.engine.begin() as connection:
+            # on PostgreSQL a concurrent claim waits for this row, then finds it not due
+            renewed = connection.execute(update(alerts_sent).where(*key, due).values(sent_at=now))
+            if renewed.rowcount == 1:
+                return True
+            try:
+                with connection.begin_nested():
+                    connection.execute(insert(alerts_sent).values(
+                        model_name=model_name, model_version=model_version or "", rule=rule,
+                        sent_at=now))
+            except IntegrityError:  # sent within the cooldown, or claimed a moment ago
+                return False
+        return True
 
     def summaries(self) -> list[FeedbackSummary]:
         """Count, accuracy, mean absolute error and mean reward per model version."""
