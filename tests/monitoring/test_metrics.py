@@ -111,3 +111,23 @@ def test_drift_series_render_with_the_metrics_and_follow_each_published_test() -
     names = [family.name for family in text_string_to_metric_families(text)]
     assert len(names) == len(set(names)) and "greenbutton_drift_p_value" in names
     assert f"{series} 0.001" in merge_expositions([text, text])
+
+
+def test_merged_drift_series_report_the_worker_that_found_drift() -> None:
+    # each worker tests its own window: the merged flag is any worker's, and the p-value
+    # beside it is that worker's (the smallest), not a calmer sibling's
+    from greenbutton.monitoring.drift import DriftResult
+    from greenbutton.monitoring.gauges import MonitoringGauges
+    from greenbutton.serving.shared_metrics import merge_expositions
+
+    texts = []
+    for p_value in (0.002, 0.6):
+        gauges = MonitoringGauges(Metrics().registry)
+        gauges.publish_drift("m", "1", {"features": DriftResult(
+            "features", 1 - p_value, p_value, p_value < 0.01)}, rows=100)
+        texts.append(gauges.render_drift().decode())
+    merged = merge_expositions(texts)
+    labels = '{detector="features",feature="",model="m",version="1"}'
+    assert f"greenbutton_drift_detected{labels} 1.0" in merged
+    assert f"greenbutton_drift_p_value{labels} 0.002" in merged
+    assert f"greenbutton_drift_statistic{labels} 0.998" in merged

@@ -5,13 +5,15 @@ of them at random, so each worker writes its exposition to ``<directory>/<pid>.p
 (write-then-rename) every ``interval_s`` and whenever it answers a scrape, and the
 answering worker merges every file: counters, histograms and summaries are summed, gauges
 take the maximum (a drift score or readiness of any worker), except the additive ones
-(requests in flight) which are summed. When a worker exits, the supervisor retires
-its file: its counts stay (totals never go backwards), its gauges go (a dead worker's drift
-flag or requests in flight describe nothing any more).
+(requests in flight) which are summed, and p-values, which take the minimum (the worker
+with the strongest evidence of drift, whose flag the maximum reports). When a worker exits,
+the supervisor retires its file: its counts stay (totals never go backwards), its gauges go
+(a dead worker's drift flag or requests in flight describe nothing any more).
 """
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,9 @@ from prometheus_client.utils import floatToGoString
 
 ADDITIVE_GAUGES = frozenset({"greenbutton_requests_in_flight"})
 """Gauges whose per-worker values add up (the others report the largest worker value)."""
+SMALLEST_GAUGES = frozenset({"greenbutton_drift_p_value"})
+"""Gauges where the smallest worker value is the one to report: a drift p-value beside the
+drift flag of the worker that raised it (the largest p-value would contradict that flag)."""
 
 Key = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -80,14 +85,13 @@ def merge_expositions(texts: list[str], *, with_gauges: bool = True) -> str:
                 continue
             families.setdefault(family.name, (family.type, family.documentation))
             merged = samples.setdefault(family.name, {})
-            is_max = family.type == "gauge" and family.name not in ADDITIVE_GAUGES
+            combine = _combination(family.type, family.name)
             for sample in family.samples:
                 if sample.name.endswith("_created"):
                     continue  # creation times do not add up
                 key = (sample.name, tuple(sorted(sample.labels.items())))
                 if key in merged:
-                    merged[key] = (max(merged[key], sample.value) if is_max
-                                   else merged[key] + sample.value)
+                    merged[key] = combine(merged[key], sample.value)
                 else:
                     merged[key] = sample.value
     lines = []
@@ -101,6 +105,12 @@ def merge_expositions(texts: list[str], *, with_gauges: bool = True) -> str:
             rendered = floatToGoString(value)  # type: ignore[no-untyped-call]
             lines.append(f"{sample_name}{_labels(labels)} {rendered}")
     return "\n".join(lines) + "\n"
+
+
+def _combination(kind: str, name: str) -> Callable[[float, float], float]:
+    if kind != "gauge" or name in ADDITIVE_GAUGES:
+        return operator.add
+    return min if name in SMALLEST_GAUGES else max
 
 
 def _labels(labels: tuple[tuple[str, str], ...]) -> str:
