@@ -124,8 +124,8 @@ class ControllerSettings(BaseModel):
     gateway_max_connections: PositiveInt = 256
     """Most upstream connections the gateway opens at once (503 when all are busy)."""
     workers_per_replica: PositiveInt = 1
-    """Worker processes in each local serving replica. One keeps each replica's drift window
-    and memory whole; scale a deployment with ``replicas`` instead."""
+    """Worker processes in each local serving replica. One keeps each replica's memory whole
+    (every worker holds the model); scale a deployment with ``replicas`` instead."""
     leader_poll_interval_s: PositiveFloat = 1.0
     """Several replicas on one PostgreSQL store: followers try to become the leader, and the
     leader checks it still is, this often (see controller/leader.py)."""
@@ -142,7 +142,8 @@ class MonitoringSettings(BaseModel):
     """SQLAlchemy URI of the payload log and feedback tables (its own database, tables created
     on first use); default ``sqlite:///<home>/monitoring.db``."""
     window_size: PositiveInt = 100
-    """Drift is tested on the most recent this-many rows."""
+    """Drift is tested on the model version's most recent this-many rows in the payload log
+    (whichever worker or replica served them)."""
     drift_interval_s: PositiveFloat = 10.0
     """Recompute drift (off the request path) at most this often."""
     drift_alpha: PositiveFloat = 0.01

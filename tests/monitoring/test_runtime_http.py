@@ -108,3 +108,32 @@ async def test_invocations_rows_scored_for_outliers_in_the_payload_log(
     flagged = plane.metrics.registry.get_sample_value(
         "greenbutton_outlier_rows_total", {"model": "model", "version": ""})
     assert flagged == 3  # one white row per request, counted once
+
+
+async def test_every_worker_tests_the_rows_all_workers_logged(
+    monitored_app: Any, settings: Any, monitored_model: Any, payload_store: Any,
+    digits_split: Any
+) -> None:
+    # a second worker of the same server: its own runtime and data plane, the same store
+    from greenbutton.monitoring.metrics import Metrics
+    from greenbutton.monitoring.runtime import MonitoringRuntime
+    from greenbutton.serving.dataplane import DataPlane
+
+    client, runtime, _ = monitored_app
+    sibling = MonitoringRuntime(settings.monitoring, payload_store)
+    plane = DataPlane(settings.serving, Metrics(), monitored_model)
+    hooks = sibling.hooks(monitored_model, plane.metrics)
+    plane.add_hooks(hooks.annotators, hooks.sinks)
+    try:
+        assert sibling.window is not None
+        assert (await sibling.window.test_now())["drift"] is None  # nothing logged yet
+        for start in range(0, 100, 10):  # served (and logged) by the first worker only
+            await predict(client, rows_of(16 - digits_split[2][start:start + 10]), f"w{start}")
+        mine = (await client.get("/monitoring", params={"refresh": "1"})).json()
+        theirs = await sibling.window.test_now()
+        assert mine["window"]["rows"] == theirs["window"]["rows"] == 100
+        assert theirs["drift"]["overall"]["is_drift"] is True
+        assert theirs["drift"] == mine["drift"]
+        assert await sibling.window.test_now() is theirs  # no new rows: not tested again
+    finally:
+        await plane.aclose()

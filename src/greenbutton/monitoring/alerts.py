@@ -154,8 +154,8 @@ class Alerter:
     """Checks rules, posts alerts (at most once per rule per cooldown) and triggers retraining.
 
     The cooldown is this process's own unless ``claim`` is given; with it, all the workers and
-    replicas serving a version (each tests its own drift window) send an alert once between
-    them. When the claim cannot be made (the store is down), the alert is sent: a duplicate
+    replicas serving a version (each tests the version's drift window) send an alert once
+    between them. When the claim cannot be made (the store is down), the alert is sent: a duplicate
     is better than a lost alert.
     """
 

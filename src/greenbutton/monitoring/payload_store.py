@@ -134,6 +134,19 @@ class LoggedPrediction:
 
 
 @dataclass(frozen=True)
+class RecentPrediction:
+    """One logged request as a drift window reads it."""
+
+    id: int
+    """The log's row id: larger is newer (a window with the same newest id is unchanged)."""
+    inputs: dict[str, Any]
+    """``{"columns": [...], "data": [[...], ...]}``."""
+    predictions: Any
+    annotations: dict[str, list[Any]]
+    latency_s: float
+
+
+@dataclass(frozen=True)
 class FeedbackSummary:
     """Live quality of one model version from its feedback."""
 
@@ -272,6 +285,25 @@ class PayloadStore:
                  .order_by(feedback.c.received_at.desc()).limit(limit))
         with self.engine.connect() as connection:
             return [row[0] for row in connection.execute(query)]
+
+    def recent_predictions(self, model_name: str, model_version: str | None,
+                           limit: int) -> list[RecentPrediction]:
+        """The newest ``limit`` logged requests of a version, oldest first, whichever worker
+        or replica logged them (drift windows)."""
+        query = (select(predictions.c.id, predictions.c.request_id, predictions.c.inputs,
+                        predictions.c.predictions, predictions.c.annotations,
+                        predictions.c.latency_s)
+                 .where(predictions.c.model_name == model_name,
+                        predictions.c.model_version == model_version)
+                 .order_by(predictions.c.id.desc()).limit(limit))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+            found = [RecentPrediction(row.id, self._columns.inline(connection, row.inputs,
+                                                                   row.request_id),
+                                      row.predictions, row.annotations, row.latency_s)
+                     for row in rows]
+        found.reverse()
+        return found
 
     def iter_joined(self, model_name: str, since: datetime.datetime) -> Iterator[dict[str, Any]]:
         """Logged predictions of ``model_name`` since ``since``, with their feedback if any."""

@@ -5,14 +5,15 @@
     build_serving_app(settings, model_uri, plugins=plugins)
 
 ``hooks(model, metrics)`` loads the monitors logged with the model version and returns the
-outlier annotator (and, when enabled, the adversarial one) and the sinks (drift window,
-payload log); ``/feedback`` and ``/monitoring`` answer 503 until then.
+outlier annotator (and, when enabled, the adversarial one) and the sink (the payload log,
+from which the drift window reads); ``/feedback`` and ``/monitoring`` answer 503 until then.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,6 @@ from .monitors import MONITORS_ARTIFACT, Monitors, load_monitors
 from .payload_log import PayloadLog
 from .payload_store import PayloadStore
 from .retention import Retention
-from .stacking import Answered
 from .window import DriftWindow
 
 if TYPE_CHECKING:
@@ -154,7 +154,8 @@ class MonitoringRuntime:
             monitors, gauges, model=model.name, version=model.version,
             size=self.settings.window_size, interval_s=self.settings.drift_interval_s,
             alpha=self.settings.drift_alpha, store=self.store, alerter=alerter,
-            error_rate=ErrorRate(metrics.registry))
+            error_rate=ErrorRate(metrics.registry), flush=self.payload_log.flush)
+        self.window.start()
         return ServingHooks(annotators=annotators,
                             sinks=[WindowAndLog(self.window, self.payload_log)])
 
@@ -166,18 +167,11 @@ class MonitoringRuntime:
 
 
 class WindowAndLog:
-    """The drift window and the payload log as one sink: each record is compacted once."""
+    """The payload log as the sink, closed with the drift window that reads what it wrote."""
 
     def __init__(self, window: DriftWindow, log: PayloadLog) -> None:
         self.window, self.log = window, log
-
-    def submit(self, record: PredictionRecord) -> None:
-        """Give both the record's :class:`~.stacking.Answered` entry (made once)."""
-        entry = Answered.of(record)
-        try:
-            self.window.add(entry)
-        finally:  # a failing window never costs the log its record
-            self.log.add(entry)
+        self.submit: Callable[[PredictionRecord], None] = log.submit  # the window: nothing
 
     async def aclose(self) -> None:
         """Stop the drift tests, then flush the log (whatever stopping the tests did)."""

@@ -1,8 +1,13 @@
-"""The sliding drift window: the last N rows served, tested every few seconds off the hot path.
+"""The sliding drift window: a model version's last N logged rows, tested every few seconds.
 
-A :class:`~greenbutton.serving.hooks.PredictionSink`: ``submit`` only appends to a deque; a
-background task tests the window in a worker thread, publishes the gauges, keeps a JSON
-snapshot for ``GET /monitoring`` and hands the figures to the alerter.
+The window is read from the payload store (``PayloadStore.recent_predictions``), so it holds
+what every worker and replica serving the version logged, not only this worker's share:
+the workers of one server test the same rows and agree, a replaced worker starts with a full
+window, and nothing is done per request. Every ``interval_s`` a background task reads the
+newest rows (skipped when none are new), tests them in a worker thread, publishes the
+gauges, keeps a JSON snapshot for ``GET /monitoring`` and hands the figures to the alerter.
+Rows reach the store when the payload log flushes (every ``flush_interval_s``);
+``test_now(refresh=True)`` flushes this worker's log first.
 """
 
 from __future__ import annotations
@@ -10,21 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .alerts import Alerter, Figures
 from .drift import DriftResult, Window
 from .gauges import MonitoringGauges
 from .monitors import Monitors
-from .payload_store import PayloadStore
-from .stacking import Answered, stack_inputs
-
-if TYPE_CHECKING:
-    from ..serving.hooks import PredictionRecord
+from .payload_store import PayloadStore, RecentPrediction
 
 logger = logging.getLogger(__name__)
 MIN_ROWS = 20
@@ -32,33 +33,27 @@ MIN_ROWS = 20
 
 
 class DriftWindow:
-    """Keeps the last ``size`` rows and tests them every ``interval_s`` seconds."""
+    """Tests the last ``size`` logged rows of a model version every ``interval_s`` seconds.
+
+    ``flush``: writes this worker's buffered payload records (see ``test_now``).
+    """
 
     def __init__(self, monitors: Monitors, gauges: MonitoringGauges, *, model: str,
                  version: str | None, size: int, interval_s: float, alpha: float,
-                 store: PayloadStore | None = None, alerter: Alerter | None = None,
-                 error_rate: Callable[[], float | None] = lambda: None) -> None:
+                 store: PayloadStore, alerter: Alerter | None = None,
+                 error_rate: Callable[[], float | None] = lambda: None,
+                 flush: Callable[[], Awaitable[None]] | None = None) -> None:
         self.monitors, self.gauges, self.model, self.version = monitors, gauges, model, version
         self.size, self.interval_s, self.alpha = size, interval_s, alpha
-        self.store, self.alerter, self.error_rate = store, alerter, error_rate
-        self._records: deque[Answered] = deque()
-        self._rows = 0
-        self._new_rows = 0
+        self.store, self.alerter, self.error_rate, self.flush = store, alerter, error_rate, flush
+        self._newest: int | None = None
+        """The newest row id of the last window tested."""
         self._task: asyncio.Task[None] | None = None
         self.snapshot: dict[str, Any] = {"model": {"name": model, "version": version},
                                          "window": {"rows": 0, "size": size}, "drift": None}
 
-    def submit(self, record: PredictionRecord) -> None:
-        """Add the record's rows; the oldest rows leave once there are more than ``size``."""
-        self.add(Answered.of(record))  # the request's DataFrame is not kept (see Answered)
-
-    def add(self, entry: Answered) -> None:
-        """:meth:`submit` for a record already made an :class:`Answered` entry."""
-        self._records.append(entry)
-        self._rows += entry.rows
-        self._new_rows += entry.rows
-        while self._records and self._rows - self._records[0].rows >= self.size:
-            self._rows -= self._records.popleft().rows
+    def start(self) -> None:
+        """Start testing every ``interval_s`` (on the running event loop)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._test_forever())
 
@@ -78,13 +73,22 @@ class DriftWindow:
             except Exception:
                 logger.exception("drift test failed")
 
-    async def test_now(self) -> dict[str, Any]:
-        """Test the current window now (when it has enough new rows); the snapshot."""
-        if self._new_rows == 0 or self._rows < min(MIN_ROWS, self.size):
+    async def test_now(self, *, refresh: bool = False) -> dict[str, Any]:
+        """Test the window now, if it has new rows (and at least ``MIN_ROWS``); the snapshot.
+
+        ``refresh``: first write this worker's buffered records, so rows it has just served
+        are in the window.
+        """
+        if refresh and self.flush is not None:
+            await self.flush()
+        logged = await asyncio.to_thread(self.store.recent_predictions, self.model,
+                                         self.version, self.size)
+        if not logged or logged[-1].id == self._newest:
             return self.snapshot
-        self._new_rows = 0
-        records = list(self._records)
-        window, latencies = await asyncio.to_thread(self._window, records)
+        window, latencies = await asyncio.to_thread(self._window, logged)
+        if len(window.frame) < min(MIN_ROWS, self.size):
+            return self.snapshot
+        self._newest = logged[-1].id
         results = await asyncio.to_thread(self._test, window)
         self.gauges.publish_drift(self.model, self.version, results, len(window.frame))
         flags = window.outlier_scores > getattr(self.monitors.outliers, "threshold", np.inf)
@@ -101,22 +105,24 @@ class DriftWindow:
             self.snapshot["alerts_sent"] = await self.alerter.check(figures)
         return self.snapshot
 
-    def _window(self, records: list[Answered]) -> tuple[Window, list[float]]:
-        frame = stack_inputs(records).tail(self.size)
-        outputs = np.concatenate([np.asarray(r.predictions).reshape(r.rows, -1)
-                                  for r in records])[-self.size:]
-        scores = [_score(a) for r in records for a in r.annotations.get("outliers", [])]
+    def _window(self, logged: list[RecentPrediction]) -> tuple[Window, list[float]]:
+        frame = _stack([entry.inputs for entry in logged]).tail(self.size)
+        outputs = np.concatenate([
+            np.asarray(entry.predictions).reshape(len(entry.inputs["data"]), -1)
+            for entry in logged])[-self.size:]
+        scores = [_score(a) for entry in logged
+                  for a in (entry.annotations or {}).get("outliers", [])]
         if len(scores) >= len(frame) and None not in scores:
             outlier_scores = np.asarray(scores[-len(frame):], dtype=float)
         else:
             outlier_scores = self.monitors.outlier_scores(frame)
         window = Window(frame.reset_index(drop=True), outputs, outlier_scores)
-        return window, [r.latency_s for r in records]
+        return window, [entry.latency_s for entry in logged]
 
     def _test(self, window: Window) -> dict[str, DriftResult]:
         results = self.monitors.test(window, self.alpha)
         labels = self.monitors.drift.get("predictions")
-        if self.store is not None and labels is not None:
+        if labels is not None:
             truths = self.store.recent_truths(self.model, self.version, self.size)
             flat = np.asarray([t for truth in truths for t in np.ravel(truth)], dtype=object)
             if flat.size >= MIN_ROWS:
@@ -125,10 +131,8 @@ class DriftWindow:
 
     def _figures(self, results: dict[str, DriftResult], flags: np.ndarray,
                  latencies: list[float]) -> Figures:
-        summary = None
-        if self.store is not None:
-            summary = next((s for s in self.store.summaries() if s.model_name == self.model
-                            and s.model_version == self.version), None)
+        summary = next((s for s in self.store.summaries() if s.model_name == self.model
+                        and s.model_version == self.version), None)
         return Figures(
             model=self.model, version=self.version, is_drift=results["overall"].is_drift,
             outlier_rate=float(flags.mean()) if flags.size else None,
@@ -142,3 +146,18 @@ def _score(annotation: Any) -> float | None:
     if isinstance(annotation, dict) and isinstance(annotation.get("score"), int | float):
         return float(annotation["score"])
     return None
+
+
+def _stack(inputs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Logged inputs (split orientation) as one frame; requests logged under other column
+    names (another signature) are aligned by name."""
+    frames: list[pd.DataFrame] = []
+    rows: list[Any] = []
+    columns = inputs[0]["columns"]
+    for entry in inputs:
+        if entry["columns"] != columns:
+            frames.append(pd.DataFrame(rows, columns=columns))
+            rows, columns = [], entry["columns"]
+        rows.extend(entry["data"])
+    frames.append(pd.DataFrame(rows, columns=columns))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

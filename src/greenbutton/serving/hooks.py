@@ -75,7 +75,7 @@ class PredictionRecord:
 
 
 class PredictionSink(Protocol):
-    """Receives every answered prediction (payload log, drift window, feedback join).
+    """Receives every answered prediction (the payload log; drift and feedback read what it logs).
 
     Example::
 

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def get_monitoring(runtime: MonitoringRuntime) -> Callable[[Request], Awaitable[Response]]:
-    """The ``/monitoring`` endpoint bound to ``runtime``; ``?refresh=1`` tests the window now."""
+    """The ``/monitoring`` endpoint bound to ``runtime``; ``?refresh=1`` writes this worker's
+    buffered payload records and tests the window now."""
 
     async def monitoring(request: Request) -> Response:
         window = runtime.window
@@ -25,7 +26,7 @@ def get_monitoring(runtime: MonitoringRuntime) -> Callable[[Request], Awaitable[
                 raise ModelNotReady("the model is still loading")
             return json_response({"drift": None, "reason": "model logged without monitors"})
         if request.query_params.get("refresh") in ("1", "true"):
-            return json_response(await window.test_now())
+            return json_response(await window.test_now(refresh=True))
         return json_response(window.snapshot)
 
     return monitoring
