@@ -158,19 +158,22 @@ def test_feedback_pruned_by_its_own_age(store: PayloadStore) -> None:
         assert list(connection.execute(select(feedback.c.request_id)).scalars()) == ["new"]
 
 
-def test_feedback_time_index_added_to_an_older_store(tmp_path: Path) -> None:
+def test_indexes_added_since_the_first_release_are_added_to_an_older_store(
+    tmp_path: Path
+) -> None:
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    PayloadStore(uri).close()
+    added = ["ix_gb_feedback_received_at", "ix_gb_predictions_version"]  # retention, windows
     old = PayloadStore(uri)
     with old.engine.begin() as connection:
-        connection.exec_driver_sql("DROP INDEX ix_gb_feedback_received_at")
+        for name in added:
+            connection.exec_driver_sql(f"DROP INDEX {name}")
     old.close()
-    store = PayloadStore(uri)  # a store made before retention: the index is added on open
+    store = PayloadStore(uri)  # a store made before them: the indexes are added on open
     with store.engine.connect() as connection:
         names = connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'"
                                            ).scalars().all()
     store.close()
-    assert "ix_gb_feedback_received_at" in names
+    assert set(added) <= set(names)
 
 
 def test_store_opens_when_the_index_cannot_be_added(tmp_path: Path,

@@ -68,6 +68,13 @@ predictions = Table(
     Column("received_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
+predictions_by_version = Index("ix_gb_predictions_version", predictions.c.model_name,
+                               predictions.c.model_version, predictions.c.id)
+"""A version's newest rows (drift windows) without scanning other versions' rows: on 200 k
+rows, 0.5 ms against 38-55 ms for a version with few rows, for 0.3-0.5 µs more per row
+written. Added after the table first shipped, so it is also created (``IF NOT EXISTS``) on
+stores made before it; on a large store that first open takes a while, once."""
+
 input_columns = Table(
     "gb_input_columns", metadata,
     Column("key", String(KEY_CHARS), primary_key=True),  # column_set_key(columns)
@@ -171,6 +178,7 @@ class PayloadStore:
         try:
             metadata.create_all(self.engine)
             _add_missing_index(self.engine, feedback_received_at)
+            _add_missing_index(self.engine, predictions_by_version)
         except OperationalError as error:
             raise PayloadStoreUnavailable(f"cannot open the payload store: {error.orig}") from None
         # built before serving workers fork: leave no pooled connection to be shared by them
@@ -506,7 +514,8 @@ def utc_now() -> datetime.datetime:
 
 def _add_missing_index(engine: Engine, index: Index) -> None:
     """Create ``index`` on a table made before it existed; a role that may not (not the
-    table's owner) leaves it missing: pruning feedback then scans the table, nothing fails."""
+    table's owner) leaves it missing: pruning feedback or reading a drift window then scans
+    the table, nothing fails."""
     table = index.table
     assert table is not None
     with engine.connect() as connection:
