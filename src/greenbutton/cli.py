@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cli_governance
+from . import cli_governance, logs
 from .config import Settings
 from .errors import GreenbuttonError
 
@@ -253,6 +253,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # a server's stderr is a log, where MLflow's download progress bars are only noise; a
     # user who wants them sets the variable
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logs.configure()  # uvicorn's lines too (serving/process.py gives it no format of its own)
     try:
         from .serving.prefetch import prefetching  # MLflow: needed by its helper and by us
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -145,18 +146,24 @@ async def http_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 
 
 @pytest.mark.slow
-async def test_cli_serve_keeps_download_progress_bars_out_of_its_log(
+async def test_cli_serve_log_says_where_and_when_ready_without_progress_bars(
     digits_store: Settings, tmp_path: Path
 ) -> None:
     # the prefetch downloads a registered version's files; MLflow would draw a bar for them
     log = tmp_path / "serve.log"
-    with log.open("wb") as stderr, serving(digits_store, "models:/digits/1", workers=1,
+    with log.open("wb") as stderr, serving(digits_store, "models:/digits/1", workers=2,
                                            stderr=stderr, through_cli=True) as (_, port):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             assert (await wait_ready(client)).status_code == 200
     text = log.read_text()
-    assert "Started server process" in text, text[-2000:]
     assert "Downloading artifacts" not in text, text[-2000:]
+    # one format for every line: time, level, process, logger (uvicorn's lines too)
+    line = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \[\d+\] [\w.]+: .+")
+    lines = text.splitlines()
+    assert lines and all(line.fullmatch(entry) for entry in lines), text[-2000:]
+    assert f"serving models:/digits/1 on http://127.0.0.1:{port} with 2 workers" in text
+    assert text.count("digits version 1 loaded and warmed up: ready") == 2  # each worker
+    assert "uvicorn.error: Started server process" in text
 
 
 async def test_workers_balance_connections_opened_at_once(

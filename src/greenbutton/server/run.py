@@ -7,6 +7,7 @@ import logging
 import uvicorn
 from starlette.applications import Starlette
 
+from .. import logs
 from ..config import Settings
 
 log = logging.getLogger("greenbutton")
@@ -14,9 +15,7 @@ log = logging.getLogger("greenbutton")
 
 def run_control_plane(app: Starlette, settings: Settings) -> None:
     """Serve the control plane until SIGINT/SIGTERM; the controller stops its processes."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request
+    logs.configure()
     log.info("control plane on %s (home %s)", settings.server.url, settings.home)
     log.info("deployments are served at %s/endpoints/<model>/predict", settings.server.url)
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level="info",

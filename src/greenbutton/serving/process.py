@@ -130,6 +130,10 @@ async def _load(
     on_failure: Callable[[BaseException], None] | None,
 ) -> None:
     await dataplane.load(loader, hooks)
+    if dataplane.load_error is None:
+        model = dataplane.model
+        logger.info("%s%s loaded and warmed up: ready", model.name,
+                    f" version {model.version}" if model.version else "")
     if not gc.isenabled():  # paused for startup by the CLI: what startup made is never collected
         gc.freeze()
         gc.enable()
@@ -208,6 +212,15 @@ def listening_socket(settings: Settings, host: str | None, port: int | None,
     return socket.create_server(address, backlog=BACKLOG)
 
 
+def _url_of(sock: socket.socket) -> str:
+    address = sock.getsockname()
+    if sock.family == socket.AF_INET6:
+        return f"http://[{address[0]}]:{address[1]}"
+    if sock.family == socket.AF_INET:
+        return f"http://{address[0]}:{address[1]}"
+    return str(address)  # a Unix socket's path
+
+
 def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
                  plugins: ServingPlugins | None = None,
                  preloaded: ServedModel | None = None,
@@ -258,6 +271,7 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
         loop="uvloop",
         http=balancer.protocol_class() if balancer is not None else "httptools",
         lifespan="on",
+        log_config=None,  # its lines go through the process's logging, as greenbutton's do
         access_log=False,
         server_header=False,
         backlog=BACKLOG,
@@ -313,6 +327,8 @@ def run(
     """
     sock = listening_socket(settings, host, port, fd)
     workers = settings.serving.workers or os.cpu_count() or 1
+    logger.info("serving %s on %s with %d worker%s", model_uri, _url_of(sock), workers,
+                "s" if workers > 1 else "")
     if workers == 1:
         code = serve_worker(settings, model_uri, sock, plugins, fetch=fetch)
     else:
