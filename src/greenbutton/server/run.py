@@ -18,5 +18,7 @@ def run_control_plane(app: Starlette, settings: Settings) -> None:
     logs.configure()
     log.info("control plane on %s (home %s)", settings.server.url, settings.home)
     log.info("deployments are served at %s/endpoints/<model>/predict", settings.server.url)
+    # log_config=None: uvicorn's lines go through the format above, as greenbutton's do
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level="info",
-                access_log=False, http="httptools", loop="uvloop", timeout_graceful_shutdown=30)
+                log_config=None, access_log=False, http="httptools", loop="uvloop",
+                timeout_graceful_shutdown=30)
