@@ -69,6 +69,31 @@ def test_rows_round_trip_on_each_backend(any_store: PayloadStore) -> None:
     assert any_store.find_prediction(ids[0]) is not None
 
 
+def test_a_versions_recent_predictions_on_each_backend(any_store: PayloadStore) -> None:
+    # what a drift window reads: the newest requests of one version, oldest first, names inline
+    model = f"wine-{uuid.uuid4().hex[:8]}"  # (the shared PostgreSQL keeps other tests' rows)
+
+    def row(version: str | None, value: float, name: str = model) -> dict[str, Any]:
+        return {"request_id": f"rp-{uuid.uuid4().hex}", "model_name": name,
+                "model_version": version, "endpoint": "/predict",
+                "inputs": {"columns": ["a", "b"], "data": [[value, -value]]},
+                "predictions": [value * 2], "annotations": {"outliers": [None]},
+                "has_outlier": False, "latency_s": value / 1000, "received_at": utc_now()}
+
+    any_store.write_predictions([row("1", 1.0), row("2", 2.0), row("1", 3.0)])
+    any_store.write_predictions([row("1", 4.0, name=f"{model}-other"), row(None, 5.0),
+                                 row("1", 6.0)])
+    recent = any_store.recent_predictions(model, "1", 2)
+    assert [r.inputs for r in recent] == [{"columns": ["a", "b"], "data": [[3.0, -3.0]]},
+                                          {"columns": ["a", "b"], "data": [[6.0, -6.0]]}]
+    assert [r.predictions for r in recent] == [[6.0], [12.0]]
+    assert [r.latency_s for r in recent] == [0.003, 0.006]
+    assert recent[0].id < recent[1].id
+    assert [r.inputs["data"] for r in any_store.recent_predictions(model, None, 5)] == [
+        [[5.0, -5.0]]]
+    assert any_store.recent_predictions(model, "3", 5) == []
+
+
 class Flagger:
     """Flags rows whose ``a`` is above 1; records the size of every call."""
 
