@@ -7,7 +7,9 @@ window, and nothing is done per request. Every ``interval_s`` a background task 
 newest rows (skipped when none are new), tests them in a worker thread, publishes the
 gauges, keeps a JSON snapshot for ``GET /monitoring`` and hands the figures to the alerter.
 Rows reach the store when the payload log flushes (every ``flush_interval_s``);
-``test_now(refresh=True)`` flushes this worker's log first.
+``test_now(refresh=True)`` flushes this worker's log first. Each worker tests on its own
+(a digits window: ~30 ms every 10 s, 0.3 % of a core per worker), so none depends on
+another's test or waits for it.
 """
 
 from __future__ import annotations
