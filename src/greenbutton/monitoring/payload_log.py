@@ -102,14 +102,11 @@ class PayloadLog:
 
     def submit(self, record: PredictionRecord) -> None:
         """Buffer ``record``; drop and count it when the buffer is full."""
-        self.add(Answered.of(record))  # the request's DataFrame is not kept
-
-    def add(self, entry: Answered) -> None:
-        """:meth:`submit` for a record already made an :class:`Answered` entry."""
         if len(self._buffer) >= self.capacity:
-            self.gauges.payload_dropped.labels(entry.model_name, entry.model_version or "").inc()
+            self.gauges.payload_dropped.labels(record.model_name,
+                                               record.model_version or "").inc()
             return
-        self._buffer.append(entry)
+        self._buffer.append(Answered.of(record))  # the request's DataFrame is not kept
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
