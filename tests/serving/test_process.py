@@ -145,6 +145,9 @@ async def http_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     return int(head.split()[1])
 
 
+READY_LINE = "digits version 1 loaded and warmed up: ready"
+
+
 @pytest.mark.slow
 async def test_cli_serve_log_says_where_and_when_ready_without_progress_bars(
     digits_store: Settings, tmp_path: Path
@@ -155,6 +158,11 @@ async def test_cli_serve_log_says_where_and_when_ready_without_progress_bars(
                                            stderr=stderr, through_cli=True) as (_, port):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             assert (await wait_ready(client)).status_code == 200
+            # ready answers once one worker is; the other may still be loading its model
+            deadline = time.monotonic() + 60
+            while (log.read_text().count(READY_LINE) < 2
+                   and time.monotonic() < deadline):
+                await asyncio.sleep(0.05)
     text = log.read_text()
     assert "Downloading artifacts" not in text, text[-2000:]
     # one format for every line: time, level, process, logger (uvicorn's lines too)
@@ -162,7 +170,7 @@ async def test_cli_serve_log_says_where_and_when_ready_without_progress_bars(
     lines = text.splitlines()
     assert lines and all(line.fullmatch(entry) for entry in lines), text[-2000:]
     assert f"serving models:/digits/1 on http://127.0.0.1:{port} with 2 workers" in text
-    assert text.count("digits version 1 loaded and warmed up: ready") == 2  # each worker
+    assert text.count(READY_LINE) == 2  # each worker
     assert "uvicorn.error: Started server process" in text
 
 
