@@ -257,7 +257,7 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
         write_section(args.write, table)
 
 
-PAIR_ROUNDS = 5
+PAIR_ROUNDS = 7
 PAIR_LOADS = (("split1", "/invocations, dataframe_split"),
               ("predict1", "/predict, outlier flags in the response"))
 
@@ -270,8 +270,10 @@ def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Pa
     machine; alternating them ``PAIR_ROUNDS`` times and taking medians does not. Besides
     requests/s, the CPU the server processes spent per request (``/proc``) is the steadier
     measure of what monitoring costs; the p99 / p50 ratio is the median of the rounds' ratios
-    (one run's p99 rests on a few dozen requests). Cold start (process start → ready) is the
-    median of every start here.
+    (one run's p99 rests on a few dozen requests). Each round's own on / off ratio (its two
+    runs are minutes apart at most) is printed too, sorted: their spread is the measure's
+    noise on this machine. Cold start (process start → ready) is the median of every start
+    here.
     """
     names = ("greenbutton lr", "greenbutton lr monitoring-off")
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
@@ -293,8 +295,9 @@ def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Pa
     lines = [f"Monitoring on vs off, {PAIR_ROUNDS} alternating rounds, c8, medians "
              "(CPU: all server processes, µs per request):", "",
              "| load | on req/s | off req/s | on / off (target ≥ 0.9×) | on CPU µs | "
-             "off CPU µs | CPU added | p99 / p50 on (target ≤ 3×) | p99 / p50 off |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "off CPU µs | CPU added | p99 / p50 on (target ≤ 3×) | p99 / p50 off | "
+             "each round's on / off |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for load, label in PAIR_LOADS:
         on, off = results[(names[0], load)], results[(names[1], load)]
         rps_on, rps_off = median([r for r, _, _ in on]), median([r for r, _, _ in off])
@@ -302,13 +305,20 @@ def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Pa
         tail_on, tail_off = median([t for _, _, t in on]), median([t for _, _, t in off])
         lines.append(f"| {label} | {rps_on:.0f} | {rps_off:.0f} | **{rps_on / rps_off:.2f}×** "
                      f"| {cpu_on:.0f} | {cpu_off:.0f} | {100 * (cpu_on / cpu_off - 1):+.0f} % "
-                     f"| {tail_on:.1f}× | {tail_off:.1f}× |")
+                     f"| {tail_on:.1f}× | {tail_off:.1f}× | "
+                     + ", ".join(f"{r:.2f}" for r in round_ratios(on, off)) + " |")
     lines.append("")
     lines.append("Cold start (process start → ready), median of these starts: " + ", ".join(
         f"{name} {median(colds[name]):.2f} s" for name in names) + " (target ≤ 2 s); "
         f"importing MLflow's pyfunc and the model's library alone takes {import_floor_s():.2f} s "
         "here (median of 3 fresh interpreters, collector paused, nothing else).")
     return "\n".join(lines)
+
+
+def round_ratios(on: list[tuple[float, float, float]], off: list[tuple[float, float, float]]
+                 ) -> list[float]:
+    """Each round's on / off requests/s, sorted (rounds with a failed run are left out)."""
+    return sorted(a[0] / b[0] for a, b in zip(on, off, strict=True) if b[0])
 
 
 FLOOR_IMPORTS = "import gc; gc.disable(); import mlflow.pyfunc, sklearn.linear_model"
