@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from greenbutton.monitoring.export import collect
 from greenbutton.monitoring.gauges import MonitoringGauges
 from greenbutton.monitoring.input_columns import UnknownColumnSet, column_set_key
-from greenbutton.monitoring.payload_log import PayloadLog
+from greenbutton.monitoring.payload_log import PayloadLog, _ColumnNames
 from greenbutton.monitoring.payload_store import (
     PayloadStore,
     feedback,
@@ -186,3 +186,20 @@ async def test_frames_of_two_column_sets_round_trip(any_store: PayloadStore) -> 
         assert found.inputs == {"columns": list(frame.columns),
                                 "data": frame.to_numpy().tolist()}
     assert stored_sets(any_store, numeric, mixed) == 2
+
+
+def test_equal_column_indexes_share_one_list_of_names() -> None:
+    # frames not built on the data plane's index (columns in another order, no signature)
+    # bring a new index per request: the store recognises a set by its list's identity
+    names = _ColumnNames()
+    first = names(pd.Index(["a", "b"]))
+    assert first == ["a", "b"]
+    assert names(pd.Index(["a", "b"])) is first
+    assert names(pd.Index(["b", "a"])) == ["b", "a"]
+    assert names(pd.RangeIndex(2)) == ["0", "1"]
+    assert names(pd.Index(["0", "1"])) == ["0", "1"]  # another dtype: listed again
+    assert names(pd.Index(["a", 1])) == ["a", "1"]
+    tuples = names(pd.MultiIndex.from_tuples([("a", 1), ("b", 2)]))
+    assert tuples == ["('a', 1)", "('b', 2)"]
+    assert names(pd.MultiIndex.from_tuples([("a", 1), ("b", 2)])) is tuples
+    assert names(pd.Index(["a", "b"])) == ["a", "b"]
