@@ -137,3 +137,43 @@ async def test_every_worker_tests_the_rows_all_workers_logged(
         assert await sibling.window.test_now() is theirs  # no new rows: not tested again
     finally:
         await plane.aclose()
+
+
+async def test_one_worker_tests_each_interval_and_the_other_publishes_its_result(
+    monitored_app: Any, settings: Any, monitored_model: Any, payload_store: Any,
+    digits_split: Any
+) -> None:
+    from greenbutton.monitoring.metrics import Metrics
+    from greenbutton.monitoring.runtime import MonitoringRuntime
+    from greenbutton.serving.dataplane import DataPlane
+
+    client, runtime, _ = monitored_app
+    sibling = MonitoringRuntime(settings.monitoring, payload_store)  # a second worker
+    plane = DataPlane(settings.serving, Metrics(), monitored_model)
+    hooks = sibling.hooks(monitored_model, plane.metrics)
+    plane.add_hooks(hooks.annotators, hooks.sinks)
+    windows = [runtime.window, sibling.window]
+    tests = [0, 0]
+    for i, window in enumerate(windows):
+        def counted(test: Any, i: int = i) -> Any:
+            def run(*args: Any) -> Any:
+                tests[i] += 1
+                return test(*args)
+            return run
+        window._test = counted(window._test)  # type: ignore[method-assign]
+    try:
+        await predict(client, rows_of(16 - digits_split[2][:100]), "turns")
+        await runtime.payload_log.flush()
+        first = await windows[0].tick()
+        second = await windows[1].tick()  # within the interval: publishes the stored test
+        assert tests == [1, 0]
+        assert second["drift"] == first["drift"] and first["drift"]["overall"]["is_drift"]
+        assert second["window"]["rows"] == 100
+        labels = {"model": "model", "version": "", "detector": "overall", "feature": ""}
+        gauge = "greenbutton_drift_p_value"
+        values = [w.gauges.drift_registry.get_sample_value(gauge, labels) for w in windows]
+        assert values[0] == values[1] == first["drift"]["overall"]["p_value"]
+        assert await windows[1].tick() is second  # nothing new stored: nothing to publish
+        assert tests == [1, 0]
+    finally:
+        await plane.aclose()

@@ -12,6 +12,7 @@ version's monitors never unpickles anything. Detectors are chosen from :data:`DE
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -48,6 +49,17 @@ class DriftResult:
         if self.features:
             body["features"] = {k: v.to_json() for k, v in self.features.items()}
         return body
+
+    @classmethod
+    def from_json(cls, detector: str, body: dict[str, Any]) -> DriftResult:
+        """The result :meth:`to_json` wrote (``detector``: its key in the results)."""
+        return cls(detector, _number(body["statistic"]), _number(body["p_value"]),
+                   bool(body["is_drift"]),
+                   {k: cls.from_json(detector, v) for k, v in body.get("features", {}).items()})
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)  # JSON has no NaN: stored as null
 
 
 class Detector(Protocol):

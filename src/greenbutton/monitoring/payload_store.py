@@ -110,6 +110,19 @@ alerts_sent = Table(
 to the store shares it (:meth:`PayloadStore.claim_alert`), so one event alerts, and starts
 retraining, once per cooldown rather than once per process."""
 
+drift_tests = Table(
+    "gb_drift_tests", metadata,
+    Column("model_name", String(100), primary_key=True),
+    Column("model_version", String(20), primary_key=True),  # "" for a model without versions
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("newest_id", Integer, nullable=True),  # the newest payload row the snapshot tested
+    Column("snapshot", JSON, nullable=True),  # what GET /monitoring answers
+)
+"""The latest drift test of each model version, and who may run the next one. The workers and
+replicas serving a version read the same window (the version's newest logged rows), so one of
+them tests it per interval (:meth:`PayloadStore.claim_drift_test`) and the others publish the
+snapshot it stores."""
+
 PRUNE_CHUNK_ROWS = 10_000
 """Rows deleted per statement (one transaction each) by :meth:`PayloadStore.prune`."""
 
@@ -256,23 +269,65 @@ class PayloadStore:
         is recorded. Among all the processes sharing the store, one caller per ``cooldown_s``
         gets True: the others see the recorded time (or lose the race to insert it).
         """
+        key = {"model_name": model_name, "model_version": model_version or "", "rule": rule}
+        return self._claim(alerts_sent, key, "sent_at", cooldown_s, now)
+
+    def claim_drift_test(self, model_name: str, model_version: str | None, interval_s: float,
+                         *, now: datetime.datetime | None = None) -> bool:
+        """Whether the caller should test this version's drift window now: one caller per
+        ``interval_s`` among all the processes sharing the store gets True (as
+        :meth:`claim_alert`); the others read the result with :meth:`drift_snapshot`."""
+        key = {"model_name": model_name, "model_version": model_version or ""}
+        return self._claim(drift_tests, key, "claimed_at", interval_s, now)
+
+    def _claim(self, table: Table, key: dict[str, str], time_column: str, cooldown_s: float,
+               now: datetime.datetime | None) -> bool:
+        """Renew ``table``'s row at ``key`` if its time is ``cooldown_s`` old, or insert it;
+        whether this caller did (a concurrent caller that loses gets False)."""
         now = _utc(now or utc_now())
-        key = (alerts_sent.c.model_name == model_name,
-               alerts_sent.c.model_version == (model_version or ""), alerts_sent.c.rule == rule)
-        due = alerts_sent.c.sent_at <= now - datetime.timedelta(seconds=cooldown_s)
+        where = [table.c[name] == value for name, value in key.items()]
+        due = table.c[time_column] <= now - datetime.timedelta(seconds=cooldown_s)
         with self.engine.begin() as connection:
             # on PostgreSQL a concurrent claim waits for this row, then finds it not due
-            renewed = connection.execute(update(alerts_sent).where(*key, due).values(sent_at=now))
+            renewed = connection.execute(update(table).where(*where, due)
+                                         .values({time_column: now}))
             if renewed.rowcount == 1:
                 return True
             try:
                 with connection.begin_nested():
-                    connection.execute(insert(alerts_sent).values(
-                        model_name=model_name, model_version=model_version or "", rule=rule,
-                        sent_at=now))
-            except IntegrityError:  # sent within the cooldown, or claimed a moment ago
+                    connection.execute(insert(table).values({**key, time_column: now}))
+            except IntegrityError:  # claimed within the cooldown, or a moment ago
                 return False
         return True
+
+    def save_drift_snapshot(self, model_name: str, model_version: str | None, newest_id: int,
+                            snapshot: dict[str, Any]) -> None:
+        """Store a drift test's snapshot (``GET /monitoring``'s body) and the newest payload
+        row it tested, for the other processes serving the version."""
+        key = {"model_name": model_name, "model_version": model_version or ""}
+        where = [drift_tests.c[name] == value for name, value in key.items()]
+        values = {"newest_id": newest_id, "snapshot": snapshot}
+        with self.engine.begin() as connection:
+            if connection.execute(update(drift_tests).where(*where).values(values)).rowcount:
+                return
+            try:  # tested without a claim (GET /monitoring?refresh=1 before any interval)
+                with connection.begin_nested():
+                    connection.execute(insert(drift_tests).values(
+                        {**key, **values, "claimed_at": _utc(utc_now())}))
+            except IntegrityError:  # claimed a moment ago by another process
+                connection.execute(update(drift_tests).where(*where).values(values))
+
+    def drift_snapshot(self, model_name: str, model_version: str | None
+                       ) -> tuple[int, dict[str, Any]] | None:
+        """The newest payload row id and snapshot of the version's latest stored drift test."""
+        query = select(drift_tests.c.newest_id, drift_tests.c.snapshot).where(
+            drift_tests.c.model_name == model_name,
+            drift_tests.c.model_version == (model_version or ""))
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None or row[0] is None or row[1] is None:
+            return None
+        return int(row[0]), dict(row[1])
 
     def summaries(self) -> list[FeedbackSummary]:
         """Count, accuracy, mean absolute error and mean reward per model version."""
