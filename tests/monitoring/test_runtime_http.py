@@ -177,3 +177,18 @@ async def test_one_worker_tests_each_interval_and_the_other_publishes_its_result
         assert tests == [1, 0]
     finally:
         await plane.aclose()
+
+
+async def test_a_worker_that_cannot_claim_its_turn_tests_by_itself(
+    monitored_app: Any, payload_store: Any, digits_split: Any, monkeypatch: Any
+) -> None:
+    client, runtime, _ = monitored_app
+
+    def unreachable(*args: Any, **kwargs: Any) -> bool:
+        raise OSError("the store is down")
+
+    await predict(client, rows_of(16 - digits_split[2][:100]), "no-turn")
+    await runtime.payload_log.flush()
+    monkeypatch.setattr(payload_store, "claim_drift_test", unreachable)
+    snapshot = await runtime.window.tick()
+    assert snapshot["window"]["rows"] == 100 and snapshot["drift"]["overall"]["is_drift"]
