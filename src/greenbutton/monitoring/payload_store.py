@@ -269,7 +269,7 @@ class PayloadStore:
         is recorded. Among all the processes sharing the store, one caller per ``cooldown_s``
         gets True: the others see the recorded time (or lose the race to insert it).
         """
-        key = {"model_name": model_name, "model_version": model_version or "", "rule": rule}
+        key = {**_version_key(model_name, model_version), "rule": rule}
         return self._claim(alerts_sent, key, "sent_at", cooldown_s, now)
 
     def claim_drift_test(self, model_name: str, model_version: str | None, interval_s: float,
@@ -277,15 +277,15 @@ class PayloadStore:
         """Whether the caller should test this version's drift window now: one caller per
         ``interval_s`` among all the processes sharing the store gets True (as
         :meth:`claim_alert`); the others read the result with :meth:`drift_snapshot`."""
-        key = {"model_name": model_name, "model_version": model_version or ""}
-        return self._claim(drift_tests, key, "claimed_at", interval_s, now)
+        return self._claim(drift_tests, _version_key(model_name, model_version), "claimed_at",
+                           interval_s, now)
 
     def _claim(self, table: Table, key: dict[str, str], time_column: str, cooldown_s: float,
                now: datetime.datetime | None) -> bool:
         """Renew ``table``'s row at ``key`` if its time is ``cooldown_s`` old, or insert it;
         whether this caller did (a concurrent caller that loses gets False)."""
         now = _utc(now or utc_now())
-        where = [table.c[name] == value for name, value in key.items()]
+        where = _matching(table, key)
         due = table.c[time_column] <= now - datetime.timedelta(seconds=cooldown_s)
         with self.engine.begin() as connection:
             # on PostgreSQL a concurrent claim waits for this row, then finds it not due
@@ -304,8 +304,8 @@ class PayloadStore:
                             snapshot: dict[str, Any]) -> None:
         """Store a drift test's snapshot (``GET /monitoring``'s body) and the newest payload
         row it tested, for the other processes serving the version."""
-        key = {"model_name": model_name, "model_version": model_version or ""}
-        where = [drift_tests.c[name] == value for name, value in key.items()]
+        key = _version_key(model_name, model_version)
+        where = _matching(drift_tests, key)
         values = {"newest_id": newest_id, "snapshot": snapshot}
         with self.engine.begin() as connection:
             if connection.execute(update(drift_tests).where(*where).values(values)).rowcount:
@@ -321,8 +321,7 @@ class PayloadStore:
                        ) -> tuple[int, dict[str, Any]] | None:
         """The newest payload row id and snapshot of the version's latest stored drift test."""
         query = select(drift_tests.c.newest_id, drift_tests.c.snapshot).where(
-            drift_tests.c.model_name == model_name,
-            drift_tests.c.model_version == (model_version or ""))
+            *_matching(drift_tests, _version_key(model_name, model_version)))
         with self.engine.connect() as connection:
             row = connection.execute(query).first()
         if row is None or row[0] is None or row[1] is None:
@@ -560,6 +559,16 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "to_numpy"):
         return value.to_numpy()
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _version_key(model_name: str, model_version: str | None) -> dict[str, str]:
+    """A model version as the key columns of the claim tables ("" for no version)."""
+    return {"model_name": model_name, "model_version": model_version or ""}
+
+
+def _matching(table: Table, key: dict[str, str]) -> list[ColumnElement[bool]]:
+    """``table``'s rows with these ``key`` column values."""
+    return [table.c[name] == value for name, value in key.items()]
 
 
 def utc_now() -> datetime.datetime:
