@@ -14,6 +14,31 @@ def rows_of(frame: Any) -> list[dict[str, float]]:
 WHITE = {f"pixel_{i}": 16.0 for i in range(64)}
 
 
+def second_worker(settings: Any, model: Any, store: Any) -> tuple[Any, Any]:
+    """Another worker of the same server: its own monitoring runtime and data plane, the same
+    payload store; (runtime, plane), the plane to be closed by the caller."""
+    from greenbutton.monitoring.metrics import Metrics
+    from greenbutton.monitoring.runtime import MonitoringRuntime
+    from greenbutton.serving.dataplane import DataPlane
+
+    runtime = MonitoringRuntime(settings.monitoring, store)
+    plane = DataPlane(settings.serving, Metrics(), model)
+    hooks = runtime.hooks(model, plane.metrics)
+    plane.add_hooks(hooks.annotators, hooks.sinks)
+    return runtime, plane
+
+
+def count_tests(window: Any, counts: list[int], slot: int) -> None:
+    """Count ``window``'s drift tests in ``counts[slot]``."""
+    test = window._test
+
+    def counted(tested: Any) -> Any:
+        counts[slot] += 1
+        return test(tested)
+
+    window._test = counted
+
+
 async def predict(client: Any, rows: list[dict[str, float]], request_id: str) -> Any:
     response = await client.post("/predict", json={"inputs": rows},
                                  headers={"X-Request-ID": request_id})
@@ -114,16 +139,8 @@ async def test_every_worker_tests_the_rows_all_workers_logged(
     monitored_app: Any, settings: Any, monitored_model: Any, payload_store: Any,
     digits_split: Any
 ) -> None:
-    # a second worker of the same server: its own runtime and data plane, the same store
-    from greenbutton.monitoring.metrics import Metrics
-    from greenbutton.monitoring.runtime import MonitoringRuntime
-    from greenbutton.serving.dataplane import DataPlane
-
     client, runtime, _ = monitored_app
-    sibling = MonitoringRuntime(settings.monitoring, payload_store)
-    plane = DataPlane(settings.serving, Metrics(), monitored_model)
-    hooks = sibling.hooks(monitored_model, plane.metrics)
-    plane.add_hooks(hooks.annotators, hooks.sinks)
+    sibling, plane = second_worker(settings, monitored_model, payload_store)
     try:
         assert sibling.window is not None
         assert (await sibling.window.test_now())["drift"] is None  # nothing logged yet
@@ -143,28 +160,19 @@ async def test_one_worker_tests_each_interval_and_the_other_publishes_its_result
     monitored_app: Any, settings: Any, monitored_model: Any, payload_store: Any,
     digits_split: Any
 ) -> None:
-    from greenbutton.monitoring.metrics import Metrics
-    from greenbutton.monitoring.runtime import MonitoringRuntime
-    from greenbutton.serving.dataplane import DataPlane
-
     client, runtime, _ = monitored_app
-    sibling = MonitoringRuntime(settings.monitoring, payload_store)  # a second worker
-    plane = DataPlane(settings.serving, Metrics(), monitored_model)
-    hooks = sibling.hooks(monitored_model, plane.metrics)
-    plane.add_hooks(hooks.annotators, hooks.sinks)
+    sibling, plane = second_worker(settings, monitored_model, payload_store)
     windows = [runtime.window, sibling.window]
     tests = [0, 0]
     for i, window in enumerate(windows):
-        def counted(test: Any, i: int = i) -> Any:
-            def run(*args: Any) -> Any:
-                tests[i] += 1
-                return test(*args)
-            return run
-        window._test = counted(window._test)  # type: ignore[method-assign]
+        count_tests(window, tests, i)
     try:
         await predict(client, rows_of(16 - digits_split[2][:100]), "turns")
         await runtime.payload_log.flush()
         first = await windows[0].tick()
+        # rows logged since: the other worker would test them, but the turn is taken
+        await predict(client, rows_of(16 - digits_split[2][100:110]), "turns-later")
+        await runtime.payload_log.flush()
         second = await windows[1].tick()  # within the interval: publishes the stored test
         assert tests == [1, 0]
         assert second["drift"] == first["drift"] and first["drift"]["overall"]["is_drift"]
