@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -55,9 +55,12 @@ class RowAnnotator(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class PredictionRecord:
-    """One answered prediction, as sinks receive it."""
+class PredictionRecord(NamedTuple):
+    """One answered prediction, as sinks receive it.
+
+    A named tuple rather than a frozen dataclass: one is made per request, and a frozen
+    dataclass sets its ten fields one ``object.__setattr__`` at a time (3 µs against 1 µs).
+    """
 
     request_id: str
     model_name: str
