@@ -237,6 +237,25 @@ def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them(
     assert ours(value) == theirs(value)
 
 
+def test_sqlite_json_columns_are_written_as_sqlalchemy_writes_them(
+    payload_store: PayloadStore
+) -> None:
+    from sqlalchemy import JSON
+
+    dialect = payload_store.engine.dialect
+    assert dialect.name == "sqlite"
+    bulk = payload_store._bulk
+    assert bulk is not None
+    values = [None, {"columns_key": "k", "data": np.array([[1.5, np.nan]])},
+              np.array([3, 4], dtype=np.int64), [5.5, "x", None],
+              {"outliers": [{"is_outlier": np.bool_(True), "score": np.float64(2.5)}, None]}]
+    for name in ("inputs", "predictions", "annotations"):
+        ours = bulk.processors[bulk.names.index(name)]
+        theirs = JSON().dialect_impl(dialect).bind_processor(dialect)
+        assert ours is not None and theirs is not None
+        assert [ours(v) for v in values] == [theirs(v) for v in values]
+
+
 async def test_export_since_a_time_in_another_zone_means_that_instant(
         payload_store: PayloadStore) -> None:
     log, _ = make_log(payload_store)

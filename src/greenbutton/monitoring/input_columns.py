@@ -55,10 +55,11 @@ class InputColumns:
         self.table = table
         self._stored: dict[str, list[Any]] = {}
 
-    def by_key(self, rows: Sequence[dict[str, Any]]
+    def by_key(self, inputs: Sequence[dict[str, Any]]
                ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
-        """``rows`` with ``inputs["columns"]`` replaced by its key, and the sets (by key) not
-        yet known to be stored, which must be registered in the same transaction as the rows.
+        """Payload rows' ``inputs`` with ``"columns"`` replaced by its key, and the sets (by
+        key) not yet known to be stored, which must be registered in the same transaction as
+        the rows.
 
         Consecutive rows almost always carry the very same list of names (the payload log
         makes one per column index), so a set is hashed only when the list object changes.
@@ -67,14 +68,13 @@ class InputColumns:
         new: dict[str, list[Any]] = {}
         last_names: object = None
         key = ""
-        for row in rows:
-            inputs = row["inputs"]
-            names = inputs["columns"]
+        for entry in inputs:
+            names = entry["columns"]
             if names is not last_names:
                 key, last_names = column_set_key(names), names
                 if key not in self._stored:
                     new[key] = list(names)
-            converted.append({**row, "inputs": {"columns_key": key, "data": inputs["data"]}})
+            converted.append({"columns_key": key, "data": entry["data"]})
         return converted, new
 
     def register(self, connection: Connection, sets: dict[str, list[Any]]) -> None:
