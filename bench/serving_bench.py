@@ -4,7 +4,8 @@ Usage: ``.venv/bin/python bench/serving_bench.py [--duration 5] [--write docs/pe
 Trains LogisticRegression and a 100-tree RandomForest on sklearn's digits, registers them in
 a temporary MLflow store, starts each server as its own process, drives it with wrk (closed
 loop, 1 thread) and prints requests/s, p50, p99, errors, cold start and peak RSS; then
-measures monitoring on against off in alternating rounds, with the servers' CPU per request.
+measures monitoring on against off with both servers up, in pairs of short runs, with the
+servers' CPU per request.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from scipy.stats import binom
 from sklearn.datasets import load_digits
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -257,68 +259,101 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
         write_section(args.write, table)
 
 
-PAIR_ROUNDS = 7
+PAIR_ROUNDS = 16
+PAIR_SECONDS = 3
 PAIR_LOADS = (("split1", "/invocations, dataframe_split"),
               ("predict1", "/predict, outlier flags in the response"))
+COLD_STARTS = 3
 
 
 def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Path,
                      body: dict[str, str]) -> str:
-    """Monitoring on vs off, measured in alternating rounds (on/off, off/on, ...).
+    """Monitoring on vs off: both servers up at once, driven in turn, in pairs of short runs.
 
     One on run and one off run far apart in time compare two different moments of a shared
-    machine; alternating them ``PAIR_ROUNDS`` times and taking medians does not. Besides
-    requests/s, the CPU the server processes spent per request (``/proc``) is the steadier
-    measure of what monitoring costs; the p99 / p50 ratio is the median of the rounds' ratios
-    (one run's p99 rests on a few dozen requests). Each round's own on / off ratio (its two
-    runs are minutes apart at most) is printed too, sorted: their spread is the measure's
-    noise on this machine. Cold start (process start → ready) is the median of every start
-    here.
+    machine. Here both servers start once and are warmed up; then, ``PAIR_ROUNDS`` times and
+    for each load, the on and the off server are each driven for ``PAIR_SECONDS``, in
+    alternating order. The two runs of a pair are seconds apart, so each pair's on / off
+    ratio compares the servers at one moment; the median of the pairs is the measure, with
+    its 95 % confidence interval from order statistics (:func:`median_interval`, no
+    assumption about how the ratios spread). The servers stay up throughout, so the on
+    server runs as it would in production: drift tests every interval, a payload table that
+    grows. Besides requests/s, each run's CPU per request (all server processes, ``/proc``)
+    is paired the same way; the p99 / p50 ratio is the median of the runs' ratios (one run's
+    p99 rests on a few dozen requests). Cold start (process start → ready) is the median of
+    ``COLD_STARTS`` starts of each server.
     """
     names = ("greenbutton lr", "greenbutton lr monitoring-off")
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-    colds: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(PAIR_ROUNDS):
-        for name in names if round_ % 2 == 0 else reversed(names):
-            with running(servers[name]) as (process, port, cold_s):
-                colds[name].append(cold_s)
-                for load, _ in PAIR_LOADS:
-                    url = f"http://127.0.0.1:{port}{path_of(load)}"
-                    wrk(url, body[load], 8, 1, work)  # warm-up
+    with contextlib.ExitStack() as stack:
+        up = {name: stack.enter_context(running(servers[name])) for name in names}
+        for _, port, _ in up.values():
+            for load, _ in PAIR_LOADS:
+                wrk(f"http://127.0.0.1:{port}{path_of(load)}", body[load], 8, 1, work)
+        for round_ in range(PAIR_ROUNDS):
+            for load, _ in PAIR_LOADS:
+                for name in names if round_ % 2 == 0 else reversed(names):
+                    process, port, _ = up[name]
                     before = tree_cpu_s(process.pid)
-                    result = wrk(url, body[load], 8, args.duration, work)
+                    result = wrk(f"http://127.0.0.1:{port}{path_of(load)}", body[load], 8,
+                                 PAIR_SECONDS, work)
                     spent = tree_cpu_s(process.pid) - before
                     requests = result["requests"]
                     results.setdefault((name, load), []).append(
                         (result["rps"], spent / requests * 1e6 if requests else 0.0,
                          result["p99"] / result["p50"] if result["p50"] else 0.0))
-    lines = [f"Monitoring on vs off, {PAIR_ROUNDS} alternating rounds, c8, medians "
-             "(CPU: all server processes, µs per request):", "",
+    colds = {name: median([cold_start(servers[name]) for _ in range(COLD_STARTS)])
+             for name in names}
+    lines = [f"Monitoring on vs off, both servers up, {PAIR_ROUNDS} pairs of {PAIR_SECONDS} s "
+             "runs per load, c8; medians of the pairs' ratios with their 95 % confidence "
+             "interval (CPU: all server processes, µs per request):", "",
              "| load | on req/s | off req/s | on / off (target ≥ 0.9×) | on CPU µs | "
-             "off CPU µs | CPU added | p99 / p50 on (target ≤ 3×) | p99 / p50 off | "
-             "each round's on / off |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "off CPU µs | CPU added | p99 / p50 on (target ≤ 3×) | p99 / p50 off |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for load, label in PAIR_LOADS:
         on, off = results[(names[0], load)], results[(names[1], load)]
-        rps_on, rps_off = median([r for r, _, _ in on]), median([r for r, _, _ in off])
-        cpu_on, cpu_off = median([c for _, c, _ in on]), median([c for _, c, _ in off])
-        tail_on, tail_off = median([t for _, _, t in on]), median([t for _, _, t in off])
-        lines.append(f"| {label} | {rps_on:.0f} | {rps_off:.0f} | **{rps_on / rps_off:.2f}×** "
-                     f"| {cpu_on:.0f} | {cpu_off:.0f} | {100 * (cpu_on / cpu_off - 1):+.0f} % "
-                     f"| {tail_on:.1f}× | {tail_off:.1f}× | "
-                     + ", ".join(f"{r:.2f}" for r in round_ratios(on, off)) + " |")
+        pairs = [(a, b) for a, b in zip(on, off, strict=True) if b[0] and b[1]]
+        rps = [a[0] / b[0] for a, b in pairs]
+        cpu = [a[1] / b[1] - 1 for a, b in pairs]
+        (rps_low, rps_high), (cpu_low, cpu_high) = median_interval(rps), median_interval(cpu)
+        lines.append(
+            f"| {label} | {median([r for r, _, _ in on]):.0f} | "
+            f"{median([r for r, _, _ in off]):.0f} | **{median(rps):.2f}×** "
+            f"({rps_low:.2f}–{rps_high:.2f}) | {median([c for _, c, _ in on]):.0f} | "
+            f"{median([c for _, c, _ in off]):.0f} | {100 * median(cpu):+.0f} % "
+            f"({100 * cpu_low:+.0f} to {100 * cpu_high:+.0f} %) | "
+            f"{median([t for _, _, t in on]):.1f}× | {median([t for _, _, t in off]):.1f}× |")
     lines.append("")
-    lines.append("Cold start (process start → ready), median of these starts: " + ", ".join(
-        f"{name} {median(colds[name]):.2f} s" for name in names) + " (target ≤ 2 s); "
-        f"importing MLflow's pyfunc and the model's library alone takes {import_floor_s():.2f} s "
-        "here (median of 3 fresh interpreters, collector paused, nothing else).")
+    lines.append("Cold start (process start → ready), median of "
+                 f"{COLD_STARTS} starts: " + ", ".join(
+                     f"{name} {cold:.2f} s" for name, cold in colds.items()) + " (target ≤ 2 s); "
+                 f"importing MLflow's pyfunc and the model's library alone takes "
+                 f"{import_floor_s():.2f} s here (median of 3 fresh interpreters, collector "
+                 "paused, nothing else).")
     return "\n".join(lines)
 
 
-def round_ratios(on: list[tuple[float, float, float]], off: list[tuple[float, float, float]]
-                 ) -> list[float]:
-    """Each round's on / off requests/s, sorted (rounds with a failed run are left out)."""
-    return sorted(a[0] / b[0] for a, b in zip(on, off, strict=True) if b[0])
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A confidence interval for the median of ``values``, from their order statistics.
+
+    The k-th smallest and k-th largest values bound the median with probability
+    1 − 2·P(B < k), B ~ Binomial(n, ½), whatever the values' distribution; k is the largest
+    for which that is at least ``level``. With fewer than 6 values no k reaches 95 %: the
+    smallest and largest are returned.
+    """
+    ordered, n = sorted(values), len(values)
+    k = 0
+    while binom.cdf(k, n, 0.5) <= (1 - level) / 2:
+        k += 1  # P(B ≤ k - 1) ≤ (1 - level) / 2: the k-th order statistics qualify
+    if k == 0:
+        return ordered[0], ordered[-1]
+    return ordered[k - 1], ordered[n - k]
+
+
+def cold_start(server: tuple[list[str], dict[str, str], str]) -> float:
+    """Seconds from starting ``server`` to its first ready answer."""
+    with running(server) as (_, _, cold_s):
+        return cold_s
 
 
 FLOOR_IMPORTS = "import gc; gc.disable(); import mlflow.pyfunc, sklearn.linear_model"
@@ -392,7 +427,7 @@ def write_section(path: Path, table: str) -> None:
              f"--write docs/performance.md`; wrk, 1 thread, closed loop, 4-5 s per row; "
              f"`/invocations` unless the load is `predict1`; greenbutton with its defaults: "
              f"one worker per core; each server measured once, one after the other, then "
-             f"monitoring on and off again in alternating rounds):\n\n"
+             f"monitoring on and off again, both up, in pairs of short runs):\n\n"
              f"{table}\n{end}")
     if begin in text:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
