@@ -250,7 +250,7 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
                 print(rows[-1], flush=True)
     pairs = ""
     if not args.only or "greenbutton lr" in args.only:
-        pairs = "\n\n" + monitoring_pairs(servers, args, work, body)
+        pairs = "\n\n" + monitoring_pairs(servers, work, body)
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     table = (render(rows) + pairs +
              f"\n\nLoad average (1/5/15 min) at the end of the run: {load}.")
@@ -266,8 +266,7 @@ PAIR_LOADS = (("split1", "/invocations, dataframe_split"),
 COLD_STARTS = 3
 
 
-def monitoring_pairs(servers: dict[str, Any], args: argparse.Namespace, work: Path,
-                     body: dict[str, str]) -> str:
+def monitoring_pairs(servers: dict[str, Any], work: Path, body: dict[str, str]) -> str:
     """Monitoring on vs off: both servers up at once, driven in turn, in pairs of short runs.
 
     One on run and one off run far apart in time compare two different moments of a shared
