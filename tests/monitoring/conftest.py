@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,33 @@ def any_store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def any_store(any_store_uri: str) -> Iterator[PayloadStore]:
     """The payload store on each backend (see ``any_store_uri``)."""
     store = PayloadStore(any_store_uri)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def own_store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A payload store of its own on each backend, for tests that touch every row of a table
+    (the shared PostgreSQL gets a fresh database per test)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'monitoring.db'}"
+        return
+    import psycopg
+
+    server = request.getfixturevalue("postgres_uri")
+    base, _, _ = server.rpartition("/")
+    name = f"gb_payload_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    yield f"{base}/{name}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def own_store(own_store_uri: str) -> Iterator[PayloadStore]:
+    """The payload store in a database of its own, on each backend."""
+    store = PayloadStore(own_store_uri)
     yield store
     store.close()
 

@@ -24,6 +24,7 @@ from greenbutton.monitoring.export import (
     parse_since,
 )
 from greenbutton.monitoring.payload_store import PayloadStore, utc_now
+from payload_rows import write_rows_before_batches
 
 SINCE = parse_since("1d")
 
@@ -119,7 +120,7 @@ def test_rows_older_versions_wrote_with_nan_tokens_still_read(tmp_path: Path) ->
     # PostgreSQL's JSON type never accepted them)
     store = PayloadStore(f"sqlite:///{tmp_path / 'old.db'}")
     row = logged("old", "1", ["a", "b"], [[0.0, 0.0]], [1.0])
-    store.write_predictions([row])
+    write_rows_before_batches(store, [row])
     with store.engine.begin() as connection:
         connection.exec_driver_sql(
             "UPDATE gb_predictions SET inputs = ?, predictions = ?",

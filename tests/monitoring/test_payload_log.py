@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import json
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import select, update
 
 from greenbutton.errors import InvalidInput
 from greenbutton.monitoring.export import export_dataset, parse_since
 from greenbutton.monitoring.feedback import Feedback, FeedbackService
 from greenbutton.monitoring.gauges import MonitoringGauges
+from greenbutton.monitoring.payload_batches import UnreadableBatch, runs
 from greenbutton.monitoring.payload_log import PayloadLog
-from greenbutton.monitoring.payload_store import FeedbackExists, PayloadStore
+from greenbutton.monitoring.payload_store import FeedbackExists, PayloadStore, payload_batches
 from greenbutton.serving.hooks import PredictionRecord, utc_now
 from sqlite_writer import holding_write_lock
 
@@ -31,6 +34,13 @@ def record(request_id: str, *, is_outlier: bool = False, rows: int = 1) -> Predi
         inputs=inputs, predictions=[5.5] * rows,
         annotations={"outliers": [{"is_outlier": is_outlier, "score": 1.0}] * rows},
         latency_s=0.01, received_at=utc_now())
+
+
+def logged_row(request_id: str) -> dict[str, Any]:
+    return {"request_id": request_id, "model_name": "wine", "model_version": "2",
+            "endpoint": "/predict", "inputs": {"columns": ["a"], "data": [[1.0]]},
+            "predictions": [5.5], "annotations": {}, "has_outlier": False, "latency_s": 0.01,
+            "received_at": utc_now()}
 
 
 def make_log(store: PayloadStore, capacity: int = 10) -> tuple[PayloadLog, CollectorRegistry]:
@@ -215,45 +225,33 @@ async def test_export_logged_to_mlflow_as_dataset_input(payload_store: PayloadSt
     assert len(dataset.digest) == 8
 
 
-@pytest.mark.parametrize("value", [
-    datetime.datetime(2026, 11, 28, 16, 5, 7, 123456, tzinfo=datetime.UTC),
-    datetime.datetime(2026, 1, 2, 3, 4, 5),
-    datetime.datetime(999, 12, 31, 23, 59, 59, 0, tzinfo=datetime.UTC),
-    datetime.date(2026, 11, 28),
-    None,
-])
-def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them(
-    payload_store: PayloadStore, value: Any
-) -> None:
-    from sqlalchemy.dialects import sqlite
-
-    dialect = payload_store.engine.dialect
-    assert dialect.name == "sqlite"
-    bulk = payload_store._bulk
-    assert bulk is not None
-    ours = bulk.processors[bulk.names.index("received_at")]
-    theirs = sqlite.DATETIME().bind_processor(dialect)
-    assert ours is not None and theirs is not None
-    assert ours(value) == theirs(value)
+def test_a_write_logs_one_batch_per_run_of_a_model_version(payload_store: PayloadStore) -> None:
+    rows = [{**logged_row(f"run-{i}"), "model_version": version, "latency_s": i / 1000}
+            for i, version in enumerate(["1", "1", "2", "1"])]
+    payload_store.write_predictions(rows)
+    with payload_store.engine.connect() as connection:
+        batches = connection.execute(select(payload_batches.c.model_version,
+                                            payload_batches.c.requests)
+                                     .order_by(payload_batches.c.id)).all()
+    assert [tuple(b) for b in batches] == [("1", 2), ("2", 1), ("1", 1)]
+    assert [r.latency_s for r in payload_store.recent_predictions("wine", "1", 5)] == [
+        0.0, 0.001, 0.003]
+    found = payload_store.find_prediction("run-2")
+    assert found is not None and found.model_version == "2"
 
 
-def test_sqlite_json_columns_are_written_as_sqlalchemy_writes_them(
+def test_a_batch_in_a_layout_this_version_does_not_read_is_refused(
     payload_store: PayloadStore
 ) -> None:
-    from sqlalchemy import JSON
-
-    dialect = payload_store.engine.dialect
-    assert dialect.name == "sqlite"
-    bulk = payload_store._bulk
-    assert bulk is not None
-    values = [None, {"columns_key": "k", "data": np.array([[1.5, np.nan]])},
-              np.array([3, 4], dtype=np.int64), [5.5, "x", None],
-              {"outliers": [{"is_outlier": np.bool_(True), "score": np.float64(2.5)}, None]}]
-    for name in ("inputs", "predictions", "annotations"):
-        ours = bulk.processors[bulk.names.index(name)]
-        theirs = JSON().dialect_impl(dialect).bind_processor(dialect)
-        assert ours is not None and theirs is not None
-        assert [ours(v) for v in values] == [theirs(v) for v in values]
+    payload_store.write_predictions([logged_row("later")])
+    with payload_store.engine.begin() as connection:
+        connection.execute(update(payload_batches).values(body=zlib.compress(b'{"format": 2}')))
+    with pytest.raises(UnreadableBatch, match="format 2; this greenbutton reads format 1"):
+        payload_store.find_prediction("later")
+    with payload_store.engine.begin() as connection:
+        connection.execute(update(payload_batches).values(body=b'{"format": 1}'))
+    with pytest.raises(UnreadableBatch, match="not compressed JSON"):
+        payload_store.find_prediction("later")
 
 
 async def test_export_since_a_time_in_another_zone_means_that_instant(
@@ -301,3 +299,10 @@ async def test_feedback_waits_for_a_record_another_worker_flushes_late(
     await other.aclose()
     await here.aclose()
 
+
+
+def test_runs_split_at_each_change_of_key_and_at_the_limit() -> None:
+    versions = ["1", "1", "1", "2", "1", "1"]
+    assert runs(versions, str) == [(0, 3), (3, 4), (4, 6)]
+    assert runs(versions, str, limit=2) == [(0, 2), (2, 3), (3, 4), (4, 6)]
+    assert runs([], str) == []

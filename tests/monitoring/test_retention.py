@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,37 +15,23 @@ from sqlalchemy import event, func, select, text
 from greenbutton.cli import main
 from greenbutton.monitoring.gauges import MonitoringGauges
 from greenbutton.monitoring.payload_log import PayloadLog
-from greenbutton.monitoring.payload_store import PayloadStore, feedback, predictions
+from greenbutton.monitoring.payload_store import (
+    PayloadStore,
+    feedback,
+    payload_batches,
+    payload_requests,
+)
 from greenbutton.monitoring.retention import Retention
 from greenbutton.serving.hooks import PredictionRecord, utc_now
+from payload_rows import logged_ids, write_each, write_rows_before_batches
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A payload store of its own on each backend (pruning touches every row of a table, so
-    the shared PostgreSQL gets a fresh database per test)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'monitoring.db'}"
-        return
-    import psycopg
-
-    server = request.getfixturevalue("postgres_uri")
-    base, _, _ = server.rpartition("/")
-    name = f"gb_retention_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    yield f"{base}/{name}"
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
-
 @pytest.fixture
-def store(store_uri: str) -> Iterator[PayloadStore]:
-    store = PayloadStore(store_uri)
-    yield store
-    store.close()
+def store(own_store: PayloadStore) -> PayloadStore:
+    """Pruning touches every row of a table: a database of its own per test."""
+    return own_store
 
 
 def rows(count: int, received_at: datetime.datetime, prefix: str = "r") -> list[dict[str, Any]]:
@@ -58,12 +42,10 @@ def rows(count: int, received_at: datetime.datetime, prefix: str = "r") -> list[
 
 
 def kept(store: PayloadStore) -> list[str]:
-    with store.engine.connect() as connection:
-        return list(connection.execute(select(predictions.c.request_id)
-                                       .order_by(predictions.c.id)).scalars())
+    return logged_ids(store)
 
 
-def count(store: PayloadStore, table: Any = predictions) -> int:
+def count(store: PayloadStore, table: Any = payload_requests) -> int:
     with store.engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
 
@@ -90,30 +72,45 @@ def test_prune_cutoff_in_another_zone_compared_in_utc(store: PayloadStore) -> No
 
 
 def test_prune_keeps_newest_max_rows(store: PayloadStore) -> None:
-    store.write_predictions(rows(25, NOW))
+    write_each(store, rows(25, NOW))
     assert store.prune(NOW - datetime.timedelta(days=1), 10) == 15
     assert kept(store) == [f"r{i}" for i in range(15, 25)]
     assert store.prune(NOW - datetime.timedelta(days=1), 10) == 0
     assert store.prune(NOW - datetime.timedelta(days=1), 0) == 0  # 0: no limit
 
 
+def test_prune_by_count_deletes_the_batch_across_the_limit_whole(store: PayloadStore) -> None:
+    write_each(store, rows(25, NOW), per_batch=5)
+    assert store.prune(NOW - datetime.timedelta(days=1), 12) == 15  # at most 12 stay
+    assert kept(store) == [f"r{i}" for i in range(15, 25)]
+    assert count(store, payload_batches) == 2
+
+
+def test_prune_by_age_waits_until_a_whole_batch_is_old(store: PayloadStore) -> None:
+    store.write_predictions([*rows(2, NOW - datetime.timedelta(days=31), "old"),
+                             *rows(1, NOW - datetime.timedelta(days=29), "new")])
+    assert store.prune(NOW - datetime.timedelta(days=30), 0) == 0
+    assert store.prune(NOW - datetime.timedelta(days=28), 0) == 3
+
+
 def test_prune_deletes_in_chunks(store: PayloadStore) -> None:
-    store.write_predictions(rows(2500, NOW - datetime.timedelta(days=40), "old"))
+    write_each(store, rows(2500, NOW - datetime.timedelta(days=40), "old"), per_batch=100)
+    store.write_predictions(rows(2000, NOW - datetime.timedelta(days=40), "big"))
     store.write_predictions(rows(10, NOW))
     deletes: list[int] = []
 
     def counted(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("DELETE"):
+        if statement.lstrip().upper().startswith("DELETE FROM GB_PAYLOAD_REQUESTS"):
             deletes.append(cursor.rowcount)
 
     event.listen(store.engine, "after_cursor_execute", counted)
-    assert store.prune(NOW - datetime.timedelta(days=30), 0, chunk_rows=1000, pause_s=0) == 2500
-    assert deletes == [1000, 1000, 500]
+    assert store.prune(NOW - datetime.timedelta(days=30), 0, chunk_rows=1000, pause_s=0) == 4500
+    assert deletes == [1000, 1000, 500, 2000]  # a batch larger than a chunk: a chunk of its own
     assert count(store) == 10
 
 
 def test_prune_stops_between_chunks_when_asked(store: PayloadStore) -> None:
-    store.write_predictions(rows(300, NOW - datetime.timedelta(days=40)))
+    write_each(store, rows(300, NOW - datetime.timedelta(days=40)), per_batch=100)
     asked: list[bool] = []
 
     def stop() -> bool:
@@ -124,11 +121,11 @@ def test_prune_stops_between_chunks_when_asked(store: PayloadStore) -> None:
     assert count(store) == 200
 
 
-def test_concurrent_pruners_delete_each_row_once(store_uri: str) -> None:
-    stores = [PayloadStore(store_uri) for _ in range(2)]
+def test_concurrent_pruners_delete_each_row_once(own_store_uri: str) -> None:
+    stores = [PayloadStore(own_store_uri) for _ in range(2)]
     try:
-        stores[0].write_predictions(rows(3000, NOW - datetime.timedelta(days=40)))
-        stores[0].write_predictions(rows(50, NOW, "new"))
+        write_each(stores[0], rows(3000, NOW - datetime.timedelta(days=40)), per_batch=100)
+        write_each(stores[0], rows(50, NOW, "new"))
         results: list[int] = []
         start = threading.Barrier(2)
 
@@ -148,6 +145,17 @@ def test_concurrent_pruners_delete_each_row_once(store_uri: str) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+def test_rows_logged_before_batches_pruned_with_them(store: PayloadStore) -> None:
+    write_rows_before_batches(store, rows(4, NOW - datetime.timedelta(days=31), "row-old"))
+    write_rows_before_batches(store, rows(3, NOW - datetime.timedelta(days=2), "row"))
+    write_each(store, rows(3, NOW - datetime.timedelta(days=1), "batch"))
+    assert store.prune(NOW - datetime.timedelta(days=30), 0) == 4
+    assert store.prune(NOW - datetime.timedelta(days=30), 5) == 1  # the oldest row goes
+    assert kept(store) == ["row1", "row2", "batch0", "batch1", "batch2"]
+    assert store.prune(NOW - datetime.timedelta(days=30), 2) == 3  # rows, then a batch
+    assert kept(store) == ["batch1", "batch2"]
 
 
 def test_feedback_pruned_by_its_own_age(store: PayloadStore) -> None:
@@ -240,7 +248,8 @@ async def test_log_prunes_after_flushes(payload_store: PayloadStore) -> None:
         await asyncio.sleep(0.03)
     await log.aclose()
     assert not retention.is_running
-    assert 5 <= len(kept(payload_store)) < submitted
+    logged = kept(payload_store)  # max_rows=5: at most 5 (fewer by less than a batch) after a prune
+    assert logged[-1] == f"b{submitted - 1}" and len(logged) < submitted
 
 
 async def test_prune_at_most_once_per_interval(payload_store: PayloadStore,
@@ -332,7 +341,7 @@ def test_cli_prunes_by_age_and_count(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     (tmp_path / "gb").mkdir()
     store = PayloadStore(f"sqlite:///{tmp_path / 'gb' / 'monitoring.db'}")
     store.write_predictions(rows(4, utc_now() - datetime.timedelta(days=8), "old"))
-    store.write_predictions(rows(6, utc_now() - datetime.timedelta(hours=1), "new"))
+    write_each(store, rows(6, utc_now() - datetime.timedelta(hours=1), "new"))
     store.save_feedback(feedback_row("old0", utc_now() - datetime.timedelta(days=8)),
                         replace=False)
     assert main(["payload", "prune", "--older-than", "7d", "--max-rows", "5"]) == 0

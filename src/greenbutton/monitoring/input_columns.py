@@ -14,7 +14,7 @@ The table is not pruned with the payload log: it holds one short row per distinc
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -55,16 +55,16 @@ class InputColumns:
         self.table = table
         self._stored: dict[str, list[Any]] = {}
 
-    def by_key(self, inputs: Sequence[dict[str, Any]]
-               ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
-        """Payload rows' ``inputs`` with ``"columns"`` replaced by its key, and the sets (by
-        key) not yet known to be stored, which must be registered in the same transaction as
-        the rows.
+    def keys(self, inputs: Sequence[Mapping[str, Any]]
+             ) -> tuple[list[str], dict[str, list[Any]]]:
+        """The key of each of payload rows' ``inputs``' column names, and the sets (by key)
+        not yet known to be stored, which must be registered in the same transaction as the
+        rows.
 
         Consecutive rows almost always carry the very same list of names (the payload log
         makes one per column index), so a set is hashed only when the list object changes.
         """
-        converted: list[dict[str, Any]] = []
+        keys: list[str] = []
         new: dict[str, list[Any]] = {}
         last_names: object = None
         key = ""
@@ -74,8 +74,8 @@ class InputColumns:
                 key, last_names = column_set_key(names), names
                 if key not in self._stored:
                     new[key] = list(names)
-            converted.append({"columns_key": key, "data": entry["data"]})
-        return converted, new
+            keys.append(key)
+        return keys, new
 
     def register(self, connection: Connection, sets: dict[str, list[Any]]) -> None:
         """Insert the ``sets`` that are absent, in ``connection``'s transaction; call
@@ -104,6 +104,11 @@ class InputColumns:
         key = inputs.get("columns_key")
         if key is None:
             return inputs
+        return {"columns": self.names(connection, key, request_id), "data": inputs["data"]}
+
+    def names(self, connection: Connection, key: str, request_id: str) -> list[Any]:
+        """The column names stored under ``key`` (a fresh list), for logged request
+        ``request_id`` (named in the error when the set is missing)."""
         names = self._stored.get(key)
         if names is None:
             names = connection.execute(select(self.table.c.columns)
@@ -112,4 +117,4 @@ class InputColumns:
                 raise UnknownColumnSet(f"logged request {request_id!r} refers to column set "
                                        f"{key!r}, which {self.table.name} does not hold")
             self._stored[key] = names
-        return {"columns": list(names), "data": inputs["data"]}
+        return list(names)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .gauges import MonitoringGauges
+from .payload_batches import Requests, runs
 from .payload_store import PayloadStore
 from .stacking import Answered, annotate_records
 
@@ -27,34 +28,40 @@ if TYPE_CHECKING:  # the seam is defined by serving; this module only implements
     from .retention import Retention
 
 logger = logging.getLogger(__name__)
-PREPARE_CHUNK = 128
-"""Entries converted for the database between two turns of the request loop (~1 ms)."""
+PREPARE_CHUNK = 256
+"""Entries encoded for the database between two turns of the request loop (~0.5 ms)."""
 
 
-def to_row(record: Answered, annotations: dict[str, list[Any]] | None = None
-           ) -> dict[str, Any]:
-    """A ``gb_predictions`` row for ``record`` (inputs in split orientation, outputs as given),
-    with ``annotations`` instead of the record's own when given.
+def requests_of(entries: Sequence[Answered],
+                annotations: Sequence[dict[str, list[Any]]] | None = None) -> Requests:
+    """Buffered entries (of one model version) as a batch of logged requests: inputs in
+    split orientation, outputs as given, and ``annotations`` instead of the entries' own
+    when given.
 
     numpy and pandas values are left as they are: the store's JSON encoder writes them
     natively (see :func:`~greenbutton.monitoring.payload_store.encode_json`).
     """
-    if annotations is None:
-        annotations = record.annotations
-    outliers = annotations.get("outliers", [])
-    return {
-        "request_id": record.request_id,
-        "model_name": record.model_name,
-        "model_version": record.model_version,
-        "endpoint": record.endpoint,
-        "inputs": split_rows(record.frame) if record.values is None else
-        {"columns": _column_names(record.columns), "data": np.ascontiguousarray(record.values)},
-        "predictions": record.predictions,
-        "annotations": annotations,
-        "has_outlier": any(isinstance(o, dict) and o.get("is_outlier") for o in outliers),
-        "latency_s": float(record.latency_s),
-        "received_at": record.received_at,
-    }
+    scored = [e.annotations for e in entries] if annotations is None else list(annotations)
+    return Requests(
+        request_ids=[e.request_id for e in entries],
+        endpoints=[e.endpoint for e in entries],
+        received_at=[e.received_at for e in entries],
+        latency_s=[float(e.latency_s) for e in entries],
+        has_outlier=[_has_outlier(a) for a in scored],
+        inputs=[split_rows(e.frame) if e.values is None else
+                {"columns": _column_names(e.columns), "data": np.ascontiguousarray(e.values)}
+                for e in entries],
+        predictions=[e.predictions for e in entries],
+        annotations=scored)
+
+
+def _version_of(entry: Answered) -> tuple[str, str | None]:
+    return entry.model_name, entry.model_version
+
+
+def _has_outlier(annotations: dict[str, list[Any]]) -> bool:
+    return any(isinstance(o, dict) and o.get("is_outlier")
+               for o in annotations.get("outliers", ()))
 
 
 def split_rows(frame: pd.DataFrame) -> dict[str, Any]:
@@ -132,10 +139,10 @@ class PayloadLog:
     async def flush(self) -> None:
         """Write everything buffered now (serialised: one writer at a time).
 
-        Annotating (vectorised numpy) and the insert (mostly the driver) run in a thread;
-        turning entries into database values is pure Python, so it runs here on the loop in
-        chunks of ``PREPARE_CHUNK`` entries with requests served in between: in a thread it
-        would hold the interpreter lock against the loop in 5 ms turns.
+        Annotating (vectorised numpy), compressing and the insert (mostly the driver) run in
+        a thread; encoding entries needs the interpreter lock throughout, so it runs here on
+        the loop in batches of up to ``PREPARE_CHUNK`` entries with requests served in
+        between: in a thread it would hold the lock against the loop in 5 ms turns.
         """
         async with self._lock:
             batch = [self._buffer.popleft() for _ in range(len(self._buffer))]
@@ -147,13 +154,11 @@ class PayloadLog:
                     annotations = await asyncio.to_thread(annotate_records, self.annotators,
                                                           batch)
                 prepared = []
-                for start in range(0, len(batch), PREPARE_CHUNK):
-                    stop = start + PREPARE_CHUNK
-                    chunk = batch[start:stop]
-                    scored = ([None] * len(chunk) if annotations is None
-                              else annotations[start:stop])
-                    prepared.append(self.store.prepare_predictions(
-                        [to_row(e, a) for e, a in zip(chunk, scored, strict=True)]))
+                for start, stop in runs(batch, _version_of, PREPARE_CHUNK):
+                    prepared.append(self.store.prepare_batch(
+                        batch[start].model_name, batch[start].model_version,
+                        requests_of(batch[start:stop], None if annotations is None
+                                    else annotations[start:stop])))
                     await asyncio.sleep(0)
                 await asyncio.to_thread(self.store.write_prepared, prepared)
                 if self.retention is not None:

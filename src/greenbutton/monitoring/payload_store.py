@@ -3,8 +3,11 @@
 They live in their own database (``monitoring.payload_store_uri``), apart from greenbutton's
 lifecycle store: they grow with traffic and are written by every serving replica. Append-mostly
 tables whose shape only grows, so they are created with ``create_all`` on first use instead of
-an alembic chain (a later change of shape would add that chain). A payload row's column names
-are stored once per distinct set, in ``gb_input_columns`` (see :mod:`.input_columns`).
+an alembic chain (a later change of shape would add that chain). Requests are logged in
+batches, one row per batch and a slim row per request (see :mod:`.payload_batches`); their
+column names are stored once per distinct set, in ``gb_input_columns`` (see
+:mod:`.input_columns`). Stores written before batches keep their rows in ``gb_predictions``,
+one per request: they are read, exported and pruned with the batches, never written again.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import datetime
 import itertools
 import json
 import logging
-import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -41,17 +44,46 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import AlreadyExists, NotFound, NotReady
 from ..store.engine import DEFAULT_BUSY_TIMEOUT_MS, enter_wal, normalize_uri
+from . import payload_batches as payload_batches_format
 from .input_columns import KEY_CHARS, InputColumns
+from .payload_batches import Requests, as_utc, runs
 
 logger = logging.getLogger(__name__)
 metadata = MetaData()
+
+payload_batches = Table(
+    "gb_payload_batches", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(100), nullable=False),
+    Column("model_version", String(20), nullable=True),
+    Column("requests", Integer, nullable=False),
+    Column("first_received_at", DateTime(timezone=True), nullable=False),
+    Column("last_received_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("body", LargeBinary, nullable=False),  # payload_batches.encode
+    sqlite_autoincrement=True,  # ids never reused: a larger id is a newer batch
+)
+"""Logged requests, a batch of one model version per row (see :mod:`.payload_batches`)."""
+
+batches_by_version = Index("ix_gb_payload_batches_version", payload_batches.c.model_name,
+                           payload_batches.c.model_version, payload_batches.c.id)
+"""A version's newest batches (drift windows) without scanning other versions'."""
+
+payload_requests = Table(
+    "gb_payload_requests", metadata,
+    Column("batch_id", Integer, primary_key=True),
+    Column("position", Integer, primary_key=True),  # the request's index in its batch
+    Column("request_id", String(128), nullable=False, index=True),
+    sqlite_with_rowid=False,  # the key is the table: one B-tree, not a table and an index
+)
+"""Where each logged request is: feedback finds a request by its id. No foreign key: a
+batch and its requests are deleted together (:meth:`PayloadStore.prune`)."""
 
 predictions = Table(
     "gb_predictions", metadata,
@@ -67,6 +99,7 @@ predictions = Table(
     Column("latency_s", Float, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, index=True),
 )
+"""Requests logged one row each, before batches: read and pruned, no longer written."""
 
 predictions_by_version = Index("ix_gb_predictions_version", predictions.c.model_name,
                                predictions.c.model_version, predictions.c.id)
@@ -192,11 +225,12 @@ class PayloadStore:
             metadata.create_all(self.engine)
             _add_missing_index(self.engine, feedback_received_at)
             _add_missing_index(self.engine, predictions_by_version)
+            _continue_row_ids(self.engine)
         except OperationalError as error:
             raise PayloadStoreUnavailable(f"cannot open the payload store: {error.orig}") from None
         # built before serving workers fork: leave no pooled connection to be shared by them
         self.engine.dispose()
-        self._bulk = BulkInsert.for_dialect(predictions, self.engine.dialect)
+        self._requests = BulkInsert.for_dialect(payload_requests, self.engine.dialect)
         self._columns = InputColumns(input_columns)
 
     def close(self) -> None:
@@ -204,52 +238,98 @@ class PayloadStore:
         self.engine.dispose()
 
     def write_predictions(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert payload rows (dicts with the ``gb_predictions`` columns) in one transaction."""
-        self.write_prepared([self.prepare_predictions(rows)])
+        """Log payload rows (dicts with the ``gb_predictions`` columns) in one transaction."""
+        self.write_prepared(self.prepare_predictions(rows))
 
-    def prepare_predictions(self, rows: Sequence[dict[str, Any]]) -> PreparedRows:
-        """``rows`` converted for the database (column names by key, JSON encoded, times
-        formatted), not written; no database access.
+    def prepare_predictions(self, rows: Sequence[dict[str, Any]]) -> list[PreparedBatch]:
+        """``rows`` as :meth:`prepare_batch` prepares them, one batch per run of rows of one
+        model version."""
+        return [self.prepare_batch(rows[start]["model_name"], rows[start]["model_version"],
+                                   Requests.from_rows(rows[start:stop]))
+                for start, stop in runs(rows, _version_of)]
 
-        The conversion is the CPU-bound part of a write: callers that share the interpreter
-        with a request loop run it there in small chunks, and only :meth:`write_prepared`,
-        which is mostly the driver's own work, in a thread.
+    def prepare_batch(self, model_name: str, model_version: str | None,
+                      requests: Requests) -> PreparedBatch:
+        """A version's ``requests`` encoded as a batch (column names by key), not written; no
+        database access.
+
+        The encoding is the CPU-bound part of a write that needs the interpreter lock:
+        callers that share the interpreter with a request loop run it there in small
+        chunks, and only :meth:`write_prepared` (compression and the driver's own work,
+        which release the lock) in a thread.
         """
-        inputs, column_sets = self._columns.by_key([row["inputs"] for row in rows])
-        if self._bulk is None:
-            return PreparedRows(rows=[{**row, "inputs": i} for row, i in zip(rows, inputs,
-                                                                              strict=True)],
-                                column_sets=column_sets)
-        return PreparedRows(bound=self._bulk.bind(rows, {"inputs": inputs}),
-                            column_sets=column_sets)
+        keys, column_sets = self._columns.keys(requests.inputs)
+        return PreparedBatch(
+            model_name=model_name, model_version=model_version,
+            request_ids=requests.request_ids,
+            first_received_at=as_utc(min(requests.received_at)),
+            last_received_at=as_utc(max(requests.received_at)),
+            encoded=payload_batches_format.encode(requests, keys, _plain, JSON_OPTIONS),
+            column_sets=column_sets)
 
-    def write_prepared(self, prepared: Sequence[PreparedRows]) -> None:
-        """Insert prepared rows in one transaction, with the column sets they introduce."""
-        if not any(p.rows or p.bound for p in prepared):
+    def write_prepared(self, prepared: Sequence[PreparedBatch]) -> None:
+        """Insert prepared batches in one transaction, with the column sets they introduce."""
+        if not prepared:
             return
-        column_sets = {k: v for part in prepared for k, v in part.column_sets.items()}
+        column_sets = {k: v for batch in prepared for k, v in batch.column_sets.items()}
         with self.engine.begin() as connection:
             self._columns.register(connection, column_sets)
-            for part in prepared:
-                if part.rows:
-                    connection.execute(insert(predictions), part.rows)
-                if part.bound and self._bulk is not None:
-                    for statement, parameters in self._bulk.statements(part.bound):
-                        connection.exec_driver_sql(statement, parameters)
+            for batch in prepared:
+                batch_id = connection.execute(
+                    insert(payload_batches).returning(payload_batches.c.id),
+                    [{"model_name": batch.model_name, "model_version": batch.model_version,
+                      "requests": len(batch.request_ids),
+                      "body": payload_batches_format.pack(batch.encoded),
+                      "first_received_at": batch.first_received_at,
+                      "last_received_at": batch.last_received_at}]).scalar_one()
+                located = [(batch_id, i, request_id)
+                           for i, request_id in enumerate(batch.request_ids)]
+                if self._requests is None:
+                    connection.execute(insert(payload_requests), [
+                        dict(zip(("batch_id", "position", "request_id"), row, strict=True))
+                        for row in located])
+                    continue
+                for statement, parameters in self._requests.statements(located):
+                    connection.exec_driver_sql(statement, parameters)
         self._columns.remember(column_sets)  # only now: a rolled-back set is registered again
 
     def find_prediction(self, request_id: str) -> LoggedPrediction | None:
         """The latest logged prediction with ``request_id``."""
+        where = (select(payload_requests.c.batch_id, payload_requests.c.position)
+                 .where(payload_requests.c.request_id == request_id)
+                 .order_by(payload_requests.c.batch_id.desc(),
+                           payload_requests.c.position.desc()).limit(1))
+        with self.engine.connect() as connection:
+            located = connection.execute(where).first()
+            if located is not None:
+                row = connection.execute(select(payload_batches).where(
+                    payload_batches.c.id == located.batch_id)).first()
+                if row is not None:
+                    batch, i = payload_batches_format.decode(row.body), located.position
+                    return LoggedPrediction(
+                        request_id, row.model_name, row.model_version,
+                        self._inputs(connection, batch, i), batch.value("predictions", i),
+                        batch.value("annotations", i), batch.received_at(i))
+            return self._find_in_rows(connection, request_id)
+
+    def _find_in_rows(self, connection: Connection, request_id: str) -> LoggedPrediction | None:
+        """:meth:`find_prediction` in the rows logged before batches."""
         query = (select(predictions).where(predictions.c.request_id == request_id)
                  .order_by(predictions.c.id.desc()).limit(1))
-        with self.engine.connect() as connection:
-            row = connection.execute(query).mappings().first()
-            if row is None:
-                return None
-            inputs = self._columns.inline(connection, row["inputs"], row["request_id"])
+        row = connection.execute(query).mappings().first()
+        if row is None:
+            return None
+        inputs = self._columns.inline(connection, row["inputs"], row["request_id"])
         return LoggedPrediction(row["request_id"], row["model_name"], row["model_version"],
                                 inputs, row["predictions"], row["annotations"],
-                                row["received_at"])
+                                as_utc(row["received_at"]))
+
+    def _inputs(self, connection: Connection, batch: payload_batches_format.Batch,
+                i: int) -> dict[str, Any]:
+        """Request ``i`` of ``batch``'s inputs, names inline (split orientation)."""
+        return {"columns": self._columns.names(connection, batch.columns_key(i),
+                                               batch.request_id(i)),
+                "data": batch.value("data", i)}
 
     def save_feedback(self, values: dict[str, Any], *, replace: bool) -> None:
         """Insert (or with ``replace``, overwrite) the feedback row; committed on return."""
@@ -287,7 +367,7 @@ class PayloadStore:
                now: datetime.datetime | None) -> bool:
         """Renew ``table``'s row at ``key`` if its time is ``cooldown_s`` old, or insert it;
         whether this caller did (a concurrent caller that loses gets False)."""
-        now = _utc(now or utc_now())
+        now = as_utc(now or utc_now())
         where = _matching(table, key)
         due = table.c[time_column] <= now - datetime.timedelta(seconds=cooldown_s)
         with self.engine.begin() as connection:
@@ -316,7 +396,7 @@ class PayloadStore:
             try:  # tested without a claim (GET /monitoring?refresh=1 before any interval)
                 with connection.begin_nested():
                     connection.execute(insert(drift_tests).values(
-                        {**key, **values, "claimed_at": _utc(utc_now())}))
+                        {**key, **values, "claimed_at": as_utc(utc_now())}))
             except IntegrityError:  # claimed a moment ago by another process
                 connection.execute(update(drift_tests).where(*where).values(values))
 
@@ -355,27 +435,93 @@ class PayloadStore:
                            limit: int) -> list[RecentPrediction]:
         """The newest ``limit`` logged requests of a version, oldest first, whichever worker
         or replica logged them (drift windows)."""
+        query = (select(payload_batches.c.id, payload_batches.c.body)
+                 .where(payload_batches.c.model_name == model_name,
+                        payload_batches.c.model_version == model_version)
+                 .order_by(payload_batches.c.id.desc()))
+        newest_first: list[list[RecentPrediction]] = []
+        found = 0
+        with self.engine.connect() as connection:
+            with connection.execute(query) as result:
+                for batch_id, body in result:
+                    if found >= limit:
+                        break
+                    batch = payload_batches_format.decode(body)
+                    newest_first.append([
+                        RecentPrediction(batch_id, self._inputs(connection, batch, i),
+                                         batch.value("predictions", i),
+                                         batch.value("annotations", i),
+                                         batch.value("latency_s", i))
+                        for i in range(len(batch))])
+                    found += len(batch)
+            if found < limit:
+                newest_first.append(self._recent_rows(connection, model_name, model_version,
+                                                      limit - found))
+        logged = [entry for part in reversed(newest_first) for entry in part]
+        return logged[-limit:] if limit > 0 else []
+
+    def _recent_rows(self, connection: Connection, model_name: str, model_version: str | None,
+                     limit: int) -> list[RecentPrediction]:
+        """:meth:`recent_predictions` in the rows logged before batches (oldest first)."""
         query = (select(predictions.c.id, predictions.c.request_id, predictions.c.inputs,
                         predictions.c.predictions, predictions.c.annotations,
                         predictions.c.latency_s)
                  .where(predictions.c.model_name == model_name,
                         predictions.c.model_version == model_version)
                  .order_by(predictions.c.id.desc()).limit(limit))
-        with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-            found = [RecentPrediction(row.id, self._columns.inline(connection, row.inputs,
-                                                                   row.request_id),
-                                      row.predictions, row.annotations, row.latency_s)
-                     for row in rows]
+        found = [RecentPrediction(row.id, self._columns.inline(connection, row.inputs,
+                                                               row.request_id),
+                                  row.predictions, row.annotations, row.latency_s)
+                 for row in connection.execute(query).all()]
         found.reverse()
         return found
 
     def iter_joined(self, model_name: str, since: datetime.datetime) -> Iterator[dict[str, Any]]:
-        """Logged predictions of ``model_name`` since ``since``, with their feedback if any."""
-        query = (select(predictions, feedback.c.truth, feedback.c.reward)
+        """Logged requests of ``model_name`` received since ``since``, oldest first, each with
+        its feedback's truth and reward (None without feedback)."""
+        since = as_utc(since)
+        yield from self._joined_rows(model_name, since)
+        query = (select(payload_batches)
+                 .where(payload_batches.c.model_name == model_name,
+                        payload_batches.c.last_received_at >= since)
+                 .order_by(payload_batches.c.id)
+                 .execution_options(yield_per=20))  # PostgreSQL: a server-side cursor
+        with self.engine.connect() as connection, connection.execute(query) as result:
+            for row in result:
+                batch = payload_batches_format.decode(row.body)
+                wanted = [i for i in range(len(batch)) if batch.received_at(i) >= since]
+                feedback_of = self._feedback_of(connection,
+                                                [batch.request_id(i) for i in wanted])
+                for i in wanted:
+                    truth, reward = feedback_of.get(batch.request_id(i), (None, None))
+                    yield {"request_id": batch.request_id(i), "model_name": row.model_name,
+                           "model_version": row.model_version,
+                           "endpoint": batch.value("endpoints", i),
+                           "inputs": self._inputs(connection, batch, i),
+                           "predictions": batch.value("predictions", i),
+                           "annotations": batch.value("annotations", i),
+                           "has_outlier": batch.value("has_outlier", i),
+                           "latency_s": batch.value("latency_s", i),
+                           "received_at": batch.received_at(i), "truth": truth,
+                           "reward": reward}
+
+    def _feedback_of(self, connection: Connection, request_ids: list[str]
+                     ) -> dict[str, tuple[Any, Any]]:
+        """Truth and reward of the feedback these requests have."""
+        if not request_ids:
+            return {}
+        query = select(feedback.c.request_id, feedback.c.truth, feedback.c.reward).where(
+            feedback.c.request_id.in_(request_ids))
+        return {row[0]: (row[1], row[2]) for row in connection.execute(query)}
+
+    def _joined_rows(self, model_name: str, since: datetime.datetime
+                     ) -> Iterator[dict[str, Any]]:
+        """:meth:`iter_joined` over the rows logged before batches."""
+        query = (select(*[c for c in predictions.columns if c.name != "id"], feedback.c.truth,
+                        feedback.c.reward)
                  .join(feedback, feedback.c.request_id == predictions.c.request_id, isouter=True)
                  .where(predictions.c.model_name == model_name,
-                        predictions.c.received_at >= _utc(since))
+                        predictions.c.received_at >= since)
                  .order_by(predictions.c.id)
                  .execution_options(yield_per=1000))  # PostgreSQL: a server-side cursor
         with self.engine.connect() as connection, connection.execute(query) as result:
@@ -383,37 +529,88 @@ class PayloadStore:
                 joined = dict(row)
                 joined["inputs"] = self._columns.inline(connection, row["inputs"],
                                                         row["request_id"])
+                joined["received_at"] = as_utc(row["received_at"])
                 yield joined
 
     def prune(self, older_than: datetime.datetime, max_rows: int, *,
               chunk_rows: int = PRUNE_CHUNK_ROWS, pause_s: float | None = None,
               should_stop: Callable[[], bool] | None = None) -> int:
-        """Delete payload rows received before ``older_than`` and all but the newest
+        """Delete the logged requests received before ``older_than`` and all but the newest
         ``max_rows`` (0: no limit); return how many were deleted. Column sets stay (one short
         row each, see :data:`input_columns`).
 
-        Rows go in chunks of ``chunk_rows``, each its own short transaction, with a pause
-        after each (``pause_s``; None: as long as the chunk took) so that on SQLite the
-        payload writers of the serving processes get the write lock in between. Safe to run
-        from several processes at once: a row deleted by another pruner is simply not counted
-        again (PostgreSQL: each pruner skips the rows another is deleting).
+        Requests go a batch at a time (see :mod:`.payload_batches`): a batch is deleted once
+        all its requests are older than ``older_than``, and the batch that would leave more
+        than ``max_rows`` requests is deleted whole, so at most ``max_rows`` remain, fewer by
+        less than a batch (a flush's requests). Batches go in chunks of up to ``chunk_rows``
+        requests, each chunk its own short transaction, with a pause after each
+        (``pause_s``; None: as long as the chunk took) so that on SQLite the payload writers
+        of the serving processes get the write lock in between. Safe to run from several
+        processes at once: a request deleted by another pruner is not counted again
+        (PostgreSQL: each pruner skips the batches another is deleting).
 
-        ``max_rows`` counts ids back from the newest: rows whose id is more than ``max_rows``
-        below the highest id are deleted. Ids are consecutive except where a failed write
-        used some up (PostgreSQL), so at most ``max_rows`` rows remain, a few fewer after
-        such gaps; counting rows exactly would read the whole table every time.
+        Rows logged one per request before batches are pruned by the same rules, after the
+        batches: they are older than any batch.
         """
-        cutoff = _utc(older_than)
-        deleted = self._delete_chunks(predictions, predictions.c.id,
-                                      predictions.c.received_at < cutoff,
-                                      chunk_rows, pause_s, should_stop)
-        if max_rows > 0 and not (should_stop and should_stop()):
-            with self.engine.connect() as connection:
-                newest = connection.execute(select(func.max(predictions.c.id))).scalar()
-            if newest is not None and newest > max_rows:
-                deleted += self._delete_chunks(predictions, predictions.c.id,
-                                               predictions.c.id <= newest - max_rows,
-                                               chunk_rows, pause_s, should_stop)
+        cutoff = as_utc(older_than)
+        deleted = self._delete_batches(payload_batches.c.last_received_at < cutoff,
+                                       chunk_rows, pause_s, should_stop)
+        deleted += self._delete_chunks(predictions, predictions.c.id,
+                                       predictions.c.received_at < cutoff,
+                                       chunk_rows, pause_s, should_stop)
+        if max_rows <= 0 or (should_stop and should_stop()):
+            return deleted
+        newer = func.sum(payload_batches.c.requests).over(order_by=payload_batches.c.id.desc())
+        counted = select(payload_batches.c.id, newer.label("newer")).subquery()
+        with self.engine.connect() as connection:
+            beyond = connection.execute(select(func.max(counted.c.id))
+                                        .where(counted.c.newer > max_rows)).scalar()
+            in_batches = connection.execute(
+                select(func.coalesce(func.sum(payload_batches.c.requests), 0))).scalar_one()
+            newest_row = connection.execute(select(func.max(predictions.c.id))).scalar()
+        if beyond is not None:
+            deleted += self._delete_batches(payload_batches.c.id <= beyond, chunk_rows,
+                                            pause_s, should_stop)
+        room = max_rows - int(in_batches)  # what the rows before batches may keep
+        if newest_row is not None and newest_row > room and not (should_stop and should_stop()):
+            deleted += self._delete_chunks(predictions, predictions.c.id,
+                                           predictions.c.id <= newest_row - max(room, 0),
+                                           chunk_rows, pause_s, should_stop)
+        return deleted
+
+    def _delete_batches(self, condition: ColumnElement[bool], chunk_rows: int,
+                        pause_s: float | None, should_stop: Callable[[], bool] | None) -> int:
+        """Delete the batches matching ``condition`` and their requests, in chunks of up to
+        ``chunk_rows`` requests (at least one batch); how many requests were deleted."""
+        chosen = (select(payload_batches.c.id, payload_batches.c.requests).where(condition)
+                  .order_by(payload_batches.c.id).limit(chunk_rows))
+        if self.engine.dialect.name == "postgresql":  # concurrent pruners take other batches
+            chosen = chosen.with_for_update(skip_locked=True)
+        deleted = 0
+        while not (should_stop and should_stop()):
+            started = time.perf_counter()
+            with self.engine.begin() as connection:
+                found = connection.execute(chosen).all()
+                ids: list[int] = []
+                requests = 0
+                for batch_id, count in found:
+                    if ids and requests + count > chunk_rows:
+                        break
+                    ids.append(batch_id)
+                    requests += count
+                if not ids:
+                    break
+                # what this pruner deleted: another may have taken some of them meanwhile
+                gone = connection.execute(delete(payload_batches)
+                                          .where(payload_batches.c.id.in_(ids))
+                                          .returning(payload_batches.c.id,
+                                                     payload_batches.c.requests)).all()
+                connection.execute(delete(payload_requests).where(
+                    payload_requests.c.batch_id.in_([row[0] for row in gone])))
+            deleted += sum(row[1] for row in gone)
+            if len(ids) == len(found) < chunk_rows:  # nothing left to choose
+                break
+            time.sleep(time.perf_counter() - started if pause_s is None else pause_s)
         return deleted
 
     def prune_feedback(self, older_than: datetime.datetime, *,
@@ -421,7 +618,7 @@ class PayloadStore:
                        should_stop: Callable[[], bool] | None = None) -> int:
         """Delete feedback received before ``older_than`` (chunked as :meth:`prune`)."""
         return self._delete_chunks(feedback, feedback.c.request_id,
-                                   feedback.c.received_at < _utc(older_than),
+                                   feedback.c.received_at < as_utc(older_than),
                                    chunk_rows, pause_s, should_stop)
 
     def _delete_chunks(self, table: Table, key: Column[Any], condition: ColumnElement[bool],
@@ -444,23 +641,27 @@ class PayloadStore:
 
 
 @dataclass(frozen=True)
-class PreparedRows:
-    """Payload rows ready to insert: bound values (bulk path) or plain dicts (SQLAlchemy's),
-    and the column sets (by key) they refer to that were not yet known to be stored."""
+class PreparedBatch:
+    """A batch of logged requests of one model version, encoded and ready to insert, with
+    the column sets (by key) it introduces that were not yet known to be stored."""
 
-    bound: list[list[Any]] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    model_name: str
+    model_version: str | None
+    request_ids: list[str]
+    first_received_at: datetime.datetime
+    last_received_at: datetime.datetime
+    encoded: bytes
+    """The batch's JSON (:func:`.payload_batches.encode`), packed when written."""
     column_sets: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class BulkInsert:
     """Many rows in a few multi-row ``INSERT … VALUES (…), (…)`` statements.
 
-    The payload log writes about a thousand rows per second per serving process.
-    SQLAlchemy's executemany spends ~10 µs of Python per row, and the driver releases and
-    retakes the interpreter lock for every row; here each value goes through the dialect's
-    own bind processor (the same conversion SQLAlchemy applies, done by :meth:`bind`
-    wherever the caller likes) and a statement carries up to ``rows_per_statement`` rows.
+    A flush logs a few hundred requests, each a ``gb_payload_requests`` row of three plain
+    values (text and integers: no bind processing). SQLAlchemy's executemany spends ~10 µs of
+    Python per row, and the driver releases and retakes the interpreter lock for every row;
+    here a statement carries up to ``rows_per_statement`` rows.
     """
 
     MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
@@ -468,15 +669,11 @@ class BulkInsert:
 
     def __init__(self, table: Table, dialect: Dialect, mark: str,
                  rows_per_statement: int = 500) -> None:
-        columns = [c for c in table.columns if not (c.primary_key and c.autoincrement is True)]
-        self.names = [c.name for c in columns]
-        self.processors = [_bind_processor(c, dialect) for c in columns]
-        self._values = operator.itemgetter(*self.names)
-        self._processed = [(i, p) for i, p in enumerate(self.processors) if p is not None]
+        self.names = [c.name for c in table.columns]
         quote = dialect.identifier_preparer.quote
         self.head = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in self.names)})"
                      " VALUES ")
-        self.group = "(" + ", ".join([mark] * len(columns)) + ")"
+        self.group = "(" + ", ".join([mark] * len(self.names)) + ")"
         self.rows_per_statement = rows_per_statement
 
     @classmethod
@@ -485,62 +682,13 @@ class BulkInsert:
         mark = cls.MARKS.get(dialect.paramstyle)
         return cls(table, dialect, mark) if mark is not None else None
 
-    def bind(self, rows: Sequence[dict[str, Any]],
-             instead: Mapping[str, Sequence[Any]] | None = None) -> list[list[Any]]:
-        """Each row's values in column order, through the dialect's bind processors;
-        ``instead``: a column's values for every row, used in place of the rows' own (no copy
-        of each row with one value changed)."""
-        values_of, processed = self._values, self._processed
-        replaced = [(self.names.index(name), column) for name, column in (instead or {}).items()]
-        bound = []
-        for position, row in enumerate(rows):
-            values = list(values_of(row))  # one C call for every column
-            for i, column in replaced:
-                values[i] = column[position]
-            for i, process in processed:
-                values[i] = process(values[i])
-            bound.append(values)
-        return bound
-
-    def statements(self, bound: Sequence[Sequence[Any]]
+    def statements(self, rows: Sequence[Sequence[Any]]
                    ) -> Iterator[tuple[str, tuple[Any, ...]]]:
-        """(SQL, parameters) pairs inserting the ``bound`` rows."""
-        for start in range(0, len(bound), self.rows_per_statement):
-            chunk = bound[start:start + self.rows_per_statement]
+        """(SQL, parameters) pairs inserting ``rows`` (values in the table's column order)."""
+        for start in range(0, len(rows), self.rows_per_statement):
+            chunk = rows[start:start + self.rows_per_statement]
             yield (self.head + ", ".join([self.group] * len(chunk)),
                    tuple(itertools.chain.from_iterable(chunk)))
-
-
-def _bind_processor(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
-    """The dialect's bind processor for ``column``; for SQLite datetimes and JSON, faster
-    equal ones.
-
-    SQLAlchemy formats a SQLite datetime with a %-format of seven named fields (5 µs, the
-    largest share of preparing a payload row); ``isoformat`` writes the same text in 0.5 µs.
-    """
-    if isinstance(column.type, JSON) and dialect.name == "sqlite":
-        # what SQLAlchemy's processor does with the engine's serializer, minus its wrapper (a
-        # Python call per value) and its handling of JSON.NULL, which payload rows never hold
-        # (psycopg's wraps the text in its Json adapter: left as it is)
-        return encode_json
-    impl = column.type.dialect_impl(dialect)
-    process = impl.bind_processor(dialect)
-    if (process is None or dialect.name != "sqlite"
-            or getattr(impl, "_storage_format", None) != _SQLITE_DATETIME_FORMAT):
-        return process
-
-    def fast(value: Any) -> Any:
-        if type(value) is datetime.datetime:  # "YYYY-MM-DD HH:MM:SS.ffffff", any tz dropped
-            return value.isoformat(" ", "microseconds")[:26]
-        return process(value)
-
-    return fast
-
-
-_SQLITE_DATETIME_FORMAT = ("%(year)04d-%(month)02d-%(day)02d "
-                           "%(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d")
-"""SQLAlchemy's default storage format of SQLite datetimes (what :func:`_bind_processor`
-reproduces; a column with another format keeps SQLAlchemy's processor)."""
 
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -576,6 +724,10 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def _version_of(row: Mapping[str, Any]) -> tuple[str, str | None]:
+    return row["model_name"], row["model_version"]
+
+
 def _version_key(model_name: str, model_version: str | None) -> dict[str, str]:
     """A model version as the key columns of the claim tables ("" for no version)."""
     return {"model_name": model_name, "model_version": model_version or ""}
@@ -609,11 +761,36 @@ def _add_missing_index(engine: Engine, index: Index) -> None:
                        "table", index.name, table.name, getattr(error, "orig", error))
 
 
-def _utc(moment: datetime.datetime) -> datetime.datetime:
-    # SQLite keeps times as text without their zone (written in UTC): compare in UTC
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC)
+def _continue_row_ids(engine: Engine) -> None:
+    """On a store written before batches, number the first batch after the last row.
+
+    A drift snapshot records the newest id it tested, and workers adopt a stored snapshot
+    only if that id is larger than their own: the ids of requests logged after an upgrade
+    must go on increasing. A role that may not set the sequence (PostgreSQL, not its owner)
+    leaves it as it is: workers then keep their own snapshot a little longer after the
+    upgrade, until the batch ids pass the rows' ids.
+    """
+    with engine.connect() as connection:
+        if connection.execute(select(payload_batches.c.id).limit(1)).first() is not None:
+            return
+        newest = connection.execute(select(func.max(predictions.c.id))).scalar()
+    if newest is None:
+        return
+    name = payload_batches.name
+    try:
+        with engine.begin() as connection:
+            if engine.dialect.name == "sqlite":  # AUTOINCREMENT: the next id is seq + 1
+                connection.exec_driver_sql(
+                    "INSERT INTO sqlite_sequence (name, seq) SELECT ?, ? WHERE NOT EXISTS "
+                    "(SELECT 1 FROM sqlite_sequence WHERE name = ?)", (name, newest, name))
+            elif engine.dialect.name == "postgresql":
+                connection.exec_driver_sql(
+                    "SELECT setval(pg_get_serial_sequence(%s, 'id'), "
+                    f"GREATEST(%s, (SELECT COALESCE(MAX(id), 1) FROM {name})))",
+                    (name, newest))
+    except SQLAlchemyError as error:
+        logger.warning("cannot number payload batches after the %d rows logged before them "
+                       "(%s)", newest, getattr(error, "orig", error))
 
 
 def _float(value: Any) -> float | None:
