@@ -142,8 +142,10 @@ def _parser() -> argparse.ArgumentParser:
     prune = payload_sub.add_parser(
         "prune", help="delete old payload records and feedback now",
         description="Delete payload records received before --older-than, and all but the "
-        "newest --max-rows; feedback received before --older-than too. Serving processes do "
-        "this by themselves every monitoring.payload_prune_interval_s; this runs it by hand.")
+        "newest --max-rows; feedback received before --older-than too. Records go a flush's "
+        "batch at a time: a batch once all of it is that old, and the batch crossing "
+        "--max-rows whole. Serving processes do this by themselves every "
+        "monitoring.payload_prune_interval_s; this runs it by hand.")
     prune.add_argument("--older-than", metavar="AGE",
                        help="7d, 12h, 30m or an ISO time (default: "
                        "GREENBUTTON_MONITORING__PAYLOAD_RETENTION_DAYS, 30d)")

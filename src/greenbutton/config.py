@@ -166,9 +166,10 @@ class MonitoringSettings(BaseModel):
     30 days covers labels that come back within a billing month, and exports (default
     ``--since 7d``) with room to spare."""
     payload_max_rows: NonNegativeInt = 5_000_000
-    """Keep at most this many payload records, the newest (0: no limit; age alone decides).
-    A size bound whatever the traffic: 5 M one-row records are a few GB, and SQLite's insert
-    cost grows with the table (docs/performance.md). It is also a time window: at 1,000
+    """Keep at most this many payload records, the newest (0: no limit; age alone decides);
+    records go a flush's batch at a time, so up to one batch fewer may remain. A size bound
+    whatever the traffic: 5 M one-row 64-feature records take ~0.7 GB on SQLite, and its
+    insert cost grows with the table (docs/performance.md). It is also a time window: at 1,000
     requests/s 5 M rows are ~80 minutes, so feedback arriving hours later needs a larger
     value (rate × longest feedback delay) and, at that size, PostgreSQL."""
     payload_prune_interval_s: PositiveFloat = 300.0
