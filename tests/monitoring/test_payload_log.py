@@ -306,3 +306,5 @@ def test_runs_split_at_each_change_of_key_and_at_the_limit() -> None:
     assert runs(versions, str) == [(0, 3), (3, 4), (4, 6)]
     assert runs(versions, str, limit=2) == [(0, 2), (2, 3), (3, 4), (4, 6)]
     assert runs([], str) == []
+    assert runs([3, 1, 1, 5, 1], lambda _: 0, limit=4, size=int) == [(0, 2), (2, 3), (3, 4),
+                                                                     (4, 5)]

@@ -85,15 +85,21 @@ def encode(requests: Requests, column_keys: Sequence[str], default: Any, option:
     }, default=default, option=option)
 
 
-def runs(items: Sequence[T], key: Callable[[T], object], limit: int = 0
-         ) -> list[tuple[int, int]]:
+def runs(items: Sequence[T], key: Callable[[T], object], limit: int = 0,
+         size: Callable[[T], int] | None = None) -> list[tuple[int, int]]:
     """(start, stop) of each run of consecutive ``items`` with one ``key`` (a model version:
-    one batch each), of at most ``limit`` items (0: any number)."""
-    found, start = [], 0
-    for i in range(1, len(items) + 1):
-        if i == len(items) or i - start == limit or key(items[i]) != key(items[start]):
+    one batch each), each of at most ``limit`` in all (0: no limit) by ``size`` (default: 1
+    per item), and at least one item."""
+    found: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for i, item in enumerate(items):
+        weight = 1 if size is None else size(item)
+        if i > start and (key(item) != key(items[start]) or (limit and total + weight > limit)):
             found.append((start, i))
-            start = i
+            start, total = i, 0
+        total += weight
+    if items:
+        found.append((start, len(items)))
     return found
 
 
