@@ -75,6 +75,11 @@ batches_by_version = Index("ix_gb_payload_batches_version", payload_batches.c.mo
                            payload_batches.c.model_version, payload_batches.c.id)
 """A version's newest batches (drift windows) without scanning other versions'."""
 
+batch_sizes = Index("ix_gb_payload_batches_sizes", payload_batches.c.id,
+                    payload_batches.c.requests)
+"""The count limit of :meth:`PayloadStore.prune` sums every batch's size: from this index
+alone, not from the table, where each row carries the start of its body (about a page)."""
+
 payload_requests = Table(
     "gb_payload_requests", metadata,
     Column("batch_id", Integer, primary_key=True),
@@ -438,7 +443,9 @@ class PayloadStore:
         query = (select(payload_batches.c.id, payload_batches.c.body)
                  .where(payload_batches.c.model_name == model_name,
                         payload_batches.c.model_version == model_version)
-                 .order_by(payload_batches.c.id.desc()))
+                 .order_by(payload_batches.c.id.desc())
+                 .limit(limit)  # each batch holds at least one request
+                 .execution_options(yield_per=4))  # PostgreSQL: fetched as they are read
         newest_first: list[list[RecentPrediction]] = []
         found = 0
         with self.engine.connect() as connection:
