@@ -308,3 +308,16 @@ def test_runs_split_at_each_change_of_key_and_at_the_limit() -> None:
     assert runs([], str) == []
     assert runs([3, 1, 1, 5, 1], lambda _: 0, limit=4, size=int) == [(0, 2), (2, 3), (3, 4),
                                                                      (4, 5)]
+
+
+def test_export_joins_feedback_across_a_batch_of_more_than_a_thousand_requests(
+    payload_store: PayloadStore
+) -> None:
+    payload_store.write_predictions([logged_row(f"big-{i}") for i in range(1201)])
+    payload_store.save_feedback({"request_id": "big-1200", "model_name": "wine",
+                                 "model_version": "2", "truth": 7, "reward": None,
+                                 "is_correct": None, "abs_error": None,
+                                 "received_at": utc_now()}, replace=False)
+    joined = list(payload_store.iter_joined("wine", utc_now() - datetime.timedelta(hours=1)))
+    assert len(joined) == 1201 and joined[-1]["truth"] == 7
+    assert [j["truth"] for j in joined[:-1]] == [None] * 1200

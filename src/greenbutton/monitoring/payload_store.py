@@ -514,12 +514,15 @@ class PayloadStore:
 
     def _feedback_of(self, connection: Connection, request_ids: list[str]
                      ) -> dict[str, tuple[Any, Any]]:
-        """Truth and reward of the feedback these requests have."""
-        if not request_ids:
-            return {}
-        query = select(feedback.c.request_id, feedback.c.truth, feedback.c.reward).where(
-            feedback.c.request_id.in_(request_ids))
-        return {row[0]: (row[1], row[2]) for row in connection.execute(query)}
+        """Truth and reward of the feedback these requests have (looked up 1,000 ids at a
+        time: a batch written by :meth:`write_predictions` may hold more ids than SQLite
+        takes parameters)."""
+        found: dict[str, tuple[Any, Any]] = {}
+        for start in range(0, len(request_ids), 1000):
+            query = select(feedback.c.request_id, feedback.c.truth, feedback.c.reward).where(
+                feedback.c.request_id.in_(request_ids[start:start + 1000]))
+            found.update((row[0], (row[1], row[2])) for row in connection.execute(query))
+        return found
 
     def _joined_rows(self, model_name: str, since: datetime.datetime
                      ) -> Iterator[dict[str, Any]]:
