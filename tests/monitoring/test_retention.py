@@ -41,10 +41,6 @@ def rows(count: int, received_at: datetime.datetime, prefix: str = "r") -> list[
              "received_at": received_at} for i in range(count)]
 
 
-def kept(store: PayloadStore) -> list[str]:
-    return logged_ids(store)
-
-
 def count(store: PayloadStore, table: Any = payload_requests) -> int:
     with store.engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
@@ -59,7 +55,7 @@ def test_prune_by_age(store: PayloadStore) -> None:
     store.write_predictions(rows(5, NOW - datetime.timedelta(days=31), "old"))
     store.write_predictions(rows(3, NOW - datetime.timedelta(days=29), "new"))
     assert store.prune(NOW - datetime.timedelta(days=30), 0) == 5
-    assert kept(store) == ["new0", "new1", "new2"]
+    assert logged_ids(store) == ["new0", "new1", "new2"]
 
 
 def test_prune_cutoff_in_another_zone_compared_in_utc(store: PayloadStore) -> None:
@@ -68,13 +64,13 @@ def test_prune_cutoff_in_another_zone_compared_in_utc(store: PayloadStore) -> No
     plus_two = datetime.timezone(datetime.timedelta(hours=2))
     assert store.prune(NOW.astimezone(plus_two), 0) == 1  # 14:00+02:00 is 12:00 UTC
     assert store.prune(NOW.replace(tzinfo=None), 0) == 0  # naive: UTC
-    assert kept(store) == ["after0"]
+    assert logged_ids(store) == ["after0"]
 
 
 def test_prune_keeps_newest_max_rows(store: PayloadStore) -> None:
     write_each(store, rows(25, NOW))
     assert store.prune(NOW - datetime.timedelta(days=1), 10) == 15
-    assert kept(store) == [f"r{i}" for i in range(15, 25)]
+    assert logged_ids(store) == [f"r{i}" for i in range(15, 25)]
     assert store.prune(NOW - datetime.timedelta(days=1), 10) == 0
     assert store.prune(NOW - datetime.timedelta(days=1), 0) == 0  # 0: no limit
 
@@ -82,7 +78,7 @@ def test_prune_keeps_newest_max_rows(store: PayloadStore) -> None:
 def test_prune_by_count_deletes_the_batch_across_the_limit_whole(store: PayloadStore) -> None:
     write_each(store, rows(25, NOW), per_batch=5)
     assert store.prune(NOW - datetime.timedelta(days=1), 12) == 15  # at most 12 stay
-    assert kept(store) == [f"r{i}" for i in range(15, 25)]
+    assert logged_ids(store) == [f"r{i}" for i in range(15, 25)]
     assert count(store, payload_batches) == 2
 
 
@@ -140,7 +136,7 @@ def test_concurrent_pruners_delete_each_row_once(own_store_uri: str) -> None:
         for t in threads:
             t.join(60)
         assert sum(results) == 3030 and len(results) == 2
-        assert kept(stores[0]) == [f"new{i}" for i in range(30, 50)]
+        assert logged_ids(stores[0]) == [f"new{i}" for i in range(30, 50)]
         assert stores[1].prune(NOW - datetime.timedelta(days=30), 20) == 0
     finally:
         for s in stores:
@@ -153,9 +149,9 @@ def test_rows_logged_before_batches_pruned_with_them(store: PayloadStore) -> Non
     write_each(store, rows(3, NOW - datetime.timedelta(days=1), "batch"))
     assert store.prune(NOW - datetime.timedelta(days=30), 0) == 4
     assert store.prune(NOW - datetime.timedelta(days=30), 5) == 1  # the oldest row goes
-    assert kept(store) == ["row1", "row2", "batch0", "batch1", "batch2"]
+    assert logged_ids(store) == ["row1", "row2", "batch0", "batch1", "batch2"]
     assert store.prune(NOW - datetime.timedelta(days=30), 2) == 3  # rows, then a batch
-    assert kept(store) == ["batch1", "batch2"]
+    assert logged_ids(store) == ["batch1", "batch2"]
 
 
 def test_feedback_pruned_by_its_own_age(store: PayloadStore) -> None:
@@ -237,7 +233,7 @@ async def test_log_prunes_after_flushes(payload_store: PayloadStore) -> None:
     log.submit(record("a"))
     await wait_for(lambda: payload_store.find_prediction("a") is not None
                    and retention._task is not None and retention._task.done())
-    assert kept(payload_store) == ["a"]
+    assert logged_ids(payload_store) == ["a"]
     assert count(payload_store, feedback) == 0
     assert registry.get_sample_value("greenbutton_payload_pruned_total") == 30
     submitted = 1
@@ -248,7 +244,7 @@ async def test_log_prunes_after_flushes(payload_store: PayloadStore) -> None:
         await asyncio.sleep(0.03)
     await log.aclose()
     assert not retention.is_running
-    logged = kept(payload_store)  # max_rows=5: at most 5 (fewer by less than a batch) after a prune
+    logged = logged_ids(payload_store)  # after a prune at most 5, fewer by less than a batch
     assert logged[-1] == f"b{submitted - 1}" and len(logged) < submitted
 
 
@@ -347,7 +343,7 @@ def test_cli_prunes_by_age_and_count(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert main(["payload", "prune", "--older-than", "7d", "--max-rows", "5"]) == 0
     out = capsys.readouterr().out
     assert "deleted 5 payload records and 1 feedback records" in out
-    assert kept(store) == [f"new{i}" for i in range(1, 6)]
+    assert logged_ids(store) == [f"new{i}" for i in range(1, 6)]
     assert main(["payload", "prune"]) == 0  # settings' defaults: 30 days, 5 M rows
     assert "deleted 0 payload records" in capsys.readouterr().out
     assert main(["payload", "prune", "--older-than", "last week"]) == 1
