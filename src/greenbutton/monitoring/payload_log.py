@@ -40,7 +40,7 @@ def requests_of(entries: Sequence[Answered],
     when given.
 
     numpy and pandas values are left as they are: the store's JSON encoder writes them
-    natively (see :func:`~greenbutton.monitoring.payload_store.encode_json`).
+    natively (see :func:`~greenbutton.monitoring.payload_batches.encode`).
     """
     scored = [e.annotations for e in entries] if annotations is None else list(annotations)
     return Requests(
