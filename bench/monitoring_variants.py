@@ -51,7 +51,8 @@ TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 @dataclass(frozen=True)
 class Threads:
-    """Counters of a server's threads, summed: request loops (main) and the others."""
+    """Counters of a server's threads, summed: main threads (the workers' request loops, and
+    the supervisor's, which does next to nothing under load) and all the others."""
 
     main_cpu_s: float = 0.0
     other_cpu_s: float = 0.0
