@@ -59,16 +59,14 @@ class Threads:
     main_preempted: int = 0
     other_blocked: int = 0
 
-    def __sub__(self, other: Threads) -> Threads:
-        return Threads(self.main_cpu_s - other.main_cpu_s, self.other_cpu_s - other.other_cpu_s,
-                       self.main_preempted - other.main_preempted,
-                       self.other_blocked - other.other_blocked)
+
+Counters = dict[tuple[int, int], tuple[bool, float, int, int]]
+"""(pid, thread id) → (is the main thread, CPU seconds, voluntary and involuntary switches)."""
 
 
-def threads_of(root: int) -> Threads:
-    """The counters of ``root``'s process tree now (threads that ended are not counted)."""
-    main_cpu = other_cpu = 0.0
-    preempted = blocked = 0
+def counters_of(root: int) -> Counters:
+    """The counters of every thread in ``root``'s process tree now."""
+    found: Counters = {}
     for pid in process_tree(root):
         try:
             tasks = list(Path(f"/proc/{pid}/task").iterdir())
@@ -80,15 +78,27 @@ def threads_of(root: int) -> Threads:
                 status = (task / "status").read_text()
             except OSError:
                 continue
-            cpu_s = (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime + stime
-            voluntary = int(_field(status, "voluntary_ctxt_switches"))
-            involuntary = int(_field(status, "nonvoluntary_ctxt_switches"))
-            if int(task.name) == pid:
-                main_cpu += cpu_s
-                preempted += involuntary
-            else:
-                other_cpu += cpu_s
-                blocked += voluntary
+            found[(pid, int(task.name))] = (
+                int(task.name) == pid,
+                (int(fields[11]) + int(fields[12])) / TICKS_PER_S,  # utime + stime
+                int(_field(status, "voluntary_ctxt_switches")),
+                int(_field(status, "nonvoluntary_ctxt_switches")))
+    return found
+
+
+def spent(before: Counters, after: Counters) -> Threads:
+    """What the threads alive at the end did in between (a thread that ended is left out;
+    one that started is counted from its start)."""
+    main_cpu = other_cpu = 0.0
+    preempted = blocked = 0
+    for key, (is_main, cpu_s, voluntary, involuntary) in after.items():
+        _, cpu_s0, voluntary0, involuntary0 = before.get(key, (is_main, 0.0, 0, 0))
+        if is_main:
+            main_cpu += cpu_s - cpu_s0
+            preempted += involuntary - involuntary0
+        else:
+            other_cpu += cpu_s - cpu_s0
+            blocked += voluntary - voluntary0
     return Threads(main_cpu, other_cpu, preempted, blocked)
 
 
@@ -142,6 +152,9 @@ def main() -> None:
         sys.exit("wrk is not installed: run `make bench-deps`")
     if args.rounds < 1 or args.seconds < 1:
         sys.exit("--rounds and --seconds must be at least 1")
+    names = [name for name, _ in args.variant]
+    if len(set(names)) < len(names):
+        sys.exit(f"--variant: each variant needs a name of its own (got {', '.join(names)})")
     work = Path(tempfile.mkdtemp(prefix="gb-variants-"))
     try:
         print(measure(args, work))
@@ -171,11 +184,11 @@ def measure(args: argparse.Namespace, work: Path) -> str:
             order = names[turn:] + names[:turn]
             for name in order if (round_ // len(names)) % 2 == 0 else order[::-1]:
                 process, port, _ = up[name]
-                before = threads_of(process.pid)
+                before = counters_of(process.pid)
                 result = wrk(f"http://127.0.0.1:{port}{path_of(args.load)}", body, 8,
                              args.seconds, work)
                 runs[name].append(Run(result["rps"], result["requests"],
-                                      threads_of(process.pid) - before))
+                                      spent(before, counters_of(process.pid))))
     return render(args, runs)
 
 
