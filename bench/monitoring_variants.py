@@ -54,10 +54,10 @@ class Threads:
     """Counters of a server's threads, summed: main threads (the workers' request loops, and
     the supervisor's, which does next to nothing under load) and all the others."""
 
-    main_cpu_s: float = 0.0
-    other_cpu_s: float = 0.0
-    main_preempted: int = 0
-    other_blocked: int = 0
+    main_cpu_s: float
+    other_cpu_s: float
+    main_preempted: int
+    other_blocked: int
 
 
 Counters = dict[tuple[int, int], tuple[bool, float, int, int]]
@@ -81,8 +81,8 @@ def counters_of(root: int) -> Counters:
             found[(pid, int(task.name))] = (
                 int(task.name) == pid,
                 (int(fields[11]) + int(fields[12])) / TICKS_PER_S,  # utime + stime
-                int(_field(status, "voluntary_ctxt_switches")),
-                int(_field(status, "nonvoluntary_ctxt_switches")))
+                _field(status, "voluntary_ctxt_switches"),
+                _field(status, "nonvoluntary_ctxt_switches"))
     return found
 
 
@@ -102,9 +102,9 @@ def spent(before: Counters, after: Counters) -> Threads:
     return Threads(main_cpu, other_cpu, preempted, blocked)
 
 
-def _field(status: str, name: str) -> str:
+def _field(status: str, name: str) -> int:
     found = re.search(rf"^{name}:\s+(\d+)", status, flags=re.MULTILINE)
-    return found.group(1) if found else "0"
+    return int(found.group(1)) if found else 0
 
 
 @dataclass(frozen=True)
@@ -113,12 +113,12 @@ class Run:
     requests: int
     threads: Threads
 
-    def per_request_us(self, value: float) -> float:
-        return value / self.requests * 1e6 if self.requests else 0.0
+    def per_request(self, value: float) -> float:
+        return value / self.requests if self.requests else 0.0
 
     @property
     def cpu_us(self) -> float:
-        return self.per_request_us(self.threads.main_cpu_s + self.threads.other_cpu_s)
+        return self.per_request(self.threads.main_cpu_s + self.threads.other_cpu_s) * 1e6
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -208,10 +208,10 @@ def render(args: argparse.Namespace, runs: dict[str, list[Run]]) -> str:
         lines.append(
             f"| {name} | {median([r.rps for r in own]):.0f} | {median(rps):.3f} "
             f"({rps_low:.3f}–{rps_high:.3f}) | {median(cpu):.3f} ({cpu_low:.3f}–{cpu_high:.3f})"
-            f" | {median([r.per_request_us(r.threads.main_cpu_s) for r in own]):.0f}"
-            f" | {median([r.per_request_us(r.threads.other_cpu_s) for r in own]):.0f}"
-            f" | {median([r.threads.main_preempted / max(r.requests, 1) for r in own]):.2f}"
-            f" | {median([r.threads.other_blocked / max(r.requests, 1) for r in own]):.2f} |")
+            f" | {median([r.per_request(r.threads.main_cpu_s) * 1e6 for r in own]):.0f}"
+            f" | {median([r.per_request(r.threads.other_cpu_s) * 1e6 for r in own]):.0f}"
+            f" | {median([r.per_request(r.threads.main_preempted) for r in own]):.2f}"
+            f" | {median([r.per_request(r.threads.other_blocked) for r in own]):.2f} |")
     return "\n".join(lines)
 
 
