@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pandas as pd
@@ -97,4 +98,31 @@ async def test_callers_not_rendering_annotations_skip_them(
     assert (result.annotations, sink.records[-1].annotations, Counting.calls) == ({}, {}, 0)
     await plane.predict(digits_frame[:2], request_id="r3")
     assert Counting.calls == 1
+    await plane.aclose()
+
+
+async def test_a_batching_model_annotates_each_batch_once_and_hands_each_request_its_rows(
+    settings: Settings, served_digits: ServedModel, digits_frame: pd.DataFrame
+) -> None:
+    class Counting(RowCount):
+        calls: list[int] = []
+
+        def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
+            self.calls.append(len(frame))
+            return [int(p) for p in predictions]
+
+    sink = Recording()
+    batching = settings.serving.model_copy(update={"max_batch_size": 16,
+                                                   "max_batch_wait_ms": 50.0})
+    plane = DataPlane(batching, Metrics(), served_digits, annotators=[Counting()],
+                      sinks=[sink])
+    assert plane.batcher is not None
+    frames = [digits_frame[i:i + 2] for i in range(0, 12, 2)]
+    results = await asyncio.gather(*[plane.predict(f, request_id=f"b{i}")
+                                     for i, f in enumerate(frames)])
+    for result in results:
+        assert result.annotations == {"row": [int(p) for p in result.predictions]}
+    assert sum(Counting.calls) == 12 and len(Counting.calls) < len(frames)  # batched
+    assert {r.request_id: r.annotations for r in sink.records} == {
+        r.request_id: r.annotations for r in results}
     await plane.aclose()

@@ -6,6 +6,13 @@ batch, so batches grow with the load and a lone request never waits. Under load 
 batch held more than one request) the batcher also waits up to ``max_batch_wait_ms`` for
 the batch to fill. Only DataFrames with identical ``params`` are combined. If the combined
 call raises, each request is retried alone, so one bad request never fails the others.
+
+Given an ``annotate`` function (the data plane's row annotators: outlier scores...), the
+batcher also annotates, in the same worker-thread call as the model and over the whole
+batch at once, when any request of the batch asks (:meth:`BatchedModel.predict_annotated`).
+Annotating each request in a thread of its own after the batch cost a thread hop per request:
+with a 100-tree forest batched at concurrency 8, monitoring's overhead was ~240 µs per
+request, most of it those hops.
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ import numpy as np
 import pandas as pd
 
 logger = logging.getLogger(__name__)
+Annotate = Callable[[pd.DataFrame, Any], dict[str, list[Any]]]
+"""(frame, predictions) → each row annotator's values, one per row, under its name."""
+Annotated = tuple[Any, dict[str, list[Any]]]
+"""Predictions and their annotations (empty when none were asked for)."""
 
 
 class Predictor(Protocol):
@@ -60,20 +71,23 @@ def batch_limits_of(python_model: object, max_batch_size: int | None,
 class _Pending:
     frame: pd.DataFrame
     params: dict[str, Any] | None
-    future: asyncio.Future[Any]
+    is_annotated: bool
+    future: asyncio.Future[Annotated]
 
 
-Outcome = tuple[Any, BaseException | None]
+Outcome = tuple[Annotated | None, BaseException | None]
 
 
 class BatchedModel:
     """``inner`` behind an adaptive batcher; ``await predict(frame, params)`` as for one call."""
 
     def __init__(self, inner: Predictor, limits: BatchLimits,
-                 on_batch: Callable[[int, int], None] | None = None) -> None:
+                 on_batch: Callable[[int, int], None] | None = None,
+                 annotate: Annotate | None = None) -> None:
         self.inner = inner
         self.limits = limits
         self._on_batch = on_batch  # (requests, rows) of every combined call
+        self._annotate = annotate
         self._pending: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -81,12 +95,24 @@ class BatchedModel:
 
     async def predict(self, frame: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         """Predictions for ``frame``, computed in a batch with whatever arrives alongside."""
+        predictions, _ = await self.predict_annotated(frame, params, is_annotated=False)
+        return predictions
+
+    async def predict_annotated(self, frame: pd.DataFrame, params: dict[str, Any] | None = None,
+                                *, is_annotated: bool = True) -> Annotated:
+        """:meth:`predict`, and ``frame``'s annotations when ``is_annotated`` (and the batcher
+        has an ``annotate``), computed over the whole batch in the model's thread.
+
+        A batch in which any request asks is annotated whole: the other requests get the
+        values too (the payload log then need not compute them at flush time).
+        """
+        is_annotated = is_annotated and self._annotate is not None
         if len(frame) >= self.limits.max_batch_size:
-            return await asyncio.to_thread(self.inner.predict, frame, params)
+            return await asyncio.to_thread(self._alone, frame, params, is_annotated)
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run(), name="greenbutton-batcher")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(frame, params, future))
+        future: asyncio.Future[Annotated] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(frame, params, is_annotated, future))
         self._wakeup.set()
         return await future
 
@@ -143,32 +169,57 @@ class BatchedModel:
     async def _dispatch(self, batch: list[_Pending]) -> None:
         self._last_size = len(batch)
         frames = [item.frame for item in batch]
-        outcomes = await asyncio.to_thread(self._predict_batch, frames, batch[0].params)
+        outcomes = await asyncio.to_thread(self._predict_batch, frames, batch[0].params,
+                                           [item.is_annotated for item in batch])
         if self._on_batch is not None:
             self._on_batch(len(batch), sum(len(frame) for frame in frames))
         for item, (value, error) in zip(batch, outcomes, strict=True):
             if item.future.done():
                 continue
-            if error is not None:
-                item.future.set_exception(error)
+            if error is not None or value is None:
+                item.future.set_exception(error or RuntimeError("no prediction"))
             else:
                 item.future.set_result(value)
 
-    def _predict_batch(self, frames: list[pd.DataFrame], params: dict[str, Any] | None
-                       ) -> list[Outcome]:
+    def _predict_batch(self, frames: list[pd.DataFrame], params: dict[str, Any] | None,
+                       wanted: list[bool]) -> list[Outcome]:
         if len(frames) > 1:
             try:
-                combined = self.inner.predict(pd.concat(frames, ignore_index=True), params)
-                parts = split_predictions(combined, [len(frame) for frame in frames])
+                combined_frame = pd.concat(frames, ignore_index=True)
+                combined = self.inner.predict(combined_frame, params)
+                sizes = [len(frame) for frame in frames]
+                parts = split_predictions(combined, sizes)
                 if parts is not None:
-                    return [(part, None) for part in parts]
+                    annotations = self._annotations(combined_frame, combined, any(wanted),
+                                                    sizes)
+                    return [((part, values), None)
+                            for part, values in zip(parts, annotations, strict=True)]
             except Exception:
                 logger.debug("batch of %d failed; retrying each request alone", len(frames))
-        return [self._predict_alone(frame, params) for frame in frames]
+        return [self._outcome(frame, params, is_annotated)
+                for frame, is_annotated in zip(frames, wanted, strict=True)]
 
-    def _predict_alone(self, frame: pd.DataFrame, params: dict[str, Any] | None) -> Outcome:
+    def _annotations(self, frame: pd.DataFrame, predictions: Any, is_annotated: bool,
+                     sizes: list[int]) -> list[dict[str, list[Any]]]:
+        """The batch's annotations cut into each request's rows (empty ones if not wanted)."""
+        if not is_annotated or self._annotate is None:
+            return [{} for _ in sizes]
+        values = self._annotate(frame, predictions)
+        bounds = np.cumsum([0, *sizes]).tolist()
+        return [{name: rows[start:stop] for name, rows in values.items()}
+                for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def _alone(self, frame: pd.DataFrame, params: dict[str, Any] | None,
+               is_annotated: bool) -> Annotated:
+        predictions = self.inner.predict(frame, params)
+        if not is_annotated or self._annotate is None:
+            return predictions, {}
+        return predictions, self._annotate(frame, predictions)
+
+    def _outcome(self, frame: pd.DataFrame, params: dict[str, Any] | None,
+                 is_annotated: bool) -> Outcome:
         try:
-            return self.inner.predict(frame, params), None
+            return self._alone(frame, params, is_annotated), None
         except Exception as error:
             return None, error
 

@@ -144,7 +144,7 @@ class DataPlane:
                 model=model.name, version=model.version, requests=requests, rows=rows
             )
 
-        return BatchedModel(model, limits, observe)
+        return BatchedModel(model, limits, observe, annotate=self._annotate)
 
     def add_hooks(
         self, annotators: Sequence[RowAnnotator] = (), sinks: Sequence[PredictionSink] = ()
@@ -208,6 +208,8 @@ class DataPlane:
         ``with_annotations=False``: the caller does not render the row annotators' values, so
         they are not computed here; sinks receive the record without them and may compute
         them in batches (the payload log does), which costs a fraction of once per request.
+        With a batching model, a request that shares its batch with one that asked for them
+        gets them anyway: a batch is annotated whole, in the model's thread.
         """
         model = self.model
         received_at = utc_now()
@@ -252,14 +254,11 @@ class DataPlane:
     async def _score(self, data: Any, params: dict[str, Any] | None, annotate: bool,
                      values: np.ndarray | None) -> Scored:
         if self.batcher is not None and isinstance(data, pd.DataFrame):
-            try:
-                predictions = await self.batcher.predict(data, params)
+            try:  # annotated with the batch, in the model's thread
+                return await self.batcher.predict_annotated(
+                    data, params, is_annotated=annotate and bool(self.annotators))
             except MlflowException as error:
                 raise _mismatch(error) from error
-            if not self.annotators or not annotate:
-                return predictions, {}
-            return predictions, await asyncio.to_thread(self._annotate, data, predictions,
-                                                         values)
         return await asyncio.to_thread(self._predict_and_annotate, data, params, annotate,
                                        values)
 
