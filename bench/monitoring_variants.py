@@ -7,15 +7,18 @@ Usage::
         --variant flush1s=GREENBUTTON_MONITORING__FLUSH_INTERVAL_S=1.0
 
 Not part of ``make bench``: a diagnostic for attributing the "monitoring on / off" figure of
-``bench/serving_bench.py``. It registers the same LogisticRegression model, starts every
-variant at once (monitoring on with the default settings, each ``--variant`` as monitoring on
-with its environment settings on top, and monitoring off as the baseline), each with its own
-payload store, and then drives them in turn with short wrk runs, rotating the order every
-round. Each run of a variant is paired with the baseline's run of the same round, a few
-seconds apart. For each variant it prints the median of the paired throughput and CPU ratios
-with their 95 % confidence intervals, and, per request, the CPU of the request loops (each
-worker's main thread) and of the other threads, and how often the request loops were
-preempted (involuntary context switches) and the other threads blocked (voluntary ones).
+``bench/serving_bench.py``. It registers the same models and serves one of them: ``--model
+lr``, the LogisticRegression (one-row calls, on the event loop), or ``--model rf``, the
+100-tree random forest, which batches concurrent requests in a worker thread as it declares
+(that benchmark's "rf batched"). It starts every variant at once (monitoring on with the
+default settings, each ``--variant`` as monitoring on with its environment settings on top,
+and monitoring off as the baseline), each with its own payload store, and then drives them
+in turn with short wrk runs, rotating the order every round. Each run of a variant is paired
+with the baseline's run of the same round, a few seconds apart. For each variant it prints
+the median of the paired throughput and CPU ratios with their 95 % confidence intervals,
+and, per request, the CPU of the request loops (each worker's main thread) and of the other
+threads, and how often the request loops were preempted (involuntary context switches) and
+the other threads blocked (voluntary ones).
 Those last figures separate work the request loop does from work that competes with it.
 """
 
@@ -142,6 +145,8 @@ def main() -> None:
     parser.add_argument("--load", default="predict1", choices=["split1", "predict1", "inputs1"],
                         help="request body: one digits row to /invocations (split1, inputs1) "
                              "or to /predict (predict1)")
+    parser.add_argument("--model", default="lr", choices=["lr", "rf"],
+                        help="the LogisticRegression (default) or the 100-tree random forest")
     parser.add_argument("--rounds", type=int, default=12, help="runs of each variant")
     parser.add_argument("--seconds", type=int, default=3, help="seconds per wrk run")
     parser.add_argument("--variant", action="append", type=parse_variant, default=[],
@@ -168,7 +173,8 @@ def measure(args: argparse.Namespace, work: Path) -> str:
     home = {"GREENBUTTON_HOME": str(work), "GREENBUTTON_MLFLOW__TRACKING_URI": uri}
     variants = {"on": {}, **dict(args.variant),
                 BASELINE: {"GREENBUTTON_MONITORING__IS_ENABLED": "false"}}
-    argv = [sys.executable, "-m", "greenbutton", "serve", "models:/lr/1", "--port", "{port}"]
+    argv = [sys.executable, "-m", "greenbutton", "serve", f"models:/{args.model}/1", "--port",
+            "{port}"]
     names = list(variants)
     runs: dict[str, list[Run]] = {name: [] for name in names}
     with contextlib.ExitStack() as stack:
@@ -194,8 +200,8 @@ def measure(args: argparse.Namespace, work: Path) -> str:
 
 def render(args: argparse.Namespace, runs: dict[str, list[Run]]) -> str:
     base = runs[BASELINE]
-    lines = [f"{path_of(args.load)}, {args.rounds} rounds of {args.seconds} s runs at c8; "
-             f"ratios are paired with the {BASELINE!r} run of the same round (median, "
+    lines = [f"{args.model}, {path_of(args.load)}, {args.rounds} rounds of {args.seconds} s runs "
+             f"at c8; ratios are paired with the {BASELINE!r} run of the same round (median, "
              "95 % interval); per request: CPU of the request loops and of other threads, "
              "preemptions of the request loops, blocks of other threads", "",
              "| variant | req/s | throughput ratio | CPU ratio | loop CPU µs | other CPU µs | "
