@@ -4,7 +4,8 @@ Usage: ``.venv/bin/python bench/serving_bench.py [--duration 5] [--write docs/pe
 Trains LogisticRegression and a 100-tree RandomForest on sklearn's digits, registers them in
 a temporary MLflow store, starts each server as its own process, drives it with wrk (closed
 loop, 1 thread) and prints requests/s, p50, p99, errors, cold start and peak RSS; then
-measures monitoring on against off with both servers up, in pairs of short runs, with the
+measures monitoring on against off (the LogisticRegression on both endpoints, the forest
+batched on ``/predict``) with all those servers up, in pairs of short runs, with the
 servers' CPU per request.
 """
 
@@ -228,16 +229,20 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
                                       "--port", "{port}"],
                                      {**gb_env, "GREENBUTTON_SERVING__MAX_BATCH_SIZE": "1"},
                                      "/health/ready"),
+        "greenbutton rf batched monitoring-off": (
+            [py, "-m", "greenbutton", "serve", "models:/rf/1", "--port", "{port}"],
+            {**gb_env, "GREENBUTTON_MONITORING__IS_ENABLED": "false"}, "/health/ready"),
     }
     loads = {"lr": [("split1", 1), ("split1", 8), ("inputs1", 8), ("split1", 64), ("split100", 8)],
              "rf": [("split1", 8), ("split1", 64)], "bare lr h11": [("split1", 8)],
              # split100 last: its payload log backlog must not spill into another load
              "greenbutton lr": [("split1", 1), ("split1", 8), ("inputs1", 8), ("predict1", 8),
                                 ("split1", 64), ("split100", 8)],
-             "greenbutton lr monitoring-off": [("split1", 8), ("predict1", 8)]}
+             "greenbutton lr monitoring-off": [("split1", 8), ("predict1", 8)],
+             "greenbutton rf batched monitoring-off": []}  # only in the on / off pairs
     rows = []
     for name, server in servers.items():
-        if args.only not in name:
+        if args.only not in name or loads.get(name) == []:
             continue
         with running(server) as (process, port, cold_s):
             peak = tree_rss_mb(process.pid)
@@ -261,37 +266,42 @@ def run_all(args: argparse.Namespace, work: Path) -> None:
 
 PAIR_ROUNDS = 16
 PAIR_SECONDS = 3
-PAIR_LOADS = (("split1", "/invocations, dataframe_split"),
-              ("predict1", "/predict, outlier flags in the response"))
+PAIRS = (("greenbutton lr", "greenbutton lr monitoring-off", "split1",
+          "LogisticRegression, /invocations, dataframe_split"),
+         ("greenbutton lr", "greenbutton lr monitoring-off", "predict1",
+          "LogisticRegression, /predict, outlier flags in the response"),
+         ("greenbutton rf batched", "greenbutton rf batched monitoring-off", "predict1",
+          "100-tree forest, batched, /predict, outlier flags in the response"))
+"""(monitoring on, monitoring off, load, label) of each pair of runs."""
 COLD_STARTS = 3
 
 
 def monitoring_pairs(servers: dict[str, Any], work: Path, body: dict[str, str]) -> str:
-    """Monitoring on vs off: both servers up at once, driven in turn, in pairs of short runs.
+    """Monitoring on vs off: the servers up at once, driven in turn, in pairs of short runs.
 
     One on run and one off run far apart in time compare two different moments of a shared
-    machine. Here both servers start once and are warmed up; then, ``PAIR_ROUNDS`` times and
-    for each load, the on and the off server are each driven for ``PAIR_SECONDS``, in
-    alternating order. The two runs of a pair are seconds apart, so each pair's on / off
-    ratio compares the servers at one moment; the median of the pairs is the measure, with
-    its 95 % confidence interval from order statistics (:func:`median_interval`, no
-    assumption about how the ratios spread). The servers stay up throughout, so the on
-    server runs as it would in production: drift tests every interval, a payload table that
-    grows. Besides requests/s, each run's CPU per request (all server processes, ``/proc``)
-    is paired the same way; the p99 / p50 ratio is the median of the runs' ratios (one run's
-    p99 rests on a few dozen requests). Cold start (process start → ready) is the median of
-    ``COLD_STARTS`` starts of each server.
+    machine. Here every server of :data:`PAIRS` starts once and is warmed up; then,
+    ``PAIR_ROUNDS`` times and for each pair, its on and its off server are each driven for
+    ``PAIR_SECONDS``, in alternating order. The two runs of a pair are seconds apart, so each
+    pair's on / off ratio compares the servers at one moment; the median of the pairs is the
+    measure, with its 95 % confidence interval from order statistics
+    (:func:`median_interval`, no assumption about how the ratios spread). The servers stay up
+    throughout, so the on servers run as they would in production: drift tests every
+    interval, a payload table that grows. Besides requests/s, each run's CPU per request (all
+    server processes, ``/proc``) is paired the same way; the p99 / p50 ratio is the median of
+    the runs' ratios (one run's p99 rests on a few dozen requests). Cold start (process start
+    → ready) is the median of ``COLD_STARTS`` starts of each LogisticRegression server.
     """
-    names = ("greenbutton lr", "greenbutton lr monitoring-off")
+    names = list(dict.fromkeys(name for on, off, _, _ in PAIRS for name in (on, off)))
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     with contextlib.ExitStack() as stack:
         up = {name: stack.enter_context(running(servers[name])) for name in names}
-        for _, port, _ in up.values():
-            for load, _ in PAIR_LOADS:
-                wrk(f"http://127.0.0.1:{port}{path_of(load)}", body[load], 8, 1, work)
+        for on, off, load, _ in PAIRS:
+            for name in (on, off):
+                wrk(f"http://127.0.0.1:{up[name][1]}{path_of(load)}", body[load], 8, 1, work)
         for round_ in range(PAIR_ROUNDS):
-            for load, _ in PAIR_LOADS:
-                for name in names if round_ % 2 == 0 else reversed(names):
+            for on, off, load, _ in PAIRS:
+                for name in (on, off) if round_ % 2 == 0 else (off, on):
                     process, port, _ = up[name]
                     before = tree_cpu_s(process.pid)
                     result = wrk(f"http://127.0.0.1:{port}{path_of(load)}", body[load], 8,
@@ -302,15 +312,15 @@ def monitoring_pairs(servers: dict[str, Any], work: Path, body: dict[str, str]) 
                         (result["rps"], spent / requests * 1e6 if requests else 0.0,
                          result["p99"] / result["p50"] if result["p50"] else 0.0))
     colds = {name: median([cold_start(servers[name]) for _ in range(COLD_STARTS)])
-             for name in names}
-    lines = [f"Monitoring on vs off, both servers up, {PAIR_ROUNDS} pairs of {PAIR_SECONDS} s "
-             "runs per load, c8; medians of the pairs' ratios with their 95 % confidence "
-             "interval (CPU: all server processes, µs per request):", "",
-             "| load | on req/s | off req/s | on / off (target ≥ 0.9×) | on CPU µs | "
+             for name in PAIRS[0][:2]}
+    lines = [f"Monitoring on vs off, all servers up, {PAIR_ROUNDS} pairs of {PAIR_SECONDS} s "
+             "runs per model and load, c8; medians of the pairs' ratios with their 95 % "
+             "confidence interval (CPU: all server processes, µs per request):", "",
+             "| model, load | on req/s | off req/s | on / off (target ≥ 0.9×) | on CPU µs | "
              "off CPU µs | CPU added | p99 / p50 on (target ≤ 3×) | p99 / p50 off |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for load, label in PAIR_LOADS:
-        on, off = results[(names[0], load)], results[(names[1], load)]
+    for on_name, off_name, load, label in PAIRS:
+        on, off = results[(on_name, load)], results[(off_name, load)]
         pairs = [(a, b) for a, b in zip(on, off, strict=True) if b[0] and b[1]]
         rps = [a[0] / b[0] for a, b in pairs]
         cpu = [a[1] / b[1] - 1 for a, b in pairs]
@@ -426,7 +436,8 @@ def write_section(path: Path, table: str) -> None:
              f"--write docs/performance.md`; wrk, 1 thread, closed loop, 4-5 s per row; "
              f"`/invocations` unless the load is `predict1`; greenbutton with its defaults: "
              f"one worker per core; each server measured once, one after the other, then "
-             f"monitoring on and off again, both up, in pairs of short runs):\n\n"
+             f"monitoring on and off again, the LogisticRegression's servers and the batched "
+             f"forest's all up, in pairs of short runs):\n\n"
              f"{table}\n{end}")
     if begin in text:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
