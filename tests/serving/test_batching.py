@@ -151,3 +151,17 @@ async def test_a_frame_as_large_as_a_batch_is_predicted_and_annotated_alone() ->
     assert predictions.tolist() == [2, 4] and annotations == {"x": [1, 2], "doubled": [2, 4]}
     assert [rows for rows, _ in annotate.calls] == [2]
     await model.aclose()
+
+
+async def test_values_that_do_not_match_the_batchs_rows_are_none_for_every_row() -> None:
+    inner = Doubler()
+    model = BatchedModel(inner, BatchLimits(64, 5.0),
+                         annotate=lambda data, _: {"short": [0] * (len(data) - 1)})
+    first = asyncio.create_task(model.predict_annotated(frame(1), is_annotated=False))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.create_task(model.predict_annotated(frame(i, i))) for i in (3, 4)]
+    await asyncio.sleep(0.05)
+    inner.gate.set()
+    results = await asyncio.gather(first, *rest)
+    assert [a for _, a in results] == [{}, {"short": [None, None]}, {"short": [None, None]}]
+    await model.aclose()

@@ -28,6 +28,13 @@ class Broken:
         raise RuntimeError("bug in a monitor")
 
 
+class Short:
+    name = "short"
+
+    def annotate(self, frame: pd.DataFrame, predictions: Any) -> list[Any]:
+        return [1] * (len(frame) - 1)
+
+
 class Recording:
     def __init__(self) -> None:
         self.records: list[PredictionRecord] = []
@@ -44,10 +51,11 @@ async def test_annotations_and_record_reach_hooks(
     settings: Settings, served_digits: ServedModel, digits_frame: pd.DataFrame
 ) -> None:
     sink = Recording()
-    plane = DataPlane(settings.serving, Metrics(), served_digits, annotators=[RowCount(), Broken()],
-                      sinks=[sink])
+    plane = DataPlane(settings.serving, Metrics(), served_digits,
+                      annotators=[RowCount(), Broken(), Short()], sinks=[sink])
     result = await plane.predict(digits_frame[:3], request_id="r1", endpoint="/predict")
-    assert result.annotations == {"row": [0, 1, 2], "broken": [None, None, None]}
+    assert result.annotations == {"row": [0, 1, 2], "broken": [None, None, None],
+                                  "short": [None, None, None]}
     record = sink.records[-1]
     assert (record.request_id, record.model_version, len(record.inputs)) == ("r1", "1", 3)
     assert record.received_at.tzinfo is not None

@@ -75,7 +75,8 @@ class _Pending:
     future: asyncio.Future[Annotated]
 
 
-Outcome = tuple[Annotated | None, BaseException | None]
+Outcome = Annotated | BaseException
+"""What one request of a batch gets: its predictions and annotations, or its error."""
 
 
 class BatchedModel:
@@ -106,7 +107,6 @@ class BatchedModel:
         A batch in which any request asks is annotated whole: the other requests get the
         values too (the payload log then need not compute them at flush time).
         """
-        is_annotated = is_annotated and self._annotate is not None
         if len(frame) >= self.limits.max_batch_size:
             return await asyncio.to_thread(self._alone, frame, params, is_annotated)
         if self._runner is None or self._runner.done():
@@ -173,13 +173,13 @@ class BatchedModel:
                                            [item.is_annotated for item in batch])
         if self._on_batch is not None:
             self._on_batch(len(batch), sum(len(frame) for frame in frames))
-        for item, (value, error) in zip(batch, outcomes, strict=True):
+        for item, outcome in zip(batch, outcomes, strict=True):
             if item.future.done():
                 continue
-            if error is not None or value is None:
-                item.future.set_exception(error or RuntimeError("no prediction"))
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(outcome)
             else:
-                item.future.set_result(value)
+                item.future.set_result(outcome)
 
     def _predict_batch(self, frames: list[pd.DataFrame], params: dict[str, Any] | None,
                        wanted: list[bool]) -> list[Outcome]:
@@ -192,8 +192,7 @@ class BatchedModel:
                 if parts is not None:
                     annotations = self._annotations(combined_frame, combined, any(wanted),
                                                     sizes)
-                    return [((part, values), None)
-                            for part, values in zip(parts, annotations, strict=True)]
+                    return list(zip(parts, annotations, strict=True))
             except Exception:
                 logger.debug("batch of %d failed; retrying each request alone", len(frames))
         return [self._outcome(frame, params, is_annotated)
@@ -201,13 +200,13 @@ class BatchedModel:
 
     def _annotations(self, frame: pd.DataFrame, predictions: Any, is_annotated: bool,
                      sizes: list[int]) -> list[dict[str, list[Any]]]:
-        """The batch's annotations cut into each request's rows (empty ones if not wanted)."""
+        """The batch's annotations cut into each request's rows (empty ones if not wanted;
+        ``None`` per row for an annotator that did not give one value per row)."""
         if not is_annotated or self._annotate is None:
             return [{} for _ in sizes]
-        values = self._annotate(frame, predictions)
-        bounds = np.cumsum([0, *sizes]).tolist()
-        return [{name: rows[start:stop] for name, rows in values.items()}
-                for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
+        cut = {name: split_predictions(rows, sizes) or [[None] * size for size in sizes]
+               for name, rows in self._annotate(frame, predictions).items()}
+        return [{name: parts[i] for name, parts in cut.items()} for i in range(len(sizes))]
 
     def _alone(self, frame: pd.DataFrame, params: dict[str, Any] | None,
                is_annotated: bool) -> Annotated:
@@ -219,9 +218,9 @@ class BatchedModel:
     def _outcome(self, frame: pd.DataFrame, params: dict[str, Any] | None,
                  is_annotated: bool) -> Outcome:
         try:
-            return self._alone(frame, params, is_annotated), None
+            return self._alone(frame, params, is_annotated)
         except Exception as error:
-            return None, error
+            return error
 
 
 def split_predictions(predictions: Any, sizes: list[int]) -> list[Any] | None:

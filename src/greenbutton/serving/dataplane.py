@@ -290,6 +290,8 @@ class DataPlane:
                     row_values = list(with_values(frame, values, predictions))
                 else:
                     row_values = list(annotator.annotate(frame, predictions))
+                if len(row_values) != len(frame):
+                    raise ValueError(f"{len(row_values)} values for {len(frame)} rows")
             except Exception:  # a monitor's bug must not fail the prediction
                 logger.exception("row annotator %r failed", annotator.name)
                 row_values = [None] * len(frame)
