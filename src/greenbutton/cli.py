@@ -234,6 +234,9 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     from .server.run import run_control_plane
     from .wiring import build_control_plane
 
+    # the control plane copies versions out of MLflow for their gates: no progress bars in
+    # its log (a user who wants them sets the variable)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if args.host or args.port:
         server = settings.server.model_copy(
             update={"host": args.host or settings.server.host,

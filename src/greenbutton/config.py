@@ -214,6 +214,25 @@ class AuthSettings(BaseModel):
     """Time budget of one proposal's gates (they run in a separate process)."""
 
 
+class SandboxSettings(BaseModel):
+    """How model code runs outside a serving process (gates, explanation pictures): see
+    docs/governance.md."""
+
+    user: str = "nobody"
+    """Unprivileged user that runs model code when greenbutton itself runs as root."""
+    is_unconfined_allowed: bool = False
+    """Run model code even where neither namespaces nor another user can hide the platform's
+    files from it (a non-root install whose kernel refuses user namespaces). Off: such runs
+    fail (a proposal's ``sandbox`` gate fails, with the reason)."""
+    hidden_paths: str = ""
+    """Comma-separated extra folders model code must not see (the home, your home, the
+    current folder, temp folders and the embedded stores' folders always are)."""
+    max_output_bytes: PositiveInt = 32 * 1024 * 1024
+    """Largest answer accepted from a sandboxed run (larger: the run fails)."""
+    max_file_bytes: PositiveInt = 1024 * 1024 * 1024
+    """Largest file a sandboxed run may write in its work folder."""
+
+
 class Settings(BaseSettings):
     """All of greenbutton's process configuration."""
 
@@ -234,6 +253,7 @@ class Settings(BaseSettings):
     explain: ExplainSettings = Field(default_factory=ExplainSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     token: str | None = Field(default=None, repr=False)
     """Bearer token of the CLI and client (``GREENBUTTON_TOKEN``); default: the token file
     ``<home>/admin.token`` written by the first ``greenbutton up``."""
@@ -263,7 +283,7 @@ class Settings(BaseSettings):
         """These settings as ``GREENBUTTON_*`` variables, for child processes."""
         env = {"GREENBUTTON_HOME": str(self.home)}
         for section in ("mlflow", "store", "server", "serving", "controller", "monitoring",
-                        "explain", "auth"):
+                        "explain", "auth", "sandbox"):
             for key, value in getattr(self, section).model_dump().items():
                 if value is not None:
                     env[f"GREENBUTTON_{section.upper()}__{key.upper()}"] = str(value)

@@ -189,7 +189,12 @@ def _check_sample(model: Any, sample: Any, context: Any) -> list[Problem]:
 def _check_logged(model_uri: str) -> list[Problem]:
     from mlflow.models import get_model_info
 
-    info = get_model_info(model_uri)
+    return check_logged_metadata(get_model_info(model_uri), model_uri)
+
+
+def check_logged_metadata(info: Any, model_uri: str) -> list[Problem]:
+    """The contract's checks on a logged model's metadata (an MLflow ``ModelInfo``, or the
+    ``Model`` read from a local copy's MLmodel file)."""
     problems = []
     if "python_function" not in info.flavors:
         problems.append(Problem(model_uri, "has no python_function flavor"))

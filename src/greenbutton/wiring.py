@@ -10,6 +10,7 @@ from .config import Settings
 if TYPE_CHECKING:  # each builder imports what it builds: `serve` needs none of the control plane
     from starlette.applications import Starlette
 
+    from .gates.runner import SandboxedGateRunner
     from .governance.access import Access
     from .governance.approvals import Approvals
     from .registry import Registry
@@ -64,16 +65,24 @@ def build_registry(settings: Settings, store: LifecycleStore) -> Registry:
 def build_governance(settings: Settings, registry: Registry) -> tuple[Access, Approvals]:
     """Tokens and permissions over the store, and the approval workflow with its gates
     (run in a worker process, so the control plane never unpickles a model)."""
-    from .gates.runner import SubprocessGateRunner
     from .governance.access import Access
     from .governance.approvals import Approvals
     from .store.governance_sql import SqlGovernanceStore
 
     access = Access(SqlGovernanceStore(settings.store.uri),
                     token_ttl_days=settings.auth.token_ttl_days)
-    approvals = Approvals(access, registry, SubprocessGateRunner(settings),
+    approvals = Approvals(access, registry, build_gate_runner(settings),
                           four_eyes_default=settings.auth.is_four_eyes_default)
     return access, approvals
+
+
+def build_gate_runner(settings: Settings) -> SandboxedGateRunner:
+    """Gates run on a copy of the version in the sandbox: no network, none of our files."""
+    from .gates.runner import SandboxedGateRunner
+    from .sandbox.policy import policy_for
+    from .sandbox.runner import Sandbox
+
+    return SandboxedGateRunner(settings, Sandbox(policy_for(settings)))
 
 
 def bootstrap_admin(settings: Settings, access: Access) -> str | None:

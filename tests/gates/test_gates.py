@@ -19,10 +19,11 @@ from sklearn.linear_model import LogisticRegression
 import greenbutton
 from greenbutton.config import Settings
 from greenbutton.errors import InvalidInput
-from greenbutton.gates.runner import SubprocessGateRunner
+from greenbutton.gates.runner import fetch_version
 from greenbutton.gates.spec import parse_gates
-from greenbutton.gates.worker import run_gates
+from greenbutton.gates.worker import load_version, run_gates
 from greenbutton.model import model_test
+from greenbutton.wiring import build_gate_runner
 
 
 class Digits(greenbutton.Model):
@@ -71,31 +72,45 @@ def by_name(outcomes: list[Any]) -> dict[str, Any]:
     return {o.gate: o for o in outcomes}
 
 
-def test_low_accuracy_version_fails_metric_gate_with_reason(logged: Settings) -> None:
-    outcomes = by_name(run_gates(logged, "digits", 1))
+def gates_in_process(settings: Settings, version: int, folder: Path) -> list[Any]:
+    """The version's gates run here (the tests trust their own models)."""
+    local, tag = fetch_version(settings.mlflow, "digits", version, folder)
+    return run_gates(local, tag)
+
+
+def test_low_accuracy_version_fails_metric_gate_with_reason(logged: Settings,
+                                                            tmp_path: Path) -> None:
+    outcomes = by_name(gates_in_process(logged, 1, tmp_path))
     metric = outcomes["metric:accuracy"]
     assert not metric.is_passed
     assert metric.detail["value"] < 0.9 and "accuracy" in metric.detail["reason"]
     assert outcomes["conformance"].is_passed
 
 
-def test_good_version_passes_every_gate(logged: Settings) -> None:
-    outcomes = run_gates(logged, "digits", 2)
+def test_good_version_passes_every_gate(logged: Settings, tmp_path: Path) -> None:
+    outcomes = gates_in_process(logged, 2, tmp_path)
     assert {o.gate for o in outcomes} == {"conformance", "model_test:recognises_a_clean_zero",
                                          "metric:accuracy", "latency"}
     assert all(o.is_passed for o in outcomes), outcomes
 
 
 def test_unknown_version_fails_to_load(logged: Settings) -> None:
-    (outcome,) = run_gates(logged, "digits", 99)
+    (outcome,) = build_gate_runner(logged).run("digits", 99)
+    assert (outcome.gate, outcome.is_passed) == ("load", False)
+
+
+def test_unloadable_model_fails_to_load(tmp_path: Path) -> None:
+    (outcome,) = run_gates(tmp_path, "[]")
     assert (outcome.gate, outcome.is_passed) == ("load", False)
 
 
 @pytest.mark.slow
-def test_worker_process_gives_the_same_verdicts(logged: Settings) -> None:
-    outcomes = by_name(SubprocessGateRunner(logged).run("digits", 1))
+def test_sandboxed_worker_gives_the_same_verdicts_and_its_isolation(logged: Settings) -> None:
+    outcomes = by_name(build_gate_runner(logged).run("digits", 1))
     assert not outcomes["metric:accuracy"].is_passed
     assert outcomes["conformance"].is_passed
+    sandbox = outcomes["sandbox"]
+    assert sandbox.is_passed and sandbox.detail["network"] == "isolated"
 
 
 def test_metric_gate_without_held_out_is_refused(logged: Settings) -> None:
@@ -120,9 +135,8 @@ def test_invalid_gate_specs_are_refused(spec: dict[str, Any]) -> None:
 def test_latency_gate_fails_over_budget(logged: Settings, tmp_path: Path) -> None:
     from greenbutton.gates.latency import LatencyBudgetGate
     from greenbutton.gates.spec import LatencyGateSpec
-    from greenbutton.gates.worker import load_version
 
-    loaded, _ = load_version(logged, "digits", 2, tmp_path)
+    loaded = load_version(fetch_version(logged.mlflow, "digits", 2, tmp_path)[0])
     outcome = LatencyBudgetGate(LatencyGateSpec(p95_ms=1e-6, calls=5)).evaluate(loaded)
     assert not outcome.is_passed and "budget" in outcome.detail["reason"]
     assert np.isfinite(outcome.detail["p95_ms"])

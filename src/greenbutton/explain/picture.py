@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import numpy as np
 
 
-def write_heatmap(
-    pixels: np.ndarray,
-    attributions: np.ndarray,
-    path: Path,
-    *,
-    title: str,
-) -> Path:
-    """Write a PNG: ``pixels`` in grey, and ``attributions`` red (for) / blue (against).
+def render_heatmap(pixels: np.ndarray, attributions: np.ndarray, *, title: str) -> bytes:
+    """A PNG: ``pixels`` in grey, and ``attributions`` red (for) / blue (against).
 
     Both arrays are 2-D of the image's shape. The colour scale is symmetric around zero, so
     white means "no influence".
@@ -38,6 +32,6 @@ def write_heatmap(
         axes.set_yticks([])
     figure.colorbar(shown, ax=heat_axes, fraction=0.046, pad=0.04)
     figure.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    picture = io.BytesIO()
+    figure.savefig(picture, format="png")
+    return picture.getvalue()

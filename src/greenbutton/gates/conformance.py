@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..conformance import check
+from ..conformance import check_logged_metadata
 from .base import GateOutcome, LoadedVersion
 
 _SAMPLE_ROWS = 20
@@ -19,8 +19,11 @@ class ConformanceGate:
     name = "conformance"
 
     def evaluate(self, version: LoadedVersion) -> GateOutcome:
-        """Run :func:`greenbutton.check` on the logged model, then a sample prediction."""
-        problems = [str(p) for p in check(version.model_uri).problems]
+        """Check the logged model's metadata, then a sample prediction."""
+        from mlflow.models import Model as MLmodel
+
+        metadata = MLmodel.load(version.model_uri)
+        problems = [str(p) for p in check_logged_metadata(metadata, version.model_uri)]
         sample = version.reference.head(_SAMPLE_ROWS)
         predictions = version.pyfunc.predict(sample)
         if len(predictions) != len(sample):

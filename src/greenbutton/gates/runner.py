@@ -1,46 +1,83 @@
-"""``SubprocessGateRunner``: runs a version's gates in a fresh ``gates.worker`` process."""
+"""``SandboxedGateRunner``: a version's gates, run on a copy of it in the sandbox."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+from pathlib import Path
 
-from ..config import Settings
+from ..config import MlflowSettings, Settings
+from ..sandbox.runner import Sandbox, SandboxRun
 from ..store.governance_records import GateOutcome
+from .spec import GATES_TAG
 
-_TAIL = 2000
+SANDBOX_GATE = "sandbox"
+"""The outcome recording how the model's code was isolated (evidence for reviewers)."""
 
 
-class SubprocessGateRunner:
-    """One worker process per proposal; argv list, no shell, bounded by a timeout.
+def fetch_version(where: MlflowSettings, name: str, version: int,
+                  folder: Path) -> tuple[Path, str]:
+    """Copy ``name`` version ``version``'s artifacts into ``folder`` (nothing is unpickled);
+    returns the model's folder and its gates tag."""
+    import mlflow.artifacts
+    from mlflow import MlflowClient
+
+    client = MlflowClient(where.tracking_uri, where.registry_uri)
+    tag = client.get_model_version(name, str(version)).tags.get(GATES_TAG, "[]")
+    source = client.get_model_version_download_uri(name, str(version))
+    folder.mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(folder),
+                                                tracking_uri=where.tracking_uri)
+    return Path(local), str(tag)
+
+
+class SandboxedGateRunner:
+    """One sandboxed worker per proposal, bounded by ``auth.gate_timeout_s``.
 
     Usage::
 
-        SubprocessGateRunner(settings).run("digits", 5)  # -> [GateOutcome(...), ...]
+        SandboxedGateRunner(settings, Sandbox(policy_for(settings))).run("digits", 5)
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sandbox: Sandbox) -> None:
         self._settings = settings
+        self._sandbox = sandbox
 
     def run(self, model: str, version: int) -> list[GateOutcome]:
-        """Every gate's outcome; a crashed or timed-out worker is one failed ``worker`` gate."""
-        job = json.dumps({"model": model, "version": version})
-        env = {**os.environ, **self._settings.environ()}
-        env.pop("GREENBUTTON_TOKEN", None)  # the worker needs no credentials
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "greenbutton.gates.worker"], input=job, env=env,
-                capture_output=True, text=True, timeout=self._settings.auth.gate_timeout_s,
-                check=False)
-        except subprocess.TimeoutExpired:
-            budget = self._settings.auth.gate_timeout_s
-            return [GateOutcome("worker", False, {"reason": f"gates took over {budget} s"})]
-        try:
-            results = json.loads(done.stdout)
+        """Every gate's outcome, after the ``sandbox`` one; a crashed, timed-out or refused
+        worker is one failed gate with the reason."""
+        with self._sandbox.workdir() as work:
+            try:
+                local, tag = fetch_version(self._settings.mlflow, model, version, work / "model")
+            except Exception as error:  # MLflow's errors: an unfetchable version fails to load
+                return [GateOutcome("load", False, {"reason": f"{type(error).__name__}: "
+                                                              f"{error}"[:2000]})]
+            job = json.dumps({"model_dir": str(local), "gates": tag}).encode()
+            done = self._sandbox.run(["-m", "greenbutton.gates.worker"], stdin=job,
+                                     workdir=work, timeout_s=self._settings.auth.gate_timeout_s)
+        return [_sandbox_outcome(done), *_outcomes(done, self._settings.auth.gate_timeout_s)]
+
+
+def _sandbox_outcome(done: SandboxRun) -> GateOutcome:
+    if done.isolation is None:
+        return GateOutcome(SANDBOX_GATE, False, {"reason": "the sandbox did not start: "
+                                                 + done.log_tail[-2000:]})
+    detail = done.isolation.describe()
+    if not done.isolation.is_confined:
+        detail["reason"] = "model code could not be isolated: " + "; ".join(
+            done.isolation.problems)
+    return GateOutcome(SANDBOX_GATE, done.isolation.is_confined, detail)
+
+
+def _outcomes(done: SandboxRun, budget_s: float) -> list[GateOutcome]:
+    if done.is_timed_out:
+        return [GateOutcome("worker", False, {"reason": f"gates took over {budget_s:g} s"})]
+    if done.is_refused:
+        return []  # the sandbox outcome says why
+    failure = done.failure()
+    try:
+        if failure is None:
             return [GateOutcome(r["gate"], bool(r["is_passed"]), dict(r["detail"]))
-                    for r in results]
-        except (ValueError, KeyError, TypeError):
-            reason = f"gate worker exited {done.returncode}: {done.stderr[-_TAIL:]}"
-            return [GateOutcome("worker", False, {"reason": reason})]
+                    for r in json.loads(done.output)]
+    except (ValueError, KeyError, TypeError):
+        failure = f"gave no readable answer: {done.log_tail[-2000:]}"
+    return [GateOutcome("worker", False, {"reason": f"gate worker {failure}"})]

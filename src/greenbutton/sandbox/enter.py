@@ -1,0 +1,183 @@
+"""The sandbox's first stage: ``python -m greenbutton.sandbox.enter CONFIG``.
+
+Started by :class:`~greenbutton.sandbox.runner.Sandbox` with a scrubbed environment. Before
+any untrusted code exists in the process, it moves into new mount, PID, IPC and (unless
+allowed) network namespaces, covers the platform's folders with empty tmpfs mounts, binds
+back read-only what Python needs and read-write the private work folder, forks the
+namespace's first process, which mounts a fresh ``/proc``, drops to an unprivileged user
+(when started as root), forbids privilege gain, reports what isolation holds on a pipe of its
+own, and only then executes the program. As a non-root user the namespaces come from a user
+namespace mapping the user to itself; ``execve`` then clears the capabilities it held, so the
+program cannot undo the mounts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import linux
+
+EXIT_REFUSED = 125
+"""The isolation required by the policy could not be set up: nothing was executed."""
+EXIT_EXEC_FAILED = 127
+SHARED_TEMP = frozenset({"/tmp", "/var/tmp", "/dev/shm"})
+"""Covered by an empty tmpfs anyone may write, as the folders it covers are."""
+
+
+@dataclass
+class Report:
+    """What isolation the program runs under (written to the report pipe, as JSON)."""
+
+    uid: int = -1
+    network: str = "shared"
+    filesystem: str = "visible"
+    pids: str = "visible"
+    problems: list[str] = field(default_factory=list)
+
+
+def main(argv: list[str]) -> int:
+    """Isolate, fork, exec ``config["argv"]``; return the program's exit status."""
+    config: dict[str, Any] = json.loads(argv[1])
+    report = Report()
+    is_root = os.geteuid() == 0
+    try:
+        has_namespaces = _enter_namespaces(config, is_root, report)
+        if has_namespaces:  # handles opened in the new mount namespace: binds need that
+            held = _open_kept(config["rules"])
+            _mount_rules(config["rules"], held, report)
+            for descriptor in held.values():
+                os.close(descriptor)
+    except OSError as error:  # half isolated: run nothing
+        report.problems.append(f"isolation failed: {error}")
+        _write_report(config["report_fd"], report)
+        return EXIT_REFUSED
+    child = os.fork()
+    if child == 0:
+        _become_program(config, is_root, has_namespaces, report)  # never returns
+    os.close(config["report_fd"])
+    return _wait_forwarding_signals(child)
+
+
+def _enter_namespaces(config: dict[str, Any], is_root: bool, report: Report) -> bool:
+    flags = linux.CLONE_NEWNS | linux.CLONE_NEWPID | linux.CLONE_NEWIPC
+    if not config["is_network_allowed"]:
+        flags |= linux.CLONE_NEWNET
+    uid, gid = os.getuid(), os.getgid()
+    if not is_root:
+        flags |= linux.CLONE_NEWUSER
+    try:
+        linux.unshare(flags)
+    except OSError as error:
+        report.problems.append(f"no namespaces ({error.strerror}): "
+                               "user namespaces disabled or a container without them")
+        return False
+    if not is_root:
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    if not config["is_network_allowed"]:
+        report.network = "isolated"
+    return True
+
+
+def _open_kept(rules: list[list[str]]) -> dict[str, int]:
+    """Handles on every folder bound back, taken before anything is covered."""
+    held = {}
+    for kind, path in rules:
+        if kind in ("keep", "work"):
+            held[path] = os.open(path, os.O_PATH | os.O_DIRECTORY)
+    return held
+
+
+def _mount_rules(rules: list[list[str]], held: dict[str, int], report: Report) -> None:
+    """Shallow paths first, so a deeper rule overrides a shallower one."""
+    try:
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+        for kind, path in sorted(rules, key=lambda rule: (Path(rule[1]).parts, rule[0] == "hide")):
+            if kind == "hide":
+                if not os.path.isdir(path):  # under a covered folder, and not bound back
+                    continue
+                mode = "1777" if path in SHARED_TEMP else "0755"
+                linux.mount("tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
+                            f"size=64m,mode={mode}")
+                continue
+            os.makedirs(path, exist_ok=True)
+            linux.mount(f"/proc/self/fd/{held[path]}", path, None, linux.MS_BIND | linux.MS_REC)
+            if kind == "keep":
+                linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY
+                            | linux.mount_flags_of(path))
+    except OSError as error:
+        report.problems.append(f"mounts failed: {error}")
+        return
+    report.filesystem = "hidden"
+
+
+def _become_program(config: dict[str, Any], is_root: bool, has_namespaces: bool,
+                    report: Report) -> None:
+    """In the forked child (PID 1 of the new namespace): finish isolating, then exec."""
+    try:
+        if has_namespaces:
+            try:
+                linux.mount("proc", "/proc", "proc",
+                            linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+                report.pids = "isolated"
+            except OSError as error:
+                report.problems.append(f"no private /proc: {error.strerror}")
+        if is_root:
+            os.setgroups([])
+            os.setresgid(config["gid"], config["gid"], config["gid"])
+            os.setresuid(config["uid"], config["uid"], config["uid"])
+        report.uid = os.getuid()
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        limit = int(config["max_file_bytes"])
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        os.chdir(config["workdir"])
+        is_confined = report.filesystem == "hidden" or (is_root and report.uid != 0)
+        _write_report(config["report_fd"], report)
+        if not is_confined and not config["is_unconfined_allowed"]:
+            os._exit(EXIT_REFUSED)
+        os.execv(config["argv"][0], config["argv"])
+    except BaseException as error:  # noqa: B036 - the forked child must never return
+        print(f"sandbox: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+    os._exit(EXIT_EXEC_FAILED)
+
+
+def _write_report(descriptor: int, report: Report) -> None:
+    with os.fdopen(descriptor, "w") as out:
+        json.dump(report.__dict__, out)
+
+
+def _wait_forwarding_signals(child: int) -> int:
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+        except InterruptedError:
+            continue
+        return os.waitstatus_to_exitcode(status)
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as out:
+        out.write(text)
+
+
+if __name__ == "__main__":
+    status = main(sys.argv)
+    sys.exit(status if status >= 0 else 128 - status)  # killed by a signal: 128 + its number
