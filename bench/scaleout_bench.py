@@ -63,7 +63,7 @@ def fresh_database(base: str) -> str:
 
 def write_throughput(uri: str, writers: int, seconds: float) -> float:
     """Proposal + approval pairs per second (each pair: 2 transactions, 2 audit entries)."""
-    store = SqlGovernanceStore(uri)
+    store = open_governance_store(uri)
     done = [0] * writers
     errors: list[BaseException] = []
     deadline = time.monotonic() + seconds

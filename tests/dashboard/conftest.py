@@ -16,7 +16,7 @@ from greenbutton.governance.access import Access
 from greenbutton.governance.approvals import Approvals
 from greenbutton.server.dashboard.session import COOKIE
 from greenbutton.store.governance_records import GateOutcome
-from greenbutton.store.governance_sql import SqlGovernanceStore
+from greenbutton.store.governance_sql import open_governance_store
 from greenbutton.wiring import build_registry, build_store
 
 
@@ -64,7 +64,7 @@ async def governed(tmp_path: Path, home: Settings) -> AsyncIterator[Governed]:
                         _env_file=None)
     store = build_store(settings)
     registry = build_registry(settings, store)
-    access = Access(SqlGovernanceStore(settings.store.uri))
+    access = Access(open_governance_store(settings.store.uri))
     approvals = Approvals(access, registry, NoGates())
     issued = access.bootstrap_admin()
     assert issued is not None

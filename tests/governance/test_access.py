@@ -6,14 +6,14 @@ import threading
 from pathlib import Path
 
 from greenbutton.governance.access import Access
-from greenbutton.store.governance_sql import SqlGovernanceStore
+from greenbutton.store.governance_sql import SqlGovernanceStore, open_governance_store
 
 
 def test_bootstrap_admin_concurrently_creates_one_admin_and_raises_nowhere(
     tmp_path: Path,
 ) -> None:
     uri = f"sqlite:///{tmp_path / 'gb.db'}"
-    stores = [SqlGovernanceStore(uri) for _ in range(4)]
+    stores = [open_governance_store(uri) for _ in range(4)]
     start = threading.Barrier(len(stores))
     issued: list[object] = []
     errors: list[BaseException] = []

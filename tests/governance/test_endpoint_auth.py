@@ -15,7 +15,7 @@ from greenbutton.config import Settings
 from greenbutton.governance.access import Access
 from greenbutton.serving.app import create_app
 from greenbutton.serving.dataplane import DataPlane
-from greenbutton.store.governance_sql import SqlGovernanceStore
+from greenbutton.store.governance_sql import open_governance_store
 
 MODEL = "digits"  # what the root conftest's data plane serves
 
@@ -24,7 +24,7 @@ MODEL = "digits"  # what the root conftest's data plane serves
 def tokens(tmp_path: Path) -> tuple[str, dict[str, str], Access]:
     """A store with one token per role, plus a viewer holding ``invoke`` on digits."""
     uri = f"sqlite:///{tmp_path / 'auth' / 'gb.db'}"
-    access = Access(SqlGovernanceStore(uri))
+    access = Access(open_governance_store(uri))
     admin_token = access.bootstrap_admin()
     assert admin_token is not None
     admin = access.authenticate(admin_token.secret)
@@ -86,7 +86,7 @@ async def test_revoked_token_fails_within_5_s(
     headers = {"Authorization": f"Bearer {secrets['viewer+invoke']}"}
     assert (await endpoint.post("/predict", json=body(digits_frame),
                                 headers=headers)).status_code == 200
-    other = Access(SqlGovernanceStore(uri))  # another process's view, e.g. the control plane
+    other = Access(open_governance_store(uri))  # another process's view, e.g. the control plane
     admin = other.authenticate(secrets["admin"])
     (token,) = other.list_tokens(admin, "shop")
     other.revoke_token(admin, token.token_id)

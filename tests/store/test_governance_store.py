@@ -14,7 +14,7 @@ import pytest
 from greenbutton.errors import NotFound, StaleState
 from greenbutton.governance.audit import verify_chain
 from greenbutton.store.governance_records import AuditEvent, GateOutcome
-from greenbutton.store.governance_sql import SqlGovernanceStore
+from greenbutton.store.governance_sql import SqlGovernanceStore, open_governance_store
 
 HOSTILE = ["o'brien \"quoted\"", "x'); DROP TABLE principals; --", "../../etc/passwd",
            "a/b\\c", "模型 ünïcode 🚀", "z" * 10_000]
@@ -27,7 +27,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlGoverna
         uri = f"sqlite:///{tmp_path / 'gb.db'}"
     else:
         uri = request.getfixturevalue("postgres_uri")
-    built = SqlGovernanceStore(uri)
+    built = open_governance_store(uri)
     yield built
     built.close()
 

@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 
 from greenbutton.store.engine import create_store_engine
 from greenbutton.store.governance_records import AuditEvent
-from greenbutton.store.governance_sql import SqlGovernanceStore
+from greenbutton.store.governance_sql import open_governance_store
 from greenbutton.store.migrate import _config, engine_revision, head_revision, upgrade
 
 GOVERNANCE_TABLES = {"principals", "tokens", "grants", "model_policies", "transition_requests",
@@ -72,7 +72,7 @@ def test_upgrade_from_0002_keeps_data(kind: str, tmp_path: Path,
     assert engine_revision(engine) == "0002"
     engine.dispose()
 
-    store = SqlGovernanceStore(uri)  # migrates to head on open
+    store = open_governance_store(uri)  # migrates to head on open
     store.create_principal("bob", "user", "maintainer", by="t",
                            events=[AuditEvent("t", "principal.create", "principal:bob")])
     store.close()
@@ -82,3 +82,25 @@ def test_upgrade_from_0002_keeps_data(kind: str, tmp_path: Path,
         spec = connection.execute(text("SELECT name FROM deployment_specs")).scalar_one()
     assert (stage, spec, engine_revision(engine)) == ("Production", "digits", head_revision())
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_upgrade_from_0003_keeps_the_chain_and_one_pending_request_per_move(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    uri = fresh_uri(kind, tmp_path, request)
+    upgrade_to(uri, "0003")
+    engine = create_store_engine(uri)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        for proposer in ("ann", "bob"):  # possible before 0004: the same move twice
+            connection.execute(text(
+                "INSERT INTO transition_requests (model_key, model, version, to_stage, status, "
+                "proposer, created_at, is_override) VALUES ('k', 'digits', 2, 'Production', "
+                "'pending', :who, :at, false)"), {"who": proposer, "at": now})
+    engine.dispose()
+    store = open_governance_store(uri)
+    store.append_audit([AuditEvent("t", "x", "y")])
+    statuses = {(r.proposer, r.status, r.kind) for r in store.list_requests()}
+    assert statuses == {("bob", "pending", "transition"), ("ann", "failed", "transition")}
+    assert store.audit_entries()[0].mac is None  # written without a key
+    store.close()

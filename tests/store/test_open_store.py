@@ -10,14 +10,19 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from greenbutton.errors import GreenbuttonError, UnsupportedBackend
-from greenbutton.store import MemoryStore, Stage, StageChange, open_store
+from greenbutton.store import Stage, StageChange, open_store
 from greenbutton.store.engine import create_store_engine, normalize_uri
 from greenbutton.store.sql import SqlStore
 from sqlite_writer import holding_write_lock
 
 
-def test_open_store_memory_returns_memory_store() -> None:
-    assert isinstance(open_store("memory://"), MemoryStore)
+def test_open_store_memory_is_a_sql_store_that_keeps_nothing() -> None:
+    store = open_store("memory://")
+    store.apply_transitions([StageChange("m", 1, Stage.NONE, Stage.STAGING)], actor="a")
+    assert store.stage_of("m", 1) is Stage.STAGING
+    assert [e.action for e in store.governance_store().audit_entries()] == [
+        "lifecycle.transition"]
+    assert open_store("memory://").stage_of("m", 1) is Stage.NONE
 
 
 def test_open_store_sqlite_returns_sql_store(tmp_path: Path) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from ..errors import StaleState
+from .governance_records import AuditEvent
 from .protocol import StoredDeploymentSpec
 
 
@@ -22,6 +23,8 @@ class MemoryDeploymentStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._specs: dict[str, StoredDeploymentSpec] = {}
+        self.audit_events: list[AuditEvent] = []
+        """What a SQL store would have appended to its audit log."""
 
     def get_spec(self, name: str) -> StoredDeploymentSpec | None:
         """The spec stored under ``name``, if any."""
@@ -35,7 +38,7 @@ class MemoryDeploymentStore:
 
     def put_spec(
         self, name: str, spec: dict[str, object], *, actor: str,
-        expected_revision: int | None = None,
+        expected_revision: int | None = None, events: Sequence[AuditEvent] = (),
     ) -> StoredDeploymentSpec:
         """Create or replace; ``StaleState`` on a revision mismatch."""
         with self._lock:
@@ -45,14 +48,19 @@ class MemoryDeploymentStore:
                                          (current.revision if current else 0) + 1,
                                          self._clock(), actor)
             self._specs[name] = saved
+            self.audit_events.extend(events)
             return _copy(saved)  # type: ignore[return-value]
 
-    def delete_spec(self, name: str, *, actor: str, expected_revision: int | None = None) -> bool:
+    def delete_spec(self, name: str, *, actor: str, expected_revision: int | None = None,
+                    events: Sequence[AuditEvent] = ()) -> bool:
         """Remove; False if there was none."""
         with self._lock:
             current = self._specs.get(name)
             _check_revision(name, current, expected_revision)
-            return self._specs.pop(name, None) is not None
+            if self._specs.pop(name, None) is None:
+                return False
+            self.audit_events.extend(events)
+            return True
 
 
 def _check_revision(

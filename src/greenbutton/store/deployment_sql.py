@@ -7,7 +7,7 @@ the lifecycle and the specs. Revisions make concurrent edits fail with ``StaleSt
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,10 @@ from sqlalchemy import (
 )
 
 from ..errors import StaleState
+from .audit_seal import AuditSeal
+from .audit_sql import AuditedWriter
 from .engine import translate_errors
+from .governance_records import AuditEvent
 from .protocol import StoredDeploymentSpec
 
 _metadata = MetaData()
@@ -52,9 +55,11 @@ def _utcnow() -> datetime:
 class SqlDeploymentStore:
     """Deployment specs on an already migrated engine."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = _utcnow,
+                 seal: AuditSeal | None = None) -> None:
         self._engine = engine
         self._clock = clock
+        self._audited = AuditedWriter(engine, seal)
 
     def get_spec(self, name: str) -> StoredDeploymentSpec | None:
         """The spec stored under ``name``, if any."""
@@ -71,11 +76,12 @@ class SqlDeploymentStore:
 
     def put_spec(
         self, name: str, spec: dict[str, object], *, actor: str,
-        expected_revision: int | None = None,
+        expected_revision: int | None = None, events: Sequence[AuditEvent] = (),
     ) -> StoredDeploymentSpec:
-        """Create or replace; ``StaleState`` on a revision mismatch or a concurrent create."""
+        """Create or replace, with its audit ``events``; ``StaleState`` on a revision
+        mismatch or a concurrent create."""
         at, text = self._clock(), json.dumps(spec, sort_keys=True)
-        with translate_errors(conflict=_CONFLICT), self._engine.begin() as connection:
+        with self._audited.transaction(_CONFLICT) as connection:
             current = _revision(connection, name)
             _check_revision(name, current, expected_revision)
             values = {"spec": text, "updated_at": at, "updated_by": actor}
@@ -91,16 +97,20 @@ class SqlDeploymentStore:
                 )
                 if moved.rowcount != 1:
                     raise StaleState(_CONFLICT)
+            self._audited.append(connection, events, at)
         return StoredDeploymentSpec(name, json.loads(text), current + 1, at, actor)
 
-    def delete_spec(self, name: str, *, actor: str, expected_revision: int | None = None) -> bool:
-        """Remove; False if there was none."""
-        with translate_errors(conflict=_CONFLICT), self._engine.begin() as connection:
+    def delete_spec(self, name: str, *, actor: str, expected_revision: int | None = None,
+                    events: Sequence[AuditEvent] = ()) -> bool:
+        """Remove, with its audit ``events``; False if there was none."""
+        with self._audited.transaction(_CONFLICT) as connection:
             current = _revision(connection, name)
             _check_revision(name, current, expected_revision)
             gone = connection.execute(
                 delete(deployment_specs).where(deployment_specs.c.name == name)
             )
+            if gone.rowcount == 1:
+                self._audited.append(connection, events, self._clock())
         return gone.rowcount == 1
 
 

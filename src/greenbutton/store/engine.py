@@ -20,6 +20,8 @@ from sqlalchemy.pool import StaticPool
 from ..errors import GreenbuttonError, InvalidInput, NotReady, StaleState
 
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
+_WRITER = "greenbutton_writer"
+"""Execution option: on SQLite, transactions begin with ``BEGIN IMMEDIATE``."""
 
 
 def normalize_uri(uri: str) -> URL:
@@ -61,6 +63,7 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # transactions begin in _begin, below
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -70,7 +73,20 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
         finally:
             cursor.close()
 
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        # a writer takes the write lock first, waiting up to the busy timeout; a deferred
+        # transaction that reads and then writes fails at once if another commits meanwhile
+        is_writer = connection.get_execution_options().get(_WRITER, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if is_writer else "BEGIN")
+
     return engine
+
+
+def writer(engine: Engine) -> Engine:
+    """``engine``, for transactions that write: on SQLite they begin by taking the write
+    lock, so every read inside them sees the latest committed state (one writer at a time)."""
+    return engine.execution_options(**{_WRITER: True})
 
 
 def enter_wal(cursor: Any, timeout_s: float) -> None:

@@ -55,6 +55,8 @@ class AuditEntry:
     after: str
     prev_hash: str
     hash: str
+    mac: str | None = None
+    """HMAC of ``hash`` with the audit key (``None``: written without the key)."""
 
     def computed_hash(self) -> str:
         """What ``hash`` must be for this entry's stored fields."""
@@ -122,3 +124,7 @@ class RequestRecord:
     decision_reason: str | None
     is_override: bool
     gates: tuple[GateOutcome, ...] = ()
+    kind: str = "transition"
+    """``transition`` (``version`` to ``to_stage``) or ``deployment`` (a spec change)."""
+    payload: dict[str, Any] | None = None
+    """A deployment request's change: ``{"name", "spec", "expected_revision"}``."""

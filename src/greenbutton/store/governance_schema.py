@@ -7,7 +7,7 @@ keep the name itself verbatim in a ``Text`` column.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text
+from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text, text
 
 from .schema import UtcDateTime, metadata
 
@@ -73,8 +73,15 @@ transition_requests = Table(
     Column("decided_at", UtcDateTime, nullable=True),
     Column("decision_reason", Text, nullable=True),
     Column("is_override", Boolean, nullable=False),
+    Column("kind", String(16), nullable=False, server_default="transition"),
+    Column("payload", Text, nullable=True),
     Index("ix_transition_requests_model_key_status", "model_key", "status"),
+    Index("uq_transition_requests_open", "model_key", "version", "to_stage", "kind",
+          unique=True, sqlite_where=text("status = 'pending'"),
+          postgresql_where=text("status = 'pending'")),
 )
+"""``kind``: ``transition`` (a version to a stage) or ``deployment`` (a spec change under
+four-eyes, ``payload`` holding it; ``version`` 0). At most one request of each is pending."""
 
 gate_results = Table(
     "gate_results",
@@ -103,6 +110,8 @@ audit_log = Table(
     Column("after", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("mac", String(64), nullable=True),
+    Index("ix_audit_log_action_seq", "action", "seq"),
 )
 """``at`` is the ISO text that was hashed, so verification never depends on a driver's
 datetime round trip."""

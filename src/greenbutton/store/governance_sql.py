@@ -2,6 +2,8 @@
 
 Every write takes the audit events that describe it and appends them in the same
 transaction, so the audit log never misses a committed change nor records a rolled-back one.
+Writes are serialised (SQLite: the write lock from the transaction's start; PostgreSQL: an
+advisory lock around the append), so concurrent callers never clash on the chain.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, Row, and_, delete, func, insert, select, update
 
 from ..errors import NotFound, StaleState
-from .audit_sql import append_events, read_entries
+from .audit_seal import AuditSeal
+from .audit_sql import AuditedWriter, read_entries, tail_seq
 from .engine import create_store_engine, translate_errors
 from .governance_records import (
     AuditEntry,
@@ -43,26 +46,36 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def open_governance_store(uri: str, *, migrate: bool = True, seal: AuditSeal | None = None,
+                          clock: Callable[[], datetime] = _utcnow) -> SqlGovernanceStore:
+    """A governance store on its own engine; ``migrate=False`` for processes that must not
+    race the control plane's migration (e.g. ``audit verify`` reading the store)."""
+    engine = create_store_engine("sqlite://" if uri.startswith("memory:") else uri)
+    if migrate:
+        try:
+            upgrade_engine(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+    return SqlGovernanceStore(engine, seal=seal, clock=clock)
+
+
 class SqlGovernanceStore:
-    """Governance records on SQLAlchemy; ``migrate=False`` for read-mostly processes
-    (serving workers checking tokens), which must not race the control plane's migration.
+    """Governance records on a migrated engine (``SqlStore.governance_store()`` shares the
+    lifecycle's, so a transition and its audit entry commit together).
 
     Usage::
 
-        store = SqlGovernanceStore("sqlite:///.greenbutton/greenbutton.db")
-        store.principal_for_secret(hash_of(token), now)
+        store = open_governance_store("sqlite:///.greenbutton/greenbutton.db")
+        store.principal_for_secret(hash_of(token))
     """
 
-    def __init__(self, uri: str, *, migrate: bool = True,
+    def __init__(self, engine: Engine, *, seal: AuditSeal | None = None,
                  clock: Callable[[], datetime] = _utcnow) -> None:
-        self._engine = create_store_engine("sqlite://" if uri.startswith("memory:") else uri)
+        self._engine = engine
+        self._audited = AuditedWriter(engine, seal)
+        self.seal = seal
         self.clock = clock
-        if migrate:
-            try:
-                upgrade_engine(self._engine)
-            except BaseException:
-                self._engine.dispose()
-                raise
 
     def close(self) -> None:
         """Release connections."""
@@ -170,8 +183,7 @@ class SqlGovernanceStore:
         """Set a model's four-eyes policy."""
         at = self.clock()
         key = model_key(model)
-        with translate_errors(conflict="policy changed concurrently"), \
-                self._engine.begin() as connection:
+        with self._audited.transaction("policy changed concurrently") as connection:
             changed = connection.execute(update(model_policies).where(
                 model_policies.c.model_key == key).values(
                 four_eyes=four_eyes, updated_at=at, updated_by=by)).rowcount
@@ -179,7 +191,7 @@ class SqlGovernanceStore:
                 connection.execute(insert(model_policies).values(
                     model_key=key, model=model, four_eyes=four_eyes, updated_at=at,
                     updated_by=by))
-            append_events(connection, events, at)
+            self._audited.append(connection, events, at)
 
     def four_eyes(self, model: str) -> bool | None:
         """The model's four-eyes policy; ``None`` when never set (use the default)."""
@@ -191,23 +203,46 @@ class SqlGovernanceStore:
 
     def create_request(self, model: str, version: int, to_stage: str, status: str,
                        proposer: str, reason: str | None, gates: Sequence[GateOutcome], *,
-                       events: Events) -> RequestRecord:
-        """Record a proposal and its gate results in one transaction."""
+                       events: Events, kind: str = "transition",
+                       payload: dict[str, Any] | None = None) -> RequestRecord:
+        """Record a proposal and its gate results in one transaction; ``StaleState`` naming
+        the open request when the same one is already pending."""
         at = self.clock()
         key = model_key(model)
-        with translate_errors(), self._engine.begin() as connection:
-            result = connection.execute(insert(transition_requests).values(
-                model_key=key, model=model, version=version, to_stage=to_stage, status=status,
-                proposer=proposer, reason=reason, created_at=at, is_override=False))
-            (request_id,) = result.inserted_primary_key or (None,)
-            assert isinstance(request_id, int)
-            for gate in gates:
-                connection.execute(insert(gate_results).values(
-                    request_id=request_id, model_key=key, model=model, version=version,
-                    gate=gate.gate, is_passed=gate.is_passed, detail=json.dumps(gate.detail),
-                    at=at))
-            append_events(connection, [_with_request(e, request_id) for e in events], at)
+        try:
+            with self._audited.transaction("pending") as connection:
+                result = connection.execute(insert(transition_requests).values(
+                    model_key=key, model=model, version=version, to_stage=to_stage,
+                    status=status, proposer=proposer, reason=reason, created_at=at,
+                    is_override=False, kind=kind,
+                    payload=None if payload is None else json.dumps(payload)))
+                (request_id,) = result.inserted_primary_key or (None,)
+                assert isinstance(request_id, int)
+                for gate in gates:
+                    connection.execute(insert(gate_results).values(
+                        request_id=request_id, model_key=key, model=model, version=version,
+                        gate=gate.gate, is_passed=gate.is_passed,
+                        detail=json.dumps(gate.detail), at=at))
+                self._audited.append(connection, [_with_request(e, request_id) for e in events], at)
+        except StaleState:
+            raise self._already_open(model, version, to_stage, kind) from None
         return self.get_request(request_id)
+
+    def open_request(self, model: str, version: int, to_stage: str,
+                     kind: str = "transition") -> RequestRecord | None:
+        """The pending request for this same move, if there is one."""
+        rows = self._rows(select(transition_requests).where(
+            transition_requests.c.model_key == model_key(model),
+            transition_requests.c.version == version, transition_requests.c.to_stage == to_stage,
+            transition_requests.c.kind == kind, transition_requests.c.status == "pending"))
+        return self._request(rows[0]) if rows else None
+
+    def _already_open(self, model: str, version: int, to_stage: str, kind: str) -> StaleState:
+        found = self.open_request(model, version, to_stage, kind)
+        if found is None:  # decided between the two statements: the caller may retry
+            return StaleState("the same request was pending a moment ago; retry")
+        return StaleState(f"request #{found.id} for the same change is already pending "
+                          f"(proposed by {found.proposer!r})")
 
     def get_request(self, request_id: int) -> RequestRecord:
         """One request with its gate results; ``NotFound`` when absent."""
@@ -238,8 +273,9 @@ class SqlGovernanceStore:
         ).values(status=status, decided_by=by, decided_at=at, decision_reason=reason,
                  is_override=is_override)
         if self._write(statement, events, at) != 1:
-            current = self.get_request(request_id).status
-            raise StaleState(f"request #{request_id} is already {current}")
+            current = self.get_request(request_id)
+            by = f" by {current.decided_by!r}" if current.decided_by else ""
+            raise StaleState(f"request #{request_id} is already {current.status}{by}")
         return self.get_request(request_id)
 
     def gate_results(self, model: str, version: int) -> list[GateOutcome]:
@@ -252,24 +288,30 @@ class SqlGovernanceStore:
     # --- audit -------------------------------------------------------------------------
 
     def append_audit(self, events: Events) -> None:
-        """Append events that describe a change made elsewhere (e.g. a lifecycle move)."""
+        """Append events that describe something not stored here (a token's use, a rollout)."""
         at = self.clock()
-        with translate_errors(), self._engine.begin() as connection:
-            append_events(connection, events, at)
+        with self._audited.transaction() as connection:
+            self._audited.append(connection, events, at)
 
-    def audit_entries(self, *, after_seq: int = 0, limit: int | None = None) -> list[AuditEntry]:
-        """Audit entries after ``after_seq``, oldest first."""
+    def audit_entries(self, *, after_seq: int = 0, limit: int | None = None,
+                      actions: Sequence[str] = ()) -> list[AuditEntry]:
+        """Audit entries after ``after_seq`` (of ``actions`` only, if given), oldest first."""
         with translate_errors(), self._engine.connect() as connection:
-            return read_entries(connection, after_seq=after_seq, limit=limit)
+            return read_entries(connection, after_seq=after_seq, limit=limit, actions=actions)
+
+    def audit_tail(self) -> int:
+        """The newest audit entry's seq (0 for an empty log)."""
+        with translate_errors(), self._engine.connect() as connection:
+            return tail_seq(connection)
 
     # --- plumbing ----------------------------------------------------------------------
 
     def _write(self, statement: Any, events: Events, at: datetime,
                conflict: str | None = None) -> int:
-        with translate_errors(conflict=conflict), self._engine.begin() as connection:
+        with self._audited.transaction(conflict) as connection:
             count = int(connection.execute(statement).rowcount)
             if count:
-                append_events(connection, events, at)
+                self._audited.append(connection, events, at)
         return count
 
     def _rows(self, query: Any) -> list[Row[Any]]:
@@ -288,7 +330,8 @@ class SqlGovernanceStore:
             status=row.status, proposer=row.proposer, reason=row.reason,
             created_at=row.created_at, decided_by=row.decided_by, decided_at=row.decided_at,
             decision_reason=row.decision_reason, is_override=bool(row.is_override),
-            gates=tuple(_gate(g) for g in gates))
+            gates=tuple(_gate(g) for g in gates), kind=row.kind,
+            payload=None if row.payload is None else json.loads(row.payload))
 
 
 def _with_request(event: AuditEvent, request_id: int) -> AuditEvent:

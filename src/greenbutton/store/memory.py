@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from ..errors import StaleState
+from .governance_records import AuditEvent
 from .protocol import EXCLUSIVE_STAGES, Stage, StageChange, Transition, VersionState
+from .transition_events import transition_event
 
 
 def _utcnow() -> datetime:
@@ -28,6 +30,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._states: dict[tuple[str, int], VersionState] = {}
         self._history: list[Transition] = []
+        self.audit_events: list[AuditEvent] = []
+        """What a SQL store would have appended to its audit log."""
 
     def stage_of(self, model: str, version: int) -> Stage:
         """The version's stage; ``Stage.NONE`` when it was never transitioned."""
@@ -46,9 +50,11 @@ class MemoryStore:
         return [s for s in self.list_states() if s.stage is stage]
 
     def apply_transitions(
-        self, changes: list[StageChange], *, actor: str, reason: str | None = None
+        self, changes: list[StageChange], *, actor: str, reason: str | None = None,
+        context: Mapping[str, object] | None = None,
     ) -> list[Transition]:
-        """Apply all changes at once, or none; ``StaleState`` if a ``from_stage`` is not current."""
+        """Apply all changes at once, or none; ``StaleState`` if a ``from_stage`` is not
+        current. Their audit events are kept in :attr:`audit_events`."""
         at = self._clock()
         with self._lock:
             staged = dict(self._states)
@@ -80,6 +86,7 @@ class MemoryStore:
                 )
             self._states = staged
             self._history.extend(done)
+            self.audit_events.extend(transition_event(t, context) for t in done)
         return done
 
     def history(self, model: str, version: int | None = None) -> list[Transition]:
@@ -90,6 +97,18 @@ class MemoryStore:
                 for t in self._history
                 if t.model == model and (version is None or t.version == version)
             ]
+
+    def restore_stages(self, stages: list[tuple[str, int, Stage]], *,
+                       events: list[AuditEvent]) -> None:
+        """Put versions back to a governed stage (``NONE``: forgotten)."""
+        at = self._clock()
+        with self._lock:
+            for model, version, stage in stages:
+                self._states.pop((model, version), None)
+                if stage is not Stage.NONE:
+                    self._states[(model, version)] = VersionState(model, version, stage, at,
+                                                                  "greenbutton")
+            self.audit_events.extend(events)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -14,10 +14,13 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
+
+from .governance_records import AuditEvent
 
 
 class Stage(StrEnum):
@@ -84,9 +87,11 @@ class LifecycleStore(Protocol):
         ...
 
     def apply_transitions(
-        self, changes: list[StageChange], *, actor: str, reason: str | None = None
+        self, changes: list[StageChange], *, actor: str, reason: str | None = None,
+        context: Mapping[str, object] | None = None,
     ) -> list[Transition]:
-        """Apply all changes in one transaction, in order, or none.
+        """Apply all changes in one transaction, in order, or none, each with its
+        ``lifecycle.transition`` audit entry (``context`` added to it).
 
         Raises ``StaleState`` when a version's current stage differs from ``from_stage``
         (someone else moved it first), or when a change would put a second version of a
@@ -96,6 +101,12 @@ class LifecycleStore(Protocol):
 
     def history(self, model: str, version: int | None = None) -> list[Transition]:
         """Transitions of a model (or one version), oldest first."""
+        ...
+
+    def restore_stages(self, stages: list[tuple[str, int, Stage]], *,
+                       events: list[AuditEvent]) -> None:
+        """Put versions changed behind greenbutton's back back to their governed stage
+        (``NONE``: no row), with ``events`` in the same transaction; not a transition."""
         ...
 
     def close(self) -> None:
@@ -133,12 +144,15 @@ class DeploymentStore(Protocol):
 
     def put_spec(
         self, name: str, spec: dict[str, object], *, actor: str,
-        expected_revision: int | None = None,
+        expected_revision: int | None = None, events: Sequence[AuditEvent] = (),
     ) -> StoredDeploymentSpec:
-        """Create or replace; ``StaleState`` if ``expected_revision`` (0: must not exist)
-        differs from the stored one."""
+        """Create or replace, with its audit ``events`` in the same transaction;
+        ``StaleState`` if ``expected_revision`` (0: must not exist) differs from the stored
+        one."""
         ...
 
-    def delete_spec(self, name: str, *, actor: str, expected_revision: int | None = None) -> bool:
-        """Remove; False if there was none; ``StaleState`` on a revision mismatch."""
+    def delete_spec(self, name: str, *, actor: str, expected_revision: int | None = None,
+                    events: Sequence[AuditEvent] = ()) -> bool:
+        """Remove, with its audit ``events``; False if there was none; ``StaleState`` on a
+        revision mismatch."""
         ...

@@ -1,21 +1,31 @@
-"""``SqlStore``: the lifecycle store on SQLAlchemy (SQLite by default, PostgreSQL at scale)."""
+"""``SqlStore``: the lifecycle store on SQLAlchemy (SQLite by default, PostgreSQL at scale).
+
+Every transition is audited (``lifecycle.transition``) in the transaction that applies it:
+the audit log is the lifecycle's history, and a stage row without its entry was not written
+by greenbutton.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, and_, insert, select, update
+from sqlalchemy import Connection, Row, and_, delete, insert, select, update
 
 from ..errors import StaleState
+from .audit_seal import AuditSeal
+from .audit_sql import AuditedWriter
 from .engine import DEFAULT_BUSY_TIMEOUT_MS, create_store_engine, translate_errors
+from .governance_records import AuditEvent
 from .migrate import upgrade_engine
 from .protocol import Stage, StageChange, Transition, VersionState
 from .schema import model_key, transitions, version_stages
+from .transition_events import transition_event
 
 if TYPE_CHECKING:
     from .deployment_sql import SqlDeploymentStore
+    from .governance_sql import SqlGovernanceStore
 
 
 def _utcnow() -> datetime:
@@ -37,9 +47,12 @@ class SqlStore:
         *,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         clock: Callable[[], datetime] = _utcnow,
+        seal: AuditSeal | None = None,
     ) -> None:
-        self._engine = create_store_engine(uri, busy_timeout_ms=busy_timeout_ms)
+        self._engine = create_store_engine("sqlite://" if uri.startswith("memory:") else uri,
+                                           busy_timeout_ms=busy_timeout_ms)
         self._clock = clock
+        self._audited = AuditedWriter(self._engine, seal)
         try:
             upgrade_engine(self._engine)
         except BaseException:
@@ -67,15 +80,39 @@ class SqlStore:
         return self._states(select(version_stages).where(version_stages.c.stage == stage.value))
 
     def apply_transitions(
-        self, changes: list[StageChange], *, actor: str, reason: str | None = None
+        self, changes: list[StageChange], *, actor: str, reason: str | None = None,
+        context: Mapping[str, object] | None = None,
     ) -> list[Transition]:
-        """Apply all changes in one transaction, or none; ``StaleState`` if one was raced."""
+        """Apply all changes and their audit entries in one transaction, or none;
+        ``StaleState`` if one was raced. ``context`` goes into each entry (e.g. the
+        request that approved it)."""
         if not changes:
             return []
         at = self._clock()
         conflict = "a version's stage changed concurrently; reload and retry"
-        with translate_errors(conflict=conflict), self._engine.begin() as connection:
-            return [self._apply(connection, change, actor, reason, at) for change in changes]
+        with self._audited.transaction(conflict) as connection:
+            done = [self._apply(connection, change, actor, reason, at) for change in changes]
+            self._audited.append(connection, [
+                transition_event(t, context) for t in done], at)
+        return done
+
+    def restore_stages(self, stages: list[tuple[str, int, Stage]], *, events: list[AuditEvent]
+                       ) -> None:
+        """Put rows changed behind greenbutton's back back to their governed stage (``NONE``:
+        no row), with the audit entries that say so; not a transition: the history keeps
+        what greenbutton did."""
+        at = self._clock()
+        with self._audited.transaction("a version's stage changed concurrently") as connection:
+            for model, version, _ in stages:  # all out first: one version per stage
+                connection.execute(delete(version_stages).where(
+                    version_stages.c.model_key == model_key(model),
+                    version_stages.c.version == version))
+            for model, version, stage in stages:
+                if stage is not Stage.NONE:
+                    connection.execute(insert(version_stages).values(
+                        model_key=model_key(model), model=model, version=version,
+                        stage=stage.value, updated_at=at, updated_by="greenbutton"))
+            self._audited.append(connection, events, at)
 
     def history(self, model: str, version: int | None = None) -> list[Transition]:
         """Transitions of a model (or one version), oldest first."""
@@ -90,7 +127,13 @@ class SqlStore:
         """Deployment specs on this store's engine (table from migration 0002)."""
         from .deployment_sql import SqlDeploymentStore
 
-        return SqlDeploymentStore(self._engine, clock=self._clock)
+        return SqlDeploymentStore(self._engine, clock=self._clock, seal=self._audited.seal)
+
+    def governance_store(self) -> SqlGovernanceStore:
+        """Identities, requests and the audit log on this store's engine (migration 0003)."""
+        from .governance_sql import SqlGovernanceStore
+
+        return SqlGovernanceStore(self._engine, seal=self._audited.seal, clock=self._clock)
 
     def close(self) -> None:
         """Release connections."""
