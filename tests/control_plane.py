@@ -48,7 +48,8 @@ async def control_plane_client(
     specs = deployment_store_for(store)
     target = open_target("local://", settings)
     routes = RouteTable()
-    controller = Controller(lambda: desired_state(store, specs), target, routes, settings)
+    controller = Controller(lambda: desired_state(store.list_states(), specs), target, routes,
+                            settings)
     app = create_control_plane(settings, registry, controller, routes, target,
                                access=access, approvals=approvals)
     app.state.deployment_store = specs

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
@@ -78,9 +79,16 @@ def add_commands(sub: Any) -> None:
     policy.add_argument("four_eyes", choices=["on", "off"])
     policy.set_defaults(command=_policy)
 
-    audit = sub.add_parser("audit", help="'verify' the hash chain or print the 'log'")
+    audit = sub.add_parser(
+        "audit", help="'verify' the audit log (chain, seal, anchors) or print the 'log'",
+        description="verify: checks every entry's hash and link, its seal (HMAC with the "
+        "audit key, when this machine can read it) and that the log still reaches the head "
+        "anchored in <key>.head and given with --head (an earlier 'audit head SEQ:HASH' line "
+        "of the control plane's log, or a value kept elsewhere). Exit 0 intact, 1 broken.")
     audit.add_argument("action", choices=["verify", "log"])
     audit.add_argument("--after", type=int, default=0)
+    audit.add_argument("--head", action="append", default=[], metavar="SEQ:HASH",
+                       help="a head the log must still reach, unchanged (repeatable)")
     audit.add_argument("--remote", action="store_true",
                        help="ask the control plane instead of reading the store directly")
     audit.set_defaults(command=_audit)
@@ -173,18 +181,31 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
                     print(f"{e['seq']}  {e['at']}  {e['actor']}  {e['action']}  {e['target']}  "
                           f"{e['after']}")
                 return 0
-            report = api.audit_verify()
+            report = api.audit_verify(args.head)
     else:
-        from .governance.audit import verify_chain
-        from .store.governance_sql import SqlGovernanceStore
-
-        store = SqlGovernanceStore(settings.store.uri, migrate=False)
-        try:
-            report = dataclasses.asdict(verify_chain(store))
-        finally:
-            store.close()
+        report = _verify_locally(settings, args.head)
+    sealed = "sealed" if report["is_sealed"] else "NOT checked against the audit key"
+    anchors = f"; anchors: {', '.join(report['anchors'])}" if report["anchors"] else ""
     if report["broken_seq"] is None:
-        print(f"audit chain intact: {report['checked']} entries")
+        print(f"audit log intact: {report['checked']} entries, {sealed}{anchors}")
         return 0
-    print(f"audit chain BROKEN at entry {report['broken_seq']}: {report['problem']}")
+    print(f"audit log BROKEN at entry {report['broken_seq']}: {report['problem']}")
     return 1
+
+
+def _verify_locally(settings: Settings, heads: list[str]) -> dict[str, Any]:
+    from .governance.audit import verify_chain
+    from .store.audit_seal import Anchor, AuditSeal
+    from .store.governance_sql import open_governance_store
+
+    anchors = [Anchor.parse(head, "--head") for head in heads]
+    seal = None
+    key_file = settings.auth.audit_key_file
+    if key_file is not None and os.access(key_file, os.R_OK):
+        seal = AuditSeal.open(key_file)
+        anchors += seal.anchors()
+    store = open_governance_store(settings.store.uri, migrate=False)
+    try:
+        return dataclasses.asdict(verify_chain(store, seal=seal, anchors=anchors))
+    finally:
+        store.close()

@@ -63,6 +63,10 @@ class ControlPlaneClient:
         """Every transition of a model, oldest first."""
         return list(self._call("GET", f"{API}/models/{name}/transitions")["transitions"])
 
+    def integrity(self) -> dict[str, Any]:
+        """What the control plane's lifecycle guard found (see ``GET /api/v1/integrity``)."""
+        return dict(self._call("GET", f"{API}/integrity"))
+
     def deployments(self) -> list[dict[str, Any]]:
         """What the controller runs, with state, version and stable URL."""
         return list(self._call("GET", f"{API}/deployments")["deployments"])

@@ -9,7 +9,8 @@ Checks: greenbutton's store (reachable, schema at this release's head, privilege
 tracking (reachable, schema current for a database URI), the artifact root (a probe file is
 written, listed, read back and deleted through MLflow's own artifact repository, so S3 needs
 exactly what MLflow needs), the deploy target (local: its folders; Kubernetes: API reachable
-and the RBAC the controller needs), and who leads the controllers on a shared store.
+and the RBAC the controller needs), who leads the controllers on a shared store, and the
+integrity of the audit log, the stage table and MLflow's aliases.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from .config import Settings
+from .doctor_integrity import check_integrity
 from .store.engine import normalize_uri
 from .store.migrate import engine_revision, head_revision
 
@@ -43,7 +45,8 @@ class Finding:
 
 def check_all(settings: Settings) -> list[Finding]:
     """Every check, in the order a platform engineer would fix them."""
-    checks = [check_store, check_leader, check_mlflow, check_artifacts, check_target]
+    checks = [check_store, check_leader, check_mlflow, check_artifacts, check_target,
+              check_integrity]
     findings: list[Finding] = []
     for check in checks:
         try:

@@ -10,7 +10,7 @@
     ├── UnsupportedMediaType
     ├── PermissionDenied
     ├── Unauthenticated
-    ├── NotReady ─────────────── ModelNotReady, Overloaded
+    ├── NotReady ─────────────── ModelNotReady, Overloaded, AuditLogBroken
     └── RequestTimeout
 
 This module imports no web framework: HTTP adapters look the status up in ``HTTP_STATUS``
@@ -131,6 +131,11 @@ class ModelNotReady(NotReady):
 
 class Overloaded(NotReady):
     """Concurrency limit reached; retry later."""
+
+
+class AuditLogBroken(NotReady):
+    """The audit log fails its checks (altered, truncated, unsealed): nothing that relies on
+    it changes until an operator has looked (``greenbutton audit verify``)."""
 
 
 class RequestTimeout(GreenbuttonError):

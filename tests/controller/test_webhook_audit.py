@@ -47,8 +47,9 @@ async def world(settings: Settings, tmp_path: Path) -> AsyncIterator[World]:
     specs = deployment_store_for(store)
     target = open_target("local://", settings)
     routes = RouteTable()
-    controller = Controller(lambda: desired_state(store, specs), target, routes, settings)
-    access, approvals = build_governance(settings, registry)
+    controller = Controller(lambda: desired_state(store.list_states(), specs), target, routes,
+                            settings)
+    access, approvals = build_governance(settings, store, registry)
     admin_token = access.bootstrap_admin()
     assert admin_token is not None
     admin = access.authenticate(admin_token.secret)

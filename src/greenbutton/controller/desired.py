@@ -2,19 +2,22 @@
 
 A model with a Production version and no stored spec gets the default spec (its Production
 version takes all traffic under the model's name). A stored spec replaces that default for its
-deployment name. Usage::
+deployment name. The control plane passes the *governed* lifecycle (read from the sealed
+audit log, ``governance/integrity.py``), so a stage written behind greenbutton's back deploys
+nothing. Usage::
 
-    desired_state(lifecycle_store, deployment_store, target_uri="local://")
+    desired_state(guard.governed_states(), deployment_store, target_uri="local://")
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from ..store.protocol import DeploymentStore, LifecycleStore, Stage, StoredDeploymentSpec
+from ..store.protocol import DeploymentStore, Stage, StoredDeploymentSpec, VersionState
 from .reconcile import DeploymentSpec
 from .specs import DeploySpec, default_spec, resolve
 
@@ -26,7 +29,7 @@ def load_spec(stored: StoredDeploymentSpec) -> DeploySpec:
     return DeploySpec.model_validate({**stored.spec, "name": stored.name})
 
 
-def endpoint_specs(lifecycle: LifecycleStore, specs: DeploymentStore) -> list[DeploySpec]:
+def endpoint_specs(states: Sequence[VersionState], specs: DeploymentStore) -> list[DeploySpec]:
     """Every stored spec plus the default spec of each Production model without one."""
     chosen: dict[str, DeploySpec] = {}
     for stored in specs.list_specs():
@@ -34,8 +37,8 @@ def endpoint_specs(lifecycle: LifecycleStore, specs: DeploymentStore) -> list[De
             chosen[stored.name] = load_spec(stored)
         except ValidationError:
             log.warning("stored deployment spec %r is invalid; skipped", stored.name)
-    for state in lifecycle.versions_in(Stage.PRODUCTION):
-        if state.model in chosen:
+    for state in states:
+        if state.stage is not Stage.PRODUCTION or state.model in chosen:
             continue
         try:
             chosen[state.model] = default_spec(state.model)
@@ -46,15 +49,16 @@ def endpoint_specs(lifecycle: LifecycleStore, specs: DeploymentStore) -> list[De
 
 
 def desired_state(
-    lifecycle: LifecycleStore, specs: DeploymentStore, *, target_uri: str | None = None
+    states: Sequence[VersionState], specs: DeploymentStore, *, target_uri: str | None = None
 ) -> list[DeploymentSpec]:
-    """The resolved deployments this controller (deploying to ``target_uri``) should run."""
+    """The resolved deployments this controller (deploying to ``target_uri``) should run,
+    given each version's lifecycle ``states``."""
     stages: dict[str, dict[Stage, int]] = defaultdict(dict)
-    for state in lifecycle.list_states():
+    for state in states:
         if state.stage in (Stage.PRODUCTION, Stage.STAGING):
             stages[state.model][state.stage] = state.version
     desired = []
-    for spec in endpoint_specs(lifecycle, specs):
+    for spec in endpoint_specs(states, specs):
         if spec.target is not None and target_uri is not None and spec.target != target_uri:
             continue  # another controller's (or a GitOps folder's) deployment
         resolved = resolve(spec, stages.get(spec.model, {}))

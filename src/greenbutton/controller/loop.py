@@ -118,8 +118,8 @@ class Controller:
             return await self._reconcile()
 
     async def _reconcile(self) -> list[Action]:
-        try:
-            desired = self._desired_state()
+        try:  # off the loop: it reads the store (and MLflow, now and then)
+            desired = await asyncio.to_thread(self._desired_state)
         except Exception:  # never read a failing source as "nothing is desired"
             log.exception("reading desired state failed; keeping everything as it is")
             return []

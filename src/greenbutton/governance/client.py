@@ -95,6 +95,7 @@ class GovernanceClient(ControlPlaneClient):
         params = {"after": after, "limit": limit}
         return list(self._call("GET", f"{API}/audit", params=params)["entries"])
 
-    def audit_verify(self) -> dict[str, Any]:
-        """The server's check of the hash chain."""
-        return dict(self._call("GET", f"{API}/audit/verify"))
+    def audit_verify(self, heads: list[str] | None = None) -> dict[str, Any]:
+        """The server's check of the log (chain, seal, anchors; ``heads``: ``SEQ:HASH``)."""
+        params = [("head", head) for head in heads or []]
+        return dict(self._call("GET", f"{API}/audit/verify", params=params))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from mlflow import MlflowClient
@@ -86,6 +87,28 @@ class Registry:
         registered_model(self._client, name)  # ModelNotFound beats an empty stage
         raise VersionNotFound(f"model {name!r} has no version in {stage}", field="ref")
 
+    def lifecycle_states(self, name: str) -> list[VersionState]:
+        """The stages greenbutton's store records for a model's versions."""
+        return self._store.list_states(name)
+
+    def governed_uri(self, uri: str) -> str:
+        """``uri`` with an alias of greenbutton's (``models:/NAME@production``, ``@staging``)
+        replaced by the version the lifecycle puts there, whatever MLflow's alias says; a
+        model greenbutton never moved, and any other URI, unchanged."""
+        name, sep, alias = uri.removeprefix("models:/").rpartition("@")
+        stage = _STAGE_REFS.get(alias.lower())
+        if not uri.startswith("models:/") or not sep or stage is None:
+            return uri
+        states = self._store.list_states(name)
+        if not states:
+            logger.warning("%r is not governed by greenbutton: MLflow's alias %r is used",
+                           name, alias)
+            return uri
+        version = next((s.version for s in states if s.stage is stage), None)
+        if version is None:
+            raise VersionNotFound(f"model {name!r} has no version in {stage}", field="ref")
+        return f"models:/{name}/{version}"
+
     def transition(
         self,
         name: str,
@@ -94,8 +117,10 @@ class Registry:
         *,
         actor: str,
         reason: str | None = None,
+        context: Mapping[str, object] | None = None,
     ) -> list[Transition]:
-        """Move a version to ``to`` (archiving the one it replaces) and mirror it to MLflow."""
+        """Move a version to ``to`` (archiving the one it replaces) and mirror it to MLflow;
+        each move is audited with ``context`` (e.g. the approving request)."""
         if to is Stage.NONE:
             raise InvalidTransition(f"a version cannot go back to {Stage.NONE}", field="to")
         current = self.get_version(name, version).stage
@@ -108,7 +133,8 @@ class Registry:
             if to in EXCLUSIVE_STAGES and s.stage is to
         ]
         changes.append(StageChange(name, version, current, to))
-        done = self._store.apply_transitions(changes, actor=actor, reason=reason)
+        done = self._store.apply_transitions(changes, actor=actor, reason=reason,
+                                             context=context)
         try:
             self.sync_mirror(name)
         except GreenbuttonError:

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from ..controller.loop import Controller
 from ..errors import DeploymentNotFound, InvalidInput
+from ..governance.integrity import IntegrityReport, LifecycleGuard
 from ..governance.permissions import Action, Resource
 from ..registry import Registry, Stage
 from ..serving.encoding import JSON, media_type_of, parse_json, read_body
@@ -49,6 +50,7 @@ def routes() -> list[Route]:
         Route("/api/v1/models/{name}/versions/{ref}", get_version, methods=["GET"]),
         Route("/api/v1/models/{name}/versions/{ref}/transitions", transition, methods=["POST"]),
         Route("/api/v1/models/{name}/transitions", history, methods=["GET"]),
+        Route("/api/v1/integrity", integrity, methods=["GET"]),
         Route("/api/v1/deployments", list_deployments, methods=["GET"]),
         Route("/api/v1/deployments/{name}", get_deployment, methods=["GET"]),
         *api_deployments.routes(),
@@ -130,6 +132,22 @@ async def history(request: Request) -> Response:
     await authorize(request, Resource.MODEL, Action.READ, model=request.path_params["name"])
     done = _registry(request).history(request.path_params["name"])
     return _ok({"transitions": [_plain(t) for t in done]})
+
+
+async def integrity(request: Request) -> Response:
+    """What the lifecycle guard found: a broken audit log (deployments frozen), stage rows and
+    MLflow aliases changed behind greenbutton's back (put back)."""
+    await authorize(request, Resource.AUDIT, Action.VERIFY)
+    guard: LifecycleGuard | None = getattr(request.app.state, "guard", None)
+    report = guard.report() if guard is not None else IntegrityReport()
+    return _ok({
+        "problem": report.problem,
+        "checked_seq": report.checked_seq,
+        "repaired_stages": [{"model": d.model, "version": d.version, "stored": d.stored.value,
+                             "governed": d.governed.value} for d in report.repaired_stages],
+        "repaired_aliases": [{"model": d.model, "alias": d.alias, "mlflow": d.mlflow_version,
+                              "governed": d.lifecycle_version} for d in report.repaired_aliases],
+    })
 
 
 async def list_deployments(request: Request) -> Response:

@@ -21,6 +21,7 @@ from ..governance.permissions import Action, Resource
 from ..registry import Registry, Stage
 from ..serving.encoding import JSON, media_type_of, parse_json, read_body
 from ..serving.responses import json_response
+from ..store.audit_seal import Anchor
 from .auth import authenticate, authorize, readable
 
 MAX_BODY_BYTES = 64 * 1024
@@ -279,8 +280,12 @@ async def audit_log(request: Request) -> Response:
 
 
 async def audit_verify(request: Request) -> Response:
-    """Check the whole hash chain; names the first broken entry."""
+    """Check the whole log: chain, seal, the anchored head and every ``?head=SEQ:HASH``;
+    names the first broken entry."""
     _, access, _ = await _caller(request)
     await authorize(request, Resource.AUDIT, Action.VERIFY)
-    report = await _call(verify_chain, access.store)
+    seal = access.store.seal
+    anchors = [Anchor.parse(h, "?head") for h in request.query_params.getlist("head")]
+    anchors += seal.anchors() if seal is not None else []
+    report = await _call(verify_chain, access.store, seal=seal, anchors=anchors)
     return json_response({**plain(report), "is_intact": report.is_intact})

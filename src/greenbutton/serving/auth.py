@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..config import Settings
 from ..governance.permissions import Action, Resource, is_allowed
 from ..governance.tokens import bearer_secret, hash_secret
-from ..store.governance_sql import SqlGovernanceStore
+from ..store.governance_sql import SqlGovernanceStore, open_governance_store
 from .responses import error_response
 
 OPEN_PREFIXES = ("/health/", "/v2/health/")
@@ -105,7 +105,7 @@ class EndpointAuthMiddleware:
 def endpoint_auth(settings: Settings) -> Middleware:
     """The middleware a serving app installs when ``auth.is_endpoint_auth_enabled``."""
     uri = settings.store.uri
-    authority = EndpointAuthority(lambda: SqlGovernanceStore(uri, migrate=False),
+    authority = EndpointAuthority(lambda: open_governance_store(uri, migrate=False),
                                   settings.auth.token_cache_ttl_s)
     return Middleware(EndpointAuthMiddleware, authority=authority)
 
