@@ -261,12 +261,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     logs.configure()  # uvicorn's lines too (serving/process.py gives it no format of its own)
     try:
         from .serving.prefetch import prefetching  # MLflow: needed by its helper and by us
+        from .wiring import governed_model_uri
 
-        with prefetching(args.model_uri, settings.mlflow) as fetch:
+        model_uri = governed_model_uri(settings, args.model_uri)
+        with prefetching(model_uri, settings.mlflow) as fetch:
             from .serving.process import run  # the web stack, while the helper fetches the model
             from .wiring import build_monitoring
 
-            run(settings, args.model_uri, host=args.host, port=args.port, fd=args.fd,
+            run(settings, model_uri, host=args.host, port=args.port, fd=args.fd,
                 plugins=build_monitoring(settings), fetch=fetch)
     finally:
         gc.enable()
@@ -285,8 +287,10 @@ def _transition(settings: Settings, args: argparse.Namespace) -> int:
 def _status(settings: Settings, args: argparse.Namespace) -> int:
     with _client(settings) as client:
         models, deployments = client.models(), client.deployments()
+        integrity = client.integrity()
     if args.json:
-        print(json.dumps({"models": models, "deployments": deployments}, indent=2))
+        print(json.dumps({"models": models, "deployments": deployments,
+                          "integrity": integrity}, indent=2))
         return 0
     _table(["MODEL", "LATEST", "PRODUCTION", "STAGING"],
            [[m["name"], m["latest_version"], m["production"], m["staging"]] for m in models])
@@ -294,7 +298,28 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
     _table(["DEPLOYMENT", "VERSION", "STATE", "TRAFFIC", "URL", "REASON"],
            [[d["name"], d["version"], d["state"], _traffic(d), d["url"], d["reason"]]
             for d in deployments])
+    for line in _integrity_lines(integrity):
+        print(line)
     return 0
+
+
+def _integrity_lines(report: dict[str, Any]) -> list[str]:
+    """What changed behind greenbutton's back, in words (nothing when all is well)."""
+    lines = []
+    if report["problem"]:
+        lines.append(f"AUDIT LOG BROKEN, deployments frozen: {report['problem']} "
+                     "(greenbutton audit verify)")
+    for d in report["repaired_stages"]:
+        lines.append(f"put back: {d['model']} v{d['version']} was {d['stored']} in the store, "
+                     f"governed {d['governed']}")
+    for d in report["repaired_aliases"]:
+        lines.append(f"put back: {d['model']} alias {d['alias']!r} pointed at "
+                     f"{_version_or_none(d['mlflow'])}, governed {_version_or_none(d['governed'])}")
+    return ["", *lines] if lines else []
+
+
+def _version_or_none(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"
 
 
 def _traffic(deployment: dict[str, Any]) -> str:

@@ -126,6 +126,9 @@ class ControllerSettings(BaseModel):
     workers_per_replica: PositiveInt = 1
     """Worker processes in each local serving replica. One keeps each replica's memory whole
     (every worker holds the model); scale a deployment with ``replicas`` instead."""
+    integrity_interval_s: PositiveFloat = 10.0
+    """Compare MLflow's aliases with the governed lifecycle (and put them back) this often;
+    stage rows are checked on every reconcile pass."""
     leader_poll_interval_s: PositiveFloat = 1.0
     """Several replicas on one PostgreSQL store: followers try to become the leader, and the
     leader checks it still is, this often (see controller/leader.py)."""
@@ -212,6 +215,10 @@ class AuthSettings(BaseModel):
     """Four-eyes approval for models without their own policy (on for regulated teams)."""
     gate_timeout_s: PositiveFloat = 300.0
     """Time budget of one proposal's gates (they run in a separate process)."""
+    audit_key_file: Path | None = None
+    """The key that seals audit entries (HMAC), readable by the control plane only; created
+    on first start if missing. Default ``<home>/audit.key``; control-plane replicas on one
+    PostgreSQL store must share one key (e.g. a mounted Secret)."""
 
 
 class SandboxSettings(BaseModel):
@@ -273,6 +280,8 @@ class Settings(BaseSettings):
             self.server.url = f"http://{self.server.host}:{self.server.port}"
         if not self.monitoring.payload_store_uri:
             self.monitoring.payload_store_uri = f"sqlite:///{self.home / 'monitoring.db'}"
+        if self.auth.audit_key_file is None:
+            self.auth.audit_key_file = self.home / "audit.key"
         if self.auth.is_endpoint_auth_enabled is None:
             loopback = {"127.0.0.1", "localhost", "::1"}
             self.auth.is_endpoint_auth_enabled = not {self.server.host,

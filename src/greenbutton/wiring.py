@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # each builder imports what it builds: `serve` needs none of 
     from .registry import Registry
     from .serving.hooks import ServingPlugins
     from .store.protocol import LifecycleStore
+    from .store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,27 @@ def prepare_home(settings: Settings) -> None:
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
-def build_store(settings: Settings) -> LifecycleStore:
-    """greenbutton's own store, chosen by ``settings.store.uri``."""
+def build_store(settings: Settings) -> SqlStore:
+    """greenbutton's own store, chosen by ``settings.store.uri``, its audit entries sealed
+    with the control plane's key (created on first start: the log is sealed from then on,
+    starting with a baseline of the lifecycle as it stands)."""
+    from .governance.integrity import sealing_events
     from .store import open_store
+    from .store.audit_seal import AuditSeal
 
-    return open_store(settings.store.uri)
+    key_file = settings.auth.audit_key_file
+    assert key_file is not None
+    store = open_store(settings.store.uri)
+    if key_file.exists():
+        store.close()
+        return open_store(settings.store.uri, seal=AuditSeal.open(key_file))
+    first = store.governance_store().audit_tail() + 1
+    seal = AuditSeal.open(key_file, create_from_seq=first)
+    states = store.list_states()
+    store.close()
+    store = open_store(settings.store.uri, seal=seal)
+    store.governance_store().append_audit(sealing_events(states, first))
+    return store
 
 
 def build_registry(settings: Settings, store: LifecycleStore) -> Registry:
@@ -62,17 +79,34 @@ def build_registry(settings: Settings, store: LifecycleStore) -> Registry:
     return Registry(client, store)
 
 
-def build_governance(settings: Settings, registry: Registry) -> tuple[Access, Approvals]:
+def governed_model_uri(settings: Settings, uri: str) -> str:
+    """``models:/NAME@production`` as greenbutton's lifecycle has it (``greenbutton serve``):
+    an alias set in MLflow behind greenbutton's back serves nothing."""
+    if "@" not in uri or not uri.startswith("models:/"):
+        return uri
+    from .store import open_store
+
+    store = open_store(settings.store.uri)
+    try:
+        return build_registry(settings, store).governed_uri(uri)
+    finally:
+        store.close()
+
+
+def build_governance(settings: Settings, store: SqlStore,
+                     registry: Registry) -> tuple[Access, Approvals]:
     """Tokens and permissions over the store, and the approval workflow with its gates
-    (run in a worker process, so the control plane never unpickles a model)."""
+    (run in the sandbox, so the control plane never unpickles a model)."""
+    from .controller.specs import check_spec_change
     from .governance.access import Access
     from .governance.approvals import Approvals
-    from .store.governance_sql import SqlGovernanceStore
 
-    access = Access(SqlGovernanceStore(settings.store.uri),
-                    token_ttl_days=settings.auth.token_ttl_days)
+    access = Access(store.governance_store(), token_ttl_days=settings.auth.token_ttl_days)
     approvals = Approvals(access, registry, build_gate_runner(settings),
-                          four_eyes_default=settings.auth.is_four_eyes_default)
+                          four_eyes_default=settings.auth.is_four_eyes_default,
+                          deployments=store.deployment_store(),
+                          check_spec=lambda change: check_spec_change(
+                              change, store.list_states(change.model)))
     return access, approvals
 
 
@@ -106,6 +140,7 @@ def build_control_plane(settings: Settings) -> Starlette:
     from .controller.rollouts import audit_rollout
     from .controller.routes import RouteTable
     from .controller.targets import open_target
+    from .governance.integrity import LifecycleGuard
     from .server.app import create_control_plane
     from .store.deployments import deployment_store_for
 
@@ -116,8 +151,11 @@ def build_control_plane(settings: Settings) -> Starlette:
     target = open_target(settings.controller.target_uri, settings)
     specs = deployment_store_for(store)
     target_uri = settings.controller.target_uri
-    access, approvals = build_governance(settings, registry)
-    controller = Controller(lambda: desired_state(store, specs, target_uri=target_uri),
+    access, approvals = build_governance(settings, store, registry)
+    guard = LifecycleGuard(access.store, store, registry, seal=access.store.seal,
+                           mirror_interval_s=settings.controller.integrity_interval_s)
+    controller = Controller(lambda: desired_state(guard.governed_states(), specs,
+                                                  target_uri=target_uri),
                             target, routes, settings,
                             on_rollout=audit_rollout(access.store.append_audit))
     app = create_control_plane(settings, registry, controller, routes, target,
@@ -126,4 +164,5 @@ def build_control_plane(settings: Settings) -> Starlette:
                                on_leadership_lost=terminate_this_process)
     app.state.bootstrap_token = bootstrap_admin(settings, access)  # printed once by the CLI
     app.state.deployment_store = specs  # read by server/api_deployments.py
+    app.state.guard = guard  # read by server/api.py (GET /api/v1/integrity)
     return app

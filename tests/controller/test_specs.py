@@ -43,6 +43,15 @@ def test_resolve_nothing_returns_none() -> None:
     assert resolve(AB, {}) is None
 
 
+def test_resolve_drops_a_pinned_version_that_left_production_and_staging() -> None:
+    spec = DeploySpec(name="wine", model="wine", routes=(
+        RouteRule(to="production", weight=50), RouteRule(to=4, weight=50)),
+        shadow=(ShadowRule(to=5, percent=10),))
+    resolved = resolve(spec, {Stage.PRODUCTION: 3})
+    assert resolved is not None
+    assert resolved.routes == (RouteSpec(version=3, weight=100),) and resolved.mirrors == {}
+
+
 @pytest.mark.parametrize("bad", [
     {"routes": []},
     {"routes": [{"to": "nightly", "weight": 10}]},
@@ -73,7 +82,7 @@ def _lifecycle() -> MemoryStore:
 
 
 def test_desired_state_without_specs_is_production_only() -> None:
-    desired = desired_state(_lifecycle(), MemoryDeploymentStore())
+    desired = desired_state(_lifecycle().list_states(), MemoryDeploymentStore())
     assert [(d.name, d.version, d.routes) for d in desired] == [
         ("iris", 5, (RouteSpec(version=5, weight=100),)),
         ("wine", 1, (RouteSpec(version=1, weight=100),)),
@@ -83,7 +92,7 @@ def test_desired_state_without_specs_is_production_only() -> None:
 def test_desired_state_stored_spec_replaces_default() -> None:
     specs = MemoryDeploymentStore()
     specs.put_spec("wine", AB.model_dump(mode="json"), actor="a")
-    wine = [d for d in desired_state(_lifecycle(), specs) if d.name == "wine"][0]
+    wine = [d for d in desired_state(_lifecycle().list_states(), specs) if d.name == "wine"][0]
     assert {r.version: r.weight for r in wine.routes} == {1: 80, 2: 20}
 
 
@@ -92,7 +101,7 @@ def test_desired_state_skips_other_targets_and_invalid_specs() -> None:
     specs.put_spec("wine", {**AB.model_dump(mode="json"), "target": "kubernetes://c/ns"},
                    actor="a")
     specs.put_spec("broken", {"model": "wine", "routes": "nope"}, actor="a")
-    names = [d.name for d in desired_state(_lifecycle(), specs, target_uri="local://")]
+    names = [d.name for d in desired_state(_lifecycle().list_states(), specs, target_uri="local://")]
     assert names == ["iris"]
 
 

@@ -18,15 +18,15 @@ from greenbutton.store import Stage
 K8S_VERSIONS = ["1.36.0", "1.37.0"]  # schemas ship inside kubernetes-validate
 AB = DeploySpec(name="wine", model="wine", replicas=2, max_replicas=6,
                   routes=(RouteRule(to="production", weight=80),
-                          RouteRule(to="challenger", weight=20)),
-                  shadow=(ShadowRule(to=7, percent=5),))
+                          RouteRule(to="challenger", weight=20)))
+SHADOWED = DeploySpec(name="wine", model="wine", shadow=(ShadowRule(to="staging", percent=5),))
 
 
-def _manifests(operator: bool = True) -> list[dict[str, Any]]:
-    resolved = resolve(AB, {Stage.PRODUCTION: 3, Stage.STAGING: 4})
+def _manifests(operator: bool = True, spec: DeploySpec = AB) -> list[dict[str, Any]]:
+    resolved = resolve(spec, {Stage.PRODUCTION: 3, Stage.STAGING: 4})
     assert resolved is not None
-    return render(resolved, AB, KubernetesOptions(namespace="ml",
-                                                  has_prometheus_operator=operator))
+    return render(resolved, spec, KubernetesOptions(namespace="ml",
+                                                    has_prometheus_operator=operator))
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -44,7 +44,7 @@ def test_manifests_cover_every_kind() -> None:
 
 def test_deployment_is_non_root_with_health_probes() -> None:
     deployments = [m for m in _manifests() if m["kind"] == "Deployment"]
-    assert [d["metadata"]["name"] for d in deployments] == ["wine-v3", "wine-v4", "wine-v7"]
+    assert [d["metadata"]["name"] for d in deployments] == ["wine-v3", "wine-v4"]
     pod = deployments[0]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -60,8 +60,14 @@ def test_ingress_canary_carries_the_weights() -> None:
     annotations = ingresses["wine-canary"]["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/canary-weight"] == "20"
     assert annotations["nginx.ingress.kubernetes.io/canary-weight-total"] == "100"
+
+
+
+def test_ingress_mirrors_the_shadowed_version() -> None:
+    ingresses = {m["metadata"]["name"]: m for m in _manifests(spec=SHADOWED)
+                 if m["kind"] == "Ingress"}
     main = ingresses["wine"]["metadata"]["annotations"]
-    assert "wine-v7.ml.svc" in main["nginx.ingress.kubernetes.io/mirror-target"]
+    assert "wine-v4.ml.svc" in main["nginx.ingress.kubernetes.io/mirror-target"]
 
 
 def test_write_manifests_round_trips_yaml(tmp_path: Path) -> None:

@@ -15,14 +15,16 @@ from mlflow import MlflowClient
 from greenbutton.config import Settings
 from greenbutton.controller.loop import Controller
 from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.specs import check_spec_change
 from greenbutton.controller.targets import open_target
 from greenbutton.governance.access import Access, Caller
 from greenbutton.governance.approvals import Approvals
 from greenbutton.registry import Registry
 from greenbutton.server.app import create_control_plane
-from greenbutton.store import MemoryStore
+from greenbutton.store import open_store
 from greenbutton.store.governance_records import GateOutcome
 from greenbutton.store.governance_sql import SqlGovernanceStore
+from greenbutton.store.sql import SqlStore
 
 ROLES = ("admin", "maintainer", "data-scientist", "viewer")
 
@@ -51,11 +53,17 @@ class World:
 
 
 @pytest.fixture
-def governance_store(tmp_path: Path) -> Iterator[SqlGovernanceStore]:
-    """A migrated governance store in a SQLite file."""
-    store = SqlGovernanceStore(f"sqlite:///{tmp_path / 'gov' / 'gb.db'}")
+def lifecycle_store(tmp_path: Path) -> Iterator[SqlStore]:
+    """greenbutton's store in a SQLite file (lifecycle, specs, governance on one engine)."""
+    store = open_store(f"sqlite:///{tmp_path / 'gov' / 'gb.db'}")
     yield store
     store.close()
+
+
+@pytest.fixture
+def governance_store(lifecycle_store: SqlStore) -> SqlGovernanceStore:
+    """The governance side of the same store."""
+    return lifecycle_store.governance_store()
 
 
 @pytest.fixture(scope="session")
@@ -66,16 +74,19 @@ def shared_mlflow(tmp_path_factory: pytest.TempPathFactory) -> MlflowClient:
 
 
 @pytest.fixture
-def world(governance_store: SqlGovernanceStore, shared_mlflow: MlflowClient) -> World:
+def world(lifecycle_store: SqlStore, governance_store: SqlGovernanceStore,
+          shared_mlflow: MlflowClient) -> World:
     """A model with three versions and one principal (and token) per role."""
     model = f"model-{uuid.uuid4().hex[:8]}"
     shared_mlflow.create_registered_model(model)
     for _ in range(3):
         shared_mlflow.create_model_version(model, source="file:///nowhere")
-    registry = Registry(shared_mlflow, MemoryStore())
+    registry = Registry(shared_mlflow, lifecycle_store)
     access = Access(governance_store)
     gates = StaticGates()
-    approvals = Approvals(access, registry, gates)
+    approvals = Approvals(access, registry, gates, deployments=lifecycle_store.deployment_store(),
+                          check_spec=lambda change: check_spec_change(
+                              change, lifecycle_store.list_states(change.model)))
     admin_token = access.bootstrap_admin()
     assert admin_token is not None
     admin = access.authenticate(admin_token.secret)
@@ -88,8 +99,8 @@ def world(governance_store: SqlGovernanceStore, shared_mlflow: MlflowClient) -> 
 
 
 @pytest.fixture
-async def api(world: World, tmp_path: Path,
-              shared_mlflow: MlflowClient) -> AsyncIterator[httpx.AsyncClient]:
+async def api(world: World, tmp_path: Path, shared_mlflow: MlflowClient,
+              lifecycle_store: SqlStore) -> AsyncIterator[httpx.AsyncClient]:
     """The control plane with governance, over ASGI (no sockets)."""
     uri = shared_mlflow.tracking_uri  # already migrated: a fresh MLflow database costs seconds
     settings = Settings(home=tmp_path / "gb", mlflow={"tracking_uri": uri},  # type: ignore[arg-type]
@@ -99,6 +110,7 @@ async def api(world: World, tmp_path: Path,
     controller = Controller(lambda: [], target, routes, settings)
     app = create_control_plane(settings, world.registry, controller, routes, target,
                                access=world.access, approvals=world.approvals)
+    app.state.deployment_store = lifecycle_store.deployment_store()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8600") as client:
         yield client

@@ -34,4 +34,5 @@ def rollback(
     if previous is None:
         raise InvalidTransition(f"model {name!r} has no previous Production version")
     why = reason or f"rollback from v{current} to v{previous}"
-    return registry.transition(name, previous, Stage.PRODUCTION, actor=actor, reason=why)
+    return registry.transition(name, previous, Stage.PRODUCTION, actor=actor, reason=why,
+                               context={"via": "rollback"})

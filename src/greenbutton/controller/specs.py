@@ -11,13 +11,16 @@ challenger). Usage::
     resolve(spec, {Stage.PRODUCTION: 3, Stage.STAGING: 4})   # -> DeploymentSpec(...)
 
 Routes whose alias has no version right now are left out (the rest keep their weights), so
-``production=80, challenger=20`` serves production alone until a challenger is staged.
+``production=80, challenger=20`` serves production alone until a challenger is staged. A
+version named by number is served only while it is the Production or Staging version: traffic
+reaches a version through the governed lifecycle, never around it (``check_routable`` says so
+when a spec is written; ``resolve`` keeps it when the lifecycle moves on).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Self
 
 from pydantic import (
@@ -26,10 +29,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    ValidationError,
     model_validator,
 )
 
-from ..store.protocol import Stage
+from ..errors import InvalidInput
+from ..governance.approvals import SpecChange
+from ..store.protocol import Stage, VersionState
 from .reconcile import DeploymentSpec, Name, RouteSpec, ShadowSpec
 
 ALIASES: dict[str, Stage] = {
@@ -155,7 +161,29 @@ def resolve(spec: DeploySpec, stages: Mapping[Stage, int]) -> DeploymentSpec | N
 
 
 def _version_of(ref: str | int, stages: Mapping[Stage, int]) -> int | None:
-    return ref if isinstance(ref, int) else stages.get(ALIASES[ref])
+    if isinstance(ref, int):
+        return ref if ref in stages.values() else None
+    return stages.get(ALIASES[ref])
+
+
+ROUTABLE = (Stage.PRODUCTION, Stage.STAGING)
+
+
+def check_routable(spec: DeploySpec, states: Sequence[VersionState]) -> None:
+    """``InvalidInput`` naming the first version the spec routes or mirrors to by number that
+    is not its model's Production or Staging version now."""
+    stages = {s.version: s.stage for s in states if s.model == spec.model}
+    for field, rules in (("spec.routes", spec.routes), ("spec.shadow", spec.shadow)):
+        for rule in rules:
+            if not isinstance(rule.to, int):
+                continue
+            stage = stages.get(rule.to, Stage.NONE)
+            if stage not in ROUTABLE:
+                raise InvalidInput(
+                    f"version {rule.to} of {spec.model!r} is {stage}, not in Production or "
+                    "Staging (never promoted, awaiting approval, archived or not registered): "
+                    "route to production, staging or challenger, or promote it first",
+                    field=field)
 
 
 def parse_route(text: str) -> RouteRule:
@@ -172,3 +200,17 @@ def parse_shadow(text: str) -> ShadowRule:
     if not percent.strip().isdigit():
         raise ValueError(f"--shadow wants PERCENT or TARGET=PERCENT (e.g. 5), not {text!r}")
     return ShadowRule(to=to.strip() if sep else "staging", percent=int(percent))
+
+
+def check_spec_change(change: SpecChange, states: Sequence[VersionState]) -> None:
+    """A spec about to be stored is valid and routes only within the governed lifecycle
+    (``states``: its model's versions); ``InvalidInput`` otherwise."""
+    if change.spec is None:
+        return
+    try:
+        spec = DeploySpec.model_validate({**change.spec, "name": change.name})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "spec"
+        raise InvalidInput(f"spec.{field}: {first['msg']}", field=f"spec.{field}") from None
+    check_routable(spec, states)

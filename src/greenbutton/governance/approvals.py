@@ -3,29 +3,48 @@
 Statuses: ``pending`` (gates passed, awaiting a decision), ``blocked`` (a gate failed: only an
 override with ``manage`` and a written reason moves it on), ``approved``, ``rejected``,
 ``failed`` (approved, but the lifecycle move itself failed, e.g. raced by another promotion).
+
+Deployment specs decide which approved versions get how much traffic, so under four-eyes a
+spec change is a request too (kind ``deployment``): someone else approves it before it is
+stored.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import (
+    DeploymentNotFound,
     GreenbuttonError,
     InvalidInput,
     InvalidTransition,
+    NotReady,
     PermissionDenied,
     PromotionBlocked,
+    StaleState,
 )
 from ..registry import Registry, Stage
 from ..store.governance_records import AuditEvent, GateOutcome, RequestRecord
-from ..store.protocol import Transition
+from ..store.protocol import DeploymentStore, Transition
 from .access import Access, Caller
 from .permissions import Action, Permission, Resource
 
 PROPOSABLE = frozenset({Stage.STAGING, Stage.PRODUCTION})
 MAX_REASON = 4000
+DEPLOYMENT = "deployment"
+"""Kind (and ``to_stage``) of a request to change a deployment spec."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecChange:
+    """A deployment spec to store (``spec``) or to forget (``None``)."""
+
+    name: str
+    model: str
+    spec: dict[str, Any] | None
+    expected_revision: int | None = None
 
 
 class GateRunner(Protocol):
@@ -56,11 +75,16 @@ class Approvals:
 
     def __init__(self, access: Access, registry: Registry, gates: GateRunner, *,
                  four_eyes_default: bool = False,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+                 on_change: Callable[[], None] = lambda: None,
+                 deployments: DeploymentStore | None = None,
+                 check_spec: Callable[[SpecChange], None] = lambda change: None) -> None:
+        """``check_spec`` raises ``InvalidInput`` for a spec that may not be stored now (it
+        routes to a version outside the governed lifecycle)."""
         self._access, self._store = access, access.store
         self._registry, self._gates = registry, gates
         self._four_eyes_default = four_eyes_default
         self._on_change = on_change
+        self._deployments, self._check_spec = deployments, check_spec
 
     def is_four_eyes(self, model: str) -> bool:
         """Whether a second person must approve promotions of ``model``."""
@@ -83,6 +107,10 @@ class Approvals:
         current = self._registry.get_version(model, version).stage
         if current is to:
             raise InvalidTransition(f"version {version} of {model!r} is already in {to}")
+        open_request = self._store.open_request(model, version, to.value)
+        if open_request is not None:  # before the gates: they take a while
+            raise StaleState(f"request #{open_request.id} for the same move is already "
+                             f"pending (proposed by {open_request.proposer!r})")
         gates = self._gates.run(model, version)
         status = "pending" if all(g.is_passed for g in gates) else "blocked"
         target = f"model:{model}/{version}"
@@ -138,6 +166,51 @@ class Approvals:
             return Outcome(request, [])
         return self.approve(caller, request.id, reason)
 
+    def change_deployment(self, caller: Caller, change: SpecChange,
+                          reason: str | None = None) -> Outcome:
+        """Store or forget a spec now, or, under four-eyes, record the request for someone
+        else to approve (``Outcome.request`` set, nothing changed yet)."""
+        self._access.authorize(caller, Resource.DEPLOYMENT, Action.CHANGE, model=change.model)
+        self._check_spec(change)
+        if not self.is_four_eyes(change.model):
+            self._apply_spec(caller.name, change, None)
+            return Outcome(None, [])
+        open_request = self._store.open_request(change.model, 0, DEPLOYMENT, DEPLOYMENT)
+        if open_request is not None:
+            raise StaleState(f"request #{open_request.id} to change a deployment of "
+                             f"{change.model!r} is already pending")
+        payload = dataclasses.asdict(change)
+        event = AuditEvent(caller.name, "request.propose", f"deployment:{change.name}",
+                           after={"change": payload, "reason": _text(reason)})
+        request = self._store.create_request(change.model, 0, DEPLOYMENT, "pending",
+                                             caller.name, _text(reason), [], events=[event],
+                                             kind=DEPLOYMENT, payload=payload)
+        return Outcome(request, [])
+
+    def _apply_spec(self, actor: str, change: SpecChange, request_id: int | None) -> None:
+        if self._deployments is None:
+            raise NotReady("this control plane keeps no deployment specs")
+        target = f"deployment:{change.name}"
+        before = self._deployments.get_spec(change.name)
+        if change.spec is None:
+            event = AuditEvent(actor, "deployment.spec.delete", target, before=None
+                               if before is None else {"spec": before.spec,
+                                                       "revision": before.revision},
+                               after={"request_id": request_id})
+            if before is None or not self._deployments.delete_spec(
+                    change.name, actor=actor, expected_revision=change.expected_revision,
+                    events=[event]):
+                raise DeploymentNotFound(f"no stored spec for {change.name!r}", field="name")
+        else:
+            event = AuditEvent(actor, "deployment.spec.put", target,
+                               before=before.spec if before else None,
+                               after={"spec": change.spec, "request_id": request_id,
+                                      "revision": (before.revision if before else 0) + 1})
+            self._deployments.put_spec(change.name, change.spec, actor=actor,
+                                       expected_revision=change.expected_revision,
+                                       events=[event])
+        self._on_change()
+
     def _decide(self, caller: Caller, request: RequestRecord, status: str,
                 reason: str | None, *, is_override: bool) -> Outcome:
         if self.is_four_eyes(request.model) and caller.name == request.proposer:
@@ -150,8 +223,14 @@ class Approvals:
             request.id, ["blocked"] if is_override else ["pending"], status, by=caller.name,
             reason=_text(reason), is_override=is_override, events=[event])
         try:
-            done = self._apply(caller.name, request.model, request.version,
-                               Stage(request.to_stage), reason, request.id)
+            if request.kind == DEPLOYMENT:
+                change = SpecChange(**(request.payload or {}))
+                self._check_spec(change)  # the lifecycle may have moved since it was asked
+                self._apply_spec(caller.name, change, request.id)
+                done = []
+            else:
+                done = self._apply(caller.name, request.model, request.version,
+                                   Stage(request.to_stage), reason, request.id)
         except GreenbuttonError as error:
             failure = AuditEvent("greenbutton", "request.fail", _target(request),
                                  after={"error": error.message})
@@ -165,17 +244,15 @@ class Approvals:
                request_id: int | None) -> list[Transition]:
         note = _text(reason) if request_id is None else f"request #{request_id}: {reason or ''}"
         done = self._registry.transition(model, version, to, actor=actor,
-                                         reason=note.strip() if note else None)
-        self._store.append_audit([
-            AuditEvent(actor, "lifecycle.transition", f"model:{t.model}/{t.version}",
-                       before=t.from_stage.value,
-                       after={"stage": t.to_stage.value, "request_id": request_id})
-            for t in done])
+                                         reason=note.strip() if note else None,
+                                         context={"request_id": request_id})
         self._on_change()
         return done
 
 
 def _target(request: RequestRecord) -> str:
+    if request.kind == DEPLOYMENT and request.payload:
+        return f"deployment:{request.payload['name']}"
     return f"model:{request.model}/{request.version}"
 
 

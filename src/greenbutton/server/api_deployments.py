@@ -26,15 +26,17 @@ from starlette.routing import Route
 from ..controller.desired import load_spec
 from ..controller.loop import Controller
 from ..controller.rollback import rollback
-from ..controller.specs import DeploySpec, default_spec
+from ..controller.specs import DeploySpec, check_spec_change, default_spec
 from ..errors import DeploymentNotFound, InvalidInput, NotReady, PermissionDenied
 from ..governance.access import Caller
+from ..governance.approvals import Approvals, SpecChange
 from ..governance.permissions import Action, Permission, Resource
 from ..registry import Registry
 from ..serving.encoding import JSON, media_type_of, parse_json, read_body
 from ..serving.responses import json_response
-from ..store.governance_records import AuditEvent
+from ..store.governance_records import AuditEvent, RequestRecord
 from ..store.protocol import DeploymentStore, StoredDeploymentSpec
+from .api_governance import plain
 from .auth import access_of, authenticate, authorize
 
 MAX_BODY_BYTES = 64 * 1024
@@ -50,7 +52,9 @@ class PutSpecRequest(BaseModel):
     spec: dict[str, Any]
     actor: str | None = Field(default=None, max_length=200)
     """Ignored: the authenticated caller is recorded."""
-    expected_revision: int | None = Field(default=None, ge=0)
+    expected_revision: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    reason: str | None = Field(default=None, max_length=4000)
+    """Why (kept with the request under four-eyes)."""
 
 
 class ActorRequest(BaseModel):
@@ -60,7 +64,7 @@ class ActorRequest(BaseModel):
     actor: str | None = Field(default=None, max_length=200)
     """Ignored: the authenticated caller is recorded."""
     reason: str | None = Field(default=None, max_length=4000)
-    expected_revision: int | None = Field(default=None, ge=0)
+    expected_revision: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 def routes() -> list[Route]:
@@ -136,7 +140,8 @@ async def get_spec(request: Request) -> Response:
 
 
 async def put_spec(request: Request) -> Response:
-    """Validate and store a spec; the controller reconciles at once."""
+    """Validate and store a spec, the controller reconciling at once (200); under four-eyes,
+    record a request for someone else to approve (202)."""
     caller = await authorize(request, Resource.DEPLOYMENT, Action.CHANGE,
                              model=request.path_params["name"])  # governance (server/auth.py)
     wanted = await _body(request, PutSpecRequest)
@@ -147,33 +152,57 @@ async def put_spec(request: Request) -> Response:
         raise _invalid(error) from None
     if spec.model != name:  # the permission is per model: check the one actually served too
         await authorize(request, Resource.DEPLOYMENT, Action.CHANGE, model=spec.model)
-    document = spec.model_dump(mode="json", exclude={"name"})
-    actor = _actor(caller)
-    before = _specs(request).get_spec(name)
-    stored = _specs(request).put_spec(name, document, actor=actor,
-                                      expected_revision=wanted.expected_revision)
-    await _audit(request, AuditEvent(actor, "deployment.spec.put", f"deployment:{name}",
-                                     before=before.spec if before else None,
-                                     after={"spec": document, "revision": stored.revision}))
-    _controller(request).trigger()
+    change = SpecChange(name, spec.model, spec.model_dump(mode="json", exclude={"name"}),
+                        wanted.expected_revision)
+    pending = await _change(request, caller, change, wanted.reason)
+    if pending is not None:
+        return json_response({"request": plain(pending)}, 202)
+    stored = await run_in_threadpool(_specs(request).get_spec, name)
     return json_response(_render(spec, stored))
 
 
 async def delete_spec(request: Request) -> Response:
-    """Forget a stored spec (a Production model falls back to its default spec)."""
+    """Forget a stored spec (a Production model falls back to its default spec); under
+    four-eyes, a request (202)."""
     caller = await authorize(request, Resource.DEPLOYMENT, Action.CHANGE,
                              model=request.path_params["name"])  # governance (server/auth.py)
     wanted = await _body(request, ActorRequest)
     name = request.path_params["name"]
-    actor = _actor(caller)
-    before = _specs(request).get_spec(name)
-    if before is None or not _specs(request).delete_spec(
-            name, actor=actor, expected_revision=wanted.expected_revision):
+    stored = await run_in_threadpool(_specs(request).get_spec, name)
+    if stored is None:
         raise DeploymentNotFound(f"no stored spec for {name!r}", field="name")
-    await _audit(request, AuditEvent(actor, "deployment.spec.delete", f"deployment:{name}",
-                                     before={"spec": before.spec, "revision": before.revision}))
-    _controller(request).trigger()
+    model = str(stored.spec.get("model", name))
+    await authorize(request, Resource.DEPLOYMENT, Action.CHANGE, model=model)
+    change = SpecChange(name, model, None, wanted.expected_revision)
+    pending = await _change(request, caller, change, wanted.reason)
+    if pending is not None:
+        return json_response({"request": plain(pending)}, 202)
     return json_response({"deleted": name})
+
+
+async def _change(request: Request, caller: Caller | None, change: SpecChange,
+                  reason: str | None) -> RequestRecord | None:
+    """Through the approval workflow (the pending request under four-eyes, else ``None``);
+    without governance (the bare API of tests), checked and stored directly."""
+    approvals: Approvals | None = getattr(request.app.state, "approvals", None)
+    if caller is not None and approvals is not None:
+        outcome = await run_in_threadpool(approvals.change_deployment, caller, change, reason)
+        if outcome.request is not None:
+            return outcome.request
+    else:
+        registry: Registry = request.app.state.registry
+        await run_in_threadpool(lambda: check_spec_change(
+            change, registry.lifecycle_states(change.model)))
+        specs = _specs(request)
+        if change.spec is None:
+            await run_in_threadpool(lambda: specs.delete_spec(
+                change.name, actor=ANONYMOUS, expected_revision=change.expected_revision))
+        else:
+            spec = change.spec
+            await run_in_threadpool(lambda: specs.put_spec(
+                change.name, spec, actor=ANONYMOUS, expected_revision=change.expected_revision))
+    _controller(request).trigger()
+    return None
 
 
 async def post_rollback(request: Request) -> Response:
@@ -185,9 +214,6 @@ async def post_rollback(request: Request) -> Response:
     name = request.path_params["name"]
     actor = _actor(caller)
     done = await run_in_threadpool(rollback, registry, name, actor=actor, reason=wanted.reason)
-    await _audit(request, AuditEvent(actor, "lifecycle.rollback", f"model:{name}", after=[
-        {"version": t.version, "from": t.from_stage.value, "to": t.to_stage.value}
-        for t in done]))
     _controller(request).trigger()
     return json_response({"transitions": [
         {"model": t.model, "version": t.version, "from_stage": t.from_stage.value,
