@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import cloudpickle
 import httpx
 import pandas as pd
 
@@ -31,11 +33,17 @@ class Echo(greenbutton.Model):
 
 
 def log_echo_versions(settings: Settings, params: Iterable[dict[str, Any]]) -> None:
-    """Register one version of model ``echo`` per item of ``params`` (logged as run params)."""
+    """Register one version of model ``echo`` per item of ``params`` (logged as run params);
+    pickled by value, so gates (in the sandbox) and serving processes load it without the
+    tests on their path."""
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
-    for run_params in params:
-        greenbutton.log_model(Echo(), "echo", reference_data=frame, settings=settings,
-                              params=run_params or None, pip_requirements=["pandas"])
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        for run_params in params:
+            greenbutton.log_model(Echo(), "echo", reference_data=frame, settings=settings,
+                                  params=run_params or None, pip_requirements=["pandas"])
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 @asynccontextmanager

@@ -16,6 +16,8 @@ from . import cli_governance, logs
 from .config import Settings
 from .errors import GreenbuttonError
 
+EXIT_PENDING = 3
+"""Exit status of ``promote`` and ``deploy`` when the change awaits another approver."""
 EPILOG = """\
 typical session:
   greenbutton up                      # control plane + controller on 127.0.0.1:8600
@@ -67,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         ("promote", "Production", "move a version to Production (or --stage Staging)"),
         ("archive", "Archived", "take a version out of service"),
     ):
-        cmd = sub.add_parser(name, help=text)
+        cmd = sub.add_parser(name, help=text, description=text, epilog=EXIT_HELP)
         cmd.add_argument("model", help="registered model name")
         cmd.add_argument("version", help="version number, 'latest', 'staging' or 'production'")
         if name == "promote":
@@ -81,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.set_defaults(command=_transition)
 
     deploy = sub.add_parser("deploy", help="set a deployment's routes, shadow and replicas",
-                            description=DEPLOY_HELP,
+                            description=DEPLOY_HELP, epilog=EXIT_HELP,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     deploy.add_argument("name", help="deployment name (its stable URL: /endpoints/NAME/)")
     deploy.add_argument("--model", help="registered model (default: NAME)")
@@ -168,6 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_HELP = (f"exit status: 0 done, 1 error, {EXIT_PENDING} pending approval (four-eyes: "
+             "someone else must approve the request it prints)")
+
 DEPLOY_HELP = """\
 examples:
   greenbutton deploy wine --route production=80 --route challenger=20
@@ -182,7 +187,8 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     from .deploy.commands import deploy
 
     with _client(settings) as client:
-        return deploy(client, args)
+        pending = deploy(client, args)
+    return 0 if pending is None else print_pending(pending)
 
 
 def _doctor(settings: Settings, args: argparse.Namespace) -> int:
@@ -237,16 +243,18 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     # the control plane copies versions out of MLflow for their gates: no progress bars in
     # its log (a user who wants them sets the variable)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if args.host or args.port:
-        server = settings.server.model_copy(
-            update={"host": args.host or settings.server.host,
-                    "port": args.port or settings.server.port, "url": ""})
-        settings = Settings(**{**settings.model_dump(), "server": server.model_dump()})
+    os.umask(0o077)  # everything the platform writes is its own
+    settings = settings.listening(server_host=args.host, server_port=args.port)
     app = build_control_plane(settings)
-    if app.state.bootstrap_token:  # first start: shown once (also saved for the embedded default)
-        print(f"created user 'admin'; its API token (shown once): {app.state.bootstrap_token}\n"
-              f"saved to {settings.home / 'admin.token'} (0600) when the store is local",
+    if app.state.is_bootstrapped:  # first start; the secret itself never goes to a log
+        print(f"created user 'admin'; its API token is in {settings.home / 'admin.token'} "
+              "(0600, read by the CLI on this machine): keep it in your secret store",
               flush=True)
+    if settings.is_endpoint_auth_required:
+        print("endpoints: a bearer token holding 'invoke' on the model is required", flush=True)
+    else:
+        print(f"endpoints: OPEN to anyone who can reach {settings.server.host} (loopback); "
+              "GREENBUTTON_AUTH__IS_ENDPOINT_AUTH_ENABLED=true requires tokens", flush=True)
     run_control_plane(app, settings)
     return 0
 
@@ -258,6 +266,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     # a server's stderr is a log, where MLflow's download progress bars are only noise; a
     # user who wants them sets the variable
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.umask(0o077)
+    settings = settings.listening(serving_host=args.host, serving_port=args.port)
     logs.configure()  # uvicorn's lines too (serving/process.py gives it no format of its own)
     try:
         from .serving.prefetch import prefetching  # MLflow: needed by its helper and by us
@@ -277,11 +287,21 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _transition(settings: Settings, args: argparse.Namespace) -> int:
     with _client(settings) as client:
-        done = client.transition(args.model, args.version, args.stage, actor=args.actor,
-                                 reason=args.reason)
-    for t in done:
+        done = client.move(args.model, args.version, args.stage, actor=args.actor,
+                           reason=args.reason)
+    for t in done["transitions"]:
         print(f"{t['model']} v{t['version']}: {t['from_stage']} -> {t['to_stage']}")
-    return 0
+    if done["transitions"] or done.get("request") is None:
+        return 0
+    return print_pending(done["request"])
+
+
+def print_pending(request: dict[str, Any]) -> int:
+    """Say that nothing changes until someone else approves; the exit status says so too."""
+    print(f"pending approval: request #{request['id']} (needs 'approve' on "
+          f"{request['model']!r} from someone other than {request['proposer']!r}: "
+          f"greenbutton approve {request['id']})")
+    return EXIT_PENDING
 
 
 def _status(settings: Settings, args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
@@ -161,8 +162,13 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 def _grant(settings: Settings, args: argparse.Namespace) -> int:
     with client(settings) as api:
         api.grant(args.principal, args.model, args.permission, is_granted=not args.revoke)
+        is_checked = args.permission != "invoke" or api.health()["endpoint_auth"]
     verb = "revoked from" if args.revoke else "granted to"
     print(f"{args.permission} on {args.model!r} {verb} {args.principal!r}")
+    if not is_checked:
+        print("warning: endpoint auth is off on this control plane (it listens on loopback "
+              "only): anyone who can reach the endpoints invokes them, with or without this "
+              "grant; set GREENBUTTON_AUTH__IS_ENDPOINT_AUTH_ENABLED=true", file=sys.stderr)
     return 0
 
 

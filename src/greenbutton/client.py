@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from .errors import HTTP_STATUS, AlreadyExists, GreenbuttonError
+from .errors import HTTP_STATUS, AlreadyExists, GreenbuttonError, InvalidInput
 
 API = "/api/v1"
 
@@ -49,19 +50,25 @@ class ControlPlaneClient:
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         """Versions of one model with their stages."""
-        return list(self._call("GET", f"{API}/models/{name}/versions")["versions"])
+        return list(self._call("GET", f"{API}/models/{segment(name)}/versions")["versions"])
 
     def transition(self, name: str, ref: str | int, stage: str, *, actor: str,
                    reason: str | None = None) -> list[dict[str, Any]]:
-        """Move a version (number, ``latest``, ``staging``…) to ``stage``; returns transitions."""
+        """Move a version (number, ``latest``, ``staging``…) to ``stage``; returns transitions
+        (none yet when the request awaits another approver: see :meth:`move`)."""
+        return list(self.move(name, ref, stage, actor=actor, reason=reason)["transitions"])
+
+    def move(self, name: str, ref: str | int, stage: str, *, actor: str,
+             reason: str | None = None) -> dict[str, Any]:
+        """The green button: ``{"request": …, "transitions": […]}``; with four-eyes the
+        request is pending and there are no transitions yet."""
         body = {"stage": stage, "actor": actor, "reason": reason}
-        path = f"{API}/models/{name}/versions/{ref}/transitions"
-        # with governance, a 202 means the request awaits another approver: no transitions yet
-        return list(self._call("POST", path, json=body)["transitions"])
+        path = f"{API}/models/{segment(name)}/versions/{segment(ref)}/transitions"
+        return dict(self._call("POST", path, json=body))
 
     def history(self, name: str) -> list[dict[str, Any]]:
         """Every transition of a model, oldest first."""
-        return list(self._call("GET", f"{API}/models/{name}/transitions")["transitions"])
+        return list(self._call("GET", f"{API}/models/{segment(name)}/transitions")["transitions"])
 
     def integrity(self) -> dict[str, Any]:
         """What the control plane's lifecycle guard found (see ``GET /api/v1/integrity``)."""
@@ -75,20 +82,23 @@ class ControlPlaneClient:
                  expected_revision: int | None = None) -> dict[str, Any]:
         """Store a deployment spec (routes, shadow, replicas…); the controller applies it."""
         body = {"spec": spec, "actor": actor, "expected_revision": expected_revision}
-        return dict(self._call("PUT", f"{API}/deployments/{name}/spec", json=body))
+        return dict(self._call("PUT", f"{API}/deployments/{segment(name)}/spec", json=body))
 
     def get_spec(self, name: str) -> dict[str, Any]:
         """A deployment's stored (or default) spec."""
-        return dict(self._call("GET", f"{API}/deployments/{name}/spec"))
+        return dict(self._call("GET", f"{API}/deployments/{segment(name)}/spec"))
 
     def rollback(self, name: str, *, actor: str, reason: str | None = None) -> list[dict[str, Any]]:
         """Put the previous Production version back; returns the transitions."""
         body = {"actor": actor, "reason": reason}
-        return list(self._call("POST", f"{API}/models/{name}/rollback", json=body)["transitions"])
+        path = f"{API}/models/{segment(name)}/rollback"
+        return list(self._call("POST", path, json=body)["transitions"])
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
+        except (httpx.InvalidURL, httpx.LocalProtocolError) as error:
+            raise InvalidInput(f"cannot send this request: {error}") from error
         except httpx.TransportError as error:
             raise ControlPlaneUnreachable(
                 f"cannot reach the control plane at {self.url} ({error.__class__.__name__}); "
@@ -97,6 +107,11 @@ class ControlPlaneClient:
         if response.is_success:
             return response.json()
         raise _error_from(response)
+
+
+def segment(value: str | int) -> str:
+    """One path segment: every character but unreserved ones escaped (``/``, newlines…)."""
+    return quote(str(value), safe="")
 
 
 def _error_from(response: httpx.Response) -> GreenbuttonError:

@@ -20,6 +20,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
 
 class MlflowSettings(BaseModel):
     """Where MLflow, the system of record, lives."""
@@ -205,8 +207,9 @@ class AuthSettings(BaseModel):
     """Tokens, endpoint auth and approvals (see docs/governance.md)."""
 
     is_endpoint_auth_enabled: bool | None = None
-    """Serving endpoints (all but health) need a bearer token with ``invoke`` on the model;
-    default: on whenever the control plane or serving listens beyond loopback."""
+    """Serving endpoints (all but health) need a bearer token with ``invoke`` on the model.
+    Default: on whenever the control plane or a serving process listens beyond loopback,
+    however the interface was chosen; it cannot be turned off there (only on loopback)."""
     token_cache_ttl_s: PositiveFloat = 2.0
     """How long a serving process trusts a token check (revocation takes effect after it)."""
     token_ttl_days: PositiveInt | None = 90
@@ -282,11 +285,34 @@ class Settings(BaseSettings):
             self.monitoring.payload_store_uri = f"sqlite:///{self.home / 'monitoring.db'}"
         if self.auth.audit_key_file is None:
             self.auth.audit_key_file = self.home / "audit.key"
-        if self.auth.is_endpoint_auth_enabled is None:
-            loopback = {"127.0.0.1", "localhost", "::1"}
-            self.auth.is_endpoint_auth_enabled = not {self.server.host,
-                                                      self.serving.host} <= loopback
+        if self.auth.is_endpoint_auth_enabled is False and self.is_beyond_loopback:
+            raise ValueError("auth.is_endpoint_auth_enabled cannot be false while "
+                             f"{self.server.host} or {self.serving.host} (a listener beyond "
+                             "loopback) is configured")
         return self
+
+    @property
+    def is_beyond_loopback(self) -> bool:
+        """The control plane or a serving process listens on more than loopback."""
+        return not {self.server.host, self.serving.host} <= LOOPBACK
+
+    @property
+    def is_endpoint_auth_required(self) -> bool:
+        """Serving endpoints need a token: always beyond loopback, else as configured."""
+        return self.is_beyond_loopback or bool(self.auth.is_endpoint_auth_enabled)
+
+    def listening(self, *, server_host: str | None = None, server_port: int | None = None,
+                  serving_host: str | None = None, serving_port: int | None = None) -> Settings:
+        """These settings with the listeners a command line chose (validated again, so every
+        rule that depends on where we listen holds)."""
+        server = self.server.model_dump()
+        if server_host or server_port:
+            server.update(host=server_host or self.server.host,
+                          port=server_port or self.server.port, url="")
+        serving = {**self.serving.model_dump(), "host": serving_host or self.serving.host,
+                   "port": serving_port or self.serving.port}
+        return Settings(**{**self.model_dump(), "server": server,
+                           "serving": serving}, _env_file=None)
 
     def environ(self) -> dict[str, str]:
         """These settings as ``GREENBUTTON_*`` variables, for child processes."""

@@ -42,8 +42,17 @@ def build_monitoring(settings: Settings) -> ServingPlugins:
 
 
 def prepare_home(settings: Settings) -> None:
-    """Create the embedded defaults' folder, private to the user."""
+    """Create the embedded defaults' folder, private to the user, and make what is already in
+    it private too (``log_model`` may have created the MLflow database with the user's
+    umask)."""
+    import os
+    import stat
+
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in (settings.home, *settings.home.iterdir()):
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode) and mode & 0o077:
+            os.chmod(path, stat.S_IMODE(mode) & ~0o077)
 
 
 def build_store(settings: Settings) -> SqlStore:
@@ -119,17 +128,16 @@ def build_gate_runner(settings: Settings) -> SandboxedGateRunner:
     return SandboxedGateRunner(settings, Sandbox(policy_for(settings)))
 
 
-def bootstrap_admin(settings: Settings, access: Access) -> str | None:
-    """On first start, create the admin and return its token (shown once); for the embedded
-    default it is also saved to ``<home>/admin.token`` (0600) for the CLI on this machine."""
+def bootstrap_admin(settings: Settings, access: Access) -> bool:
+    """On first start, create the admin; its token goes to ``<home>/admin.token`` (0600),
+    for the CLI on this machine, and never to the output or a log. True if it was created."""
     from .governance.tokens import write_token_file
 
     issued = access.bootstrap_admin()
     if issued is None:
-        return None
-    if settings.store.uri.partition(":")[0] in ("sqlite", "memory"):
-        write_token_file(settings.home, issued.secret)
-    return issued.secret
+        return False
+    write_token_file(settings.home, issued.secret)
+    return True
 
 
 def build_control_plane(settings: Settings) -> Starlette:
@@ -162,7 +170,7 @@ def build_control_plane(settings: Settings) -> Starlette:
                                access=access, approvals=approvals,
                                elector=open_elector(settings),
                                on_leadership_lost=terminate_this_process)
-    app.state.bootstrap_token = bootstrap_admin(settings, access)  # printed once by the CLI
+    app.state.is_bootstrapped = bootstrap_admin(settings, access)  # said once by the CLI
     app.state.deployment_store = specs  # read by server/api_deployments.py
     app.state.guard = guard  # read by server/api.py (GET /api/v1/integrity)
     return app

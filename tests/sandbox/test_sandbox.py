@@ -181,3 +181,15 @@ def test_an_answer_over_the_limit_fails_the_run(platform_home: Settings) -> None
     with sandbox.workdir() as work:
         done = sandbox.run(["-c", flood], stdin=b"", workdir=work, timeout_s=60)
     assert done.is_output_too_large and done.failure() is not None
+
+
+def test_a_platform_with_a_private_umask_still_runs_programs(platform_home: Settings) -> None:
+    previous = os.umask(0o077)  # as `greenbutton up` runs
+    try:
+        sandbox = Sandbox(policy_for(platform_home))
+        with sandbox.workdir() as work:
+            done = sandbox.run(["-c", "import os, sys; os.write(int(sys.argv[-1]), b'ok')"],
+                               stdin=b"", workdir=work, timeout_s=60)
+    finally:
+        os.umask(previous)
+    assert done.failure() is None and done.output == b"ok", done.log_tail

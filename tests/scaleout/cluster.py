@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,10 +16,9 @@ import httpx
 
 from greenbutton.client import ControlPlaneClient
 from greenbutton.config import Settings
+from greenbutton.governance.tokens import read_token_file
 
 from .conftest import free_port
-
-TOKEN = re.compile(r"its API token \(shown once\): (\S+)")
 
 
 @dataclass
@@ -72,9 +70,8 @@ class Cluster:
         self.replicas.append(replica)
         wait_for(lambda: replica.health() is not None, 60, f"replica {port} healthy",
                  replica)
-        found = TOKEN.search(log.read_text(errors="replace"))
-        if found and self.token is None:
-            self.token = found.group(1)
+        if self.token is None:  # the first replica wrote it (never to its output)
+            self.token = read_token_file(self.settings.home)
         return replica
 
     def client(self, replica: Replica) -> ControlPlaneClient:

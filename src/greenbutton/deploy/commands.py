@@ -27,22 +27,26 @@ def spec_from_args(args: argparse.Namespace) -> DeploySpec:
         raise InvalidInput(str(error)) from None
 
 
-def deploy(client: ControlPlaneClient, args: argparse.Namespace) -> int:
-    """Store the spec through the control plane, or write Kubernetes manifests to a folder."""
+def deploy(client: ControlPlaneClient, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Store the spec through the control plane, or write Kubernetes manifests to a folder;
+    returns the request when, under four-eyes, someone else must approve it first."""
     spec = spec_from_args(args)
     if args.write_manifests is not None:
         model = next((m for m in client.models() if m["name"] == spec.model), None)
-        return _write(spec, model or {}, args)
+        _write(spec, model or {}, args)
+        return None
     saved = client.put_spec(spec.name, spec.model_dump(mode="json", exclude={"name"}),
                             actor=args.actor)
+    if "request" in saved:
+        return dict(saved["request"])
     routes = ", ".join(f"{r['to']}={r['weight']}" for r in saved["spec"]["routes"])
     shadow = ", ".join(f"{s['to']}={s['percent']}%" for s in saved["spec"]["shadow"])
     print(f"{spec.name}: routes {routes}" + (f"; shadow {shadow}" if shadow else "")
           + f" (revision {saved['revision']})")
-    return 0
+    return None
 
 
-def _write(spec: DeploySpec, model: dict[str, Any], args: argparse.Namespace) -> int:
+def _write(spec: DeploySpec, model: dict[str, Any], args: argparse.Namespace) -> None:
     from .kubernetes import KubernetesOptions, render
     from .kubernetes_apply import write_manifests
 
@@ -54,4 +58,3 @@ def _write(spec: DeploySpec, model: dict[str, Any], args: argparse.Namespace) ->
     manifests = render(resolved, spec, KubernetesOptions(namespace=args.namespace))
     path = write_manifests(manifests, args.write_manifests, spec.name)
     print(f"{spec.name}: {len(manifests)} manifests written to {path}")
-    return 0

@@ -94,6 +94,7 @@ class Approvals:
     def set_four_eyes(self, caller: Caller, model: str, four_eyes: bool) -> None:
         """Change a model's four-eyes policy (needs ``manage``)."""
         self._access.authorize(caller, Resource.POLICY, Action.CHANGE, model=model)
+        self._registry.require_model(model)
         event = AuditEvent(caller.name, "policy.four_eyes", f"model:{model}",
                            before=self.is_four_eyes(model), after=four_eyes)
         self._store.set_four_eyes(model, four_eyes, by=caller.name, events=[event])

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from ..client import API, ControlPlaneClient
-
-
-def _seg(value: str | int) -> str:
-    return quote(str(value), safe="")
+from ..client import segment as _seg
 
 
 class GovernanceClient(ControlPlaneClient):
@@ -26,9 +22,7 @@ class GovernanceClient(ControlPlaneClient):
                 reason: str | None = None) -> dict[str, Any]:
         """The green button: ``{"request": …, "transitions": […]}`` (no transitions yet when
         another approver is needed)."""
-        body = {"stage": stage, "actor": "-", "reason": reason}
-        path = f"{API}/models/{_seg(name)}/versions/{_seg(ref)}/transitions"
-        return dict(self._call("POST", path, json=body))
+        return self.move(name, ref, stage, actor="-", reason=reason)
 
     def propose(self, name: str, ref: str | int, stage: str = "Production",
                 reason: str | None = None) -> dict[str, Any]:

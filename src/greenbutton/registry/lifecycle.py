@@ -23,6 +23,7 @@ from ..store.protocol import (
     Transition,
     VersionState,
 )
+from ..store.schema import MAX_ID
 from .catalog import latest_version, model_version, model_versions, registered_model
 from .catalog import registered_models as iter_registered_models
 from .mirror import ALIASES, drift_of, int_aliases, sync_model
@@ -71,6 +72,9 @@ class Registry:
         """The version number ``ref`` means: a number, ``latest``, ``production`` or ``staging``."""
         ref = ref.strip()
         if ref.isdecimal():
+            if not 0 < int(ref) <= MAX_ID:
+                registered_model(self._client, name)  # ModelNotFound beats a bad number
+                raise VersionNotFound(f"model {name!r} has no version {ref}", field="ref")
             return self.get_version(name, int(ref)).version
         if ref.lower() == "latest":
             latest = latest_version(registered_model(self._client, name))
@@ -86,6 +90,10 @@ class Registry:
                 return state.version
         registered_model(self._client, name)  # ModelNotFound beats an empty stage
         raise VersionNotFound(f"model {name!r} has no version in {stage}", field="ref")
+
+    def require_model(self, name: str) -> None:
+        """``ModelNotFound`` unless ``name`` is a registered model."""
+        registered_model(self._client, name)
 
     def lifecycle_states(self, name: str) -> list[VersionState]:
         """The stages greenbutton's store records for a model's versions."""

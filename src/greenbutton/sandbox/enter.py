@@ -98,6 +98,7 @@ def _open_kept(rules: list[list[str]]) -> dict[str, int]:
 
 def _mount_rules(rules: list[list[str]], held: dict[str, int], report: Report) -> None:
     """Shallow paths first, so a deeper rule overrides a shallower one."""
+    umask = os.umask(0o022)  # mount points on the way to a kept folder: traversable by anyone
     try:
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
         for kind, path in sorted(rules, key=lambda rule: (Path(rule[1]).parts, rule[0] == "hide")):
@@ -116,6 +117,8 @@ def _mount_rules(rules: list[list[str]], held: dict[str, int], report: Report) -
     except OSError as error:
         report.problems.append(f"mounts failed: {error}")
         return
+    finally:
+        os.umask(umask)
     report.filesystem = "hidden"
 
 

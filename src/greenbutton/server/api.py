@@ -77,9 +77,11 @@ def _plain(record: Any) -> dict[str, Any]:
 
 
 async def health(request: Request) -> Response:
-    """The control plane answers; ``leader``: this replica runs the reconcile loop."""
+    """The control plane answers; ``leader``: this replica runs the reconcile loop;
+    ``endpoint_auth``: its endpoints need a token holding ``invoke``."""
     leadership = getattr(request.app.state, "leadership", None)
-    return _ok({"status": "ok", "leader": bool(leadership and leadership.is_leader)})
+    return _ok({"status": "ok", "leader": bool(leadership and leadership.is_leader),
+                "endpoint_auth": bool(request.app.state.is_endpoint_auth_required)})
 
 
 async def list_models(request: Request) -> Response:

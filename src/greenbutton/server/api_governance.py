@@ -22,9 +22,11 @@ from ..registry import Registry, Stage
 from ..serving.encoding import JSON, media_type_of, parse_json, read_body
 from ..serving.responses import json_response
 from ..store.audit_seal import Anchor
+from ..store.schema import MAX_ID
 from .auth import authenticate, authorize, readable
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_AUDIT_PAGE = 10_000
 API = "/api/v1"
 B = TypeVar("B", bound=BaseModel)
 T = TypeVar("T")
@@ -270,13 +272,18 @@ async def audit_log(request: Request) -> Response:
     """Audit entries after ``?after=`` (default 0), at most ``?limit=`` (default 1000)."""
     _, access, _ = await _caller(request)
     await authorize(request, Resource.AUDIT, Action.READ)
-    try:
-        after = int(request.query_params.get("after", "0"))
-        limit = min(int(request.query_params.get("limit", "1000")), 10_000)
-    except ValueError:
-        raise InvalidInput("after and limit must be integers", field="after") from None
+    after = _bounded_int(request, "after", 0, 0, MAX_ID)
+    limit = _bounded_int(request, "limit", 1000, 1, MAX_AUDIT_PAGE)
     entries = await _call(access.store.audit_entries, after_seq=after, limit=limit)
     return json_response({"entries": [plain(e) for e in entries]})
+
+
+def _bounded_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """Query parameter ``name`` as an integer in ``low..high`` (422 naming it otherwise)."""
+    text = request.query_params.get(name, str(default))
+    if not text.strip().isdecimal() or not low <= int(text) <= high:
+        raise InvalidInput(f"{name} must be an integer from {low} to {high}", field=name)
+    return int(text)
 
 
 async def audit_verify(request: Request) -> Response:

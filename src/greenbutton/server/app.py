@@ -91,6 +91,7 @@ def create_control_plane(
     app.state.leadership = leadership
     app.state.access = access  # None: no auth (tests of the bare API); see server/auth.py
     app.state.approvals = approvals
+    app.state.is_endpoint_auth_required = settings.is_endpoint_auth_required
     guard(app, settings.server.host)
     app.add_middleware(dashboard.CookieBearer)  # dashboard sign-in cookie → bearer token
     return app

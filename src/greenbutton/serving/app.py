@@ -66,7 +66,7 @@ def create_app(
         Middleware(RequestContextMiddleware, dataplane=dataplane, instrumented=PREDICTION_PATHS),
         Middleware(JsonOnlyWrites, extra={"/invocations": frozenset({CSV})}),
     ]
-    if settings.auth.is_endpoint_auth_enabled:  # bearer token with 'invoke' (serving/auth.py)
+    if settings.is_endpoint_auth_required:  # bearer token with 'invoke' (serving/auth.py)
         from .auth import endpoint_auth  # SQLAlchemy, imported only when tokens are checked
 
         middleware.insert(3, endpoint_auth(settings))

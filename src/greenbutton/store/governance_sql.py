@@ -37,7 +37,7 @@ from .governance_schema import (
     transition_requests,
 )
 from .migrate import upgrade_engine
-from .schema import model_key
+from .schema import MAX_ID, model_key
 
 Events = Sequence[AuditEvent]
 
@@ -246,6 +246,8 @@ class SqlGovernanceStore:
 
     def get_request(self, request_id: int) -> RequestRecord:
         """One request with its gate results; ``NotFound`` when absent."""
+        if not 0 < request_id <= MAX_ID:
+            raise NotFound(f"no transition request #{request_id}", field="request_id")
         rows = self._rows(select(transition_requests).where(transition_requests.c.id == request_id))
         if not rows:
             raise NotFound(f"no transition request #{request_id}", field="request_id")

@@ -49,6 +49,11 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+MAX_ID = 2**31 - 1
+"""The largest id or version number an ``Integer`` column holds on every backend (PostgreSQL's
+is 32-bit): a larger one names nothing, and is looked up as nothing."""
+
+
 def model_key(model: str) -> str:
     """The fixed-length key of a model name (hex SHA-256 of its UTF-8 bytes)."""
     return hashlib.sha256(model.encode("utf-8", "surrogatepass")).hexdigest()
