@@ -136,8 +136,8 @@ def test_press_the_green_button_then_watch_traffic(platform: Platform, browser: 
     expect(totals).to_contain_text("40")
     _send_traffic(f"{platform.url}/endpoints/digits/predict", X, count=60)
     expect(totals).to_contain_text("100", timeout=15_000)
-    assert page.locator("[data-chart='rps'] svg polyline").count() >= 1
-    assert page.locator("[data-chart='latency'] svg polyline").count() >= 2
+    assert page.locator("[data-chart='rps'] svg path.line").count() >= 1
+    assert page.locator("[data-chart='latency'] svg path.line").count() >= 2
     _shot(page, "deployment-traffic")
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(300)  # let the layout settle before the phone-width screenshot
