@@ -62,7 +62,8 @@ def parse_test(at_s: float, version: str, snapshot: Mapping[str, Any]) -> DriftT
     drift = snapshot.get("drift")
     if not isinstance(drift, dict) or not isinstance(drift.get("overall"), dict):
         return None
-    window = snapshot.get("window") if isinstance(snapshot.get("window"), dict) else {}
+    found_window = snapshot.get("window")
+    window: dict[str, Any] = found_window if isinstance(found_window, dict) else {}
     detectors = {k: _verdict(v) for k, v in drift.items() if k != "overall" and isinstance(v, dict)}
     features: dict[str, FeatureDrift] = {}
     for result in (r for r in drift.values() if isinstance(r, dict)):

@@ -13,8 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pydantic import ValidationError
+
+from ...controller.desired import load_spec
 from ...controller.loop import DeploymentState, DeploymentStatus
 from ...controller.reconcile import DeploymentSpec
+from ...controller.specs import DeploySpec, default_spec, resolve
+from ...registry import Stage, VersionInfo
+from ...store.protocol import DeploymentStore, StoredDeploymentSpec
 
 
 class Step(StrEnum):
@@ -61,9 +67,9 @@ def rollout_of(status: DeploymentStatus, wanted: DeploymentSpec | None) -> Rollo
         reason = status.reason or "no reason given"
         return Rollout(Step.FAILED, f"v{status.version} failed: {reason}{retry}{keeps}")
     if wanted is not None and wanted.version != status.version:
+        planned = describe(shares((r.version, r.weight) for r in wanted.routes))
         now = f"; v{serving} keeps serving" if serving else ""
-        return Rollout(Step.WAITING,
-                       f"v{wanted.version} is wanted; waiting for the controller{now}")
+        return Rollout(Step.WAITING, f"waiting for the controller to roll out {planned}{now}")
     if status.state in (DeploymentState.PENDING, DeploymentState.STARTING):
         if serving and serving != status.version:
             return Rollout(Step.STARTING, f"rolling out v{serving} → v{status.version}: "
@@ -85,3 +91,25 @@ def rollout_of(status: DeploymentStatus, wanted: DeploymentSpec | None) -> Rollo
 def _close(a: dict[int, int], b: dict[int, int]) -> bool:
     """Same versions, percentages within rounding (weights split over replicas)."""
     return a.keys() == b.keys() and all(abs(a[v] - b[v]) <= 1 for v in a)
+
+
+def spec_of(specs: DeploymentStore | None, name: str,
+            model: str) -> tuple[DeploySpec | None, StoredDeploymentSpec | None]:
+    """The spec deployment ``name`` follows (stored, else the default one of a model deployed
+    under its own name) and the stored record (None: the default)."""
+    stored = specs.get_spec(name) if specs is not None else None
+    if stored is None:
+        return (default_spec(model) if name == model else None), None
+    try:
+        return load_spec(stored), stored
+    except ValidationError:  # the controller skips it too (controller/desired.py)
+        return None, stored
+
+
+def wanted_of(spec: DeploySpec | None, versions: Iterable[VersionInfo]) -> DeploymentSpec | None:
+    """What the controller will aim at on its next pass, from the spec and the stages now."""
+    if spec is None:
+        return None
+    stages: dict[Stage, int] = {v.stage: v.version for v in versions
+                                if v.stage in (Stage.PRODUCTION, Stage.STAGING)}
+    return resolve(spec, stages)

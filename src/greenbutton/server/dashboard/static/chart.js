@@ -34,7 +34,8 @@
   }
 
   function linearTicks(lo, hi) {
-    if (hi === lo) { const pad = Math.abs(lo) > 0 ? Math.abs(lo) * 0.1 : 1; lo -= pad; hi += pad; }
+    if (hi === lo && lo === 0) hi = 1;  // all zero (no errors): 0 at the bottom, not the middle
+    else if (hi === lo) { const pad = Math.abs(lo) * 0.1; lo -= pad; hi += pad; }
     const step = niceStep(hi - lo, 4);
     const first = Math.floor(lo / step + 1e-9), last = Math.ceil(hi / step - 1e-9);
     const ticks = [];
