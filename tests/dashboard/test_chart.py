@@ -141,3 +141,19 @@ def test_render_legend_names_every_series(page: Any) -> None:
     draw(page, [series("v1", [1.0, 2.0]), series("v2", [2.0, 1.0])])
     legend = page.locator("figure .legend li")
     assert legend.all_text_contents() == ["v1", "v2"]
+
+
+def test_render_log_scale_puts_tiny_p_values_at_a_labelled_floor(page: Any) -> None:
+    draw(page, [series("overall", [0.5, 1.5e-32])], {"log": True, "yMax": 1})
+    box = plot_box(page)
+    lowest = max(points_of(page), key=lambda p: p["y"])
+    assert lowest["value"] == 1.5e-32  # the tooltip and data keep the real value
+    assert abs(lowest["y"] - box["bottom"]) < 0.6
+    bottom = page.locator("svg text.y-tick").first.text_content() or ""
+    assert bottom.startswith("≤")
+
+
+def test_render_all_zero_values_sit_on_the_baseline(page: Any) -> None:
+    draw(page, [series("v1 errors", [0.0, 0.0, 0.0])])
+    box = plot_box(page)
+    assert all(abs(p["y"] - box["bottom"]) < 0.6 for p in points_of(page))

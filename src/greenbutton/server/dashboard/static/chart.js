@@ -13,7 +13,7 @@
 (function () {
   const NS = "http://www.w3.org/2000/svg";
   const PALETTE = 6;
-  const LOG_FLOOR = 1e-12;
+  const LOG_FLOOR = 1e-16;  // below this a p-value is rounding noise: drawn at the floor, labelled ≤
   const TIME_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
     10800, 21600, 43200, 86400];
 
@@ -44,21 +44,23 @@
     return {ticks, lo: ticks[0], hi: ticks[ticks.length - 1], label: (v) => v.toFixed(decimals)};
   }
 
-  function logTicks(lo, hi) {
+  function logTicks(lo, hi, isClamped) {
     let a = Math.floor(Math.log10(lo)), b = Math.ceil(Math.log10(hi));
     if (a === b) b = a + 1;
     const every = Math.max(1, Math.ceil((b - a) / 5));
     const ticks = [];
     for (let k = a; k <= b; k += every) ticks.push(round(Math.pow(10, k)));
     if (Math.log10(ticks[ticks.length - 1]) < b) ticks.push(round(Math.pow(10, b)));
-    const label = (v) => (v >= 0.001 && v < 1e6 ? String(v) : v.toExponential(0));
+    const plain = (v) => (v >= 0.001 && v < 1e6 ? String(v) : v.toExponential(0));
+    const label = (v) => (isClamped && v === ticks[0] ? "≤" : "") + plain(v);
     return {ticks, lo: Math.pow(10, a), hi: Math.pow(10, b), label};
   }
 
   function yScale(values, opts) {
     if (opts.log) {
       const positive = values.map((v) => Math.max(v, LOG_FLOOR));
-      const axis = logTicks(Math.min(...positive), Math.max(...positive, opts.yMax || 0));
+      const axis = logTicks(Math.min(...positive), Math.max(...positive, opts.yMax || 0),
+        values.some((v) => v < LOG_FLOOR));
       const span = Math.log10(axis.hi) - Math.log10(axis.lo);
       return {...axis, frac: (v) => (Math.log10(Math.max(v, LOG_FLOOR)) - Math.log10(axis.lo)) / span};
     }
@@ -123,7 +125,7 @@
     legend(svg, series);
     const values = series.flatMap((s) => segments(s.points).flat().map((p) => p[1]));
     if (values.length === 0) {
-      svg.appendChild(el("text", {x: W / 2, y: H / 2, class: "axis empty", "text-anchor": "middle"}, "No data yet"));
+      svg.appendChild(el("text", {x: W / 2, y: H / 2, class: "axis empty", "text-anchor": "middle"}, opts.empty || "No data yet"));
       return;
     }
     const times = series.flatMap((s) => s.points.map((p) => p[0]));

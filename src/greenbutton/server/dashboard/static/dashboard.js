@@ -4,13 +4,18 @@
 "use strict";
 (function () {
   const REFRESH_MS = 2000;
+  const TOAST_MS = 8000;
+  let toastTimer = null;
 
+  /* A message in the status region; good news goes away by itself, errors stay. */
   function say(message, isError) {
     const box = document.getElementById("toast");
     if (!box) return;
     box.textContent = message;
     box.classList.toggle("error", Boolean(isError));
     box.classList.add("shown");
+    window.clearTimeout(toastTimer);
+    if (!isError) toastTimer = window.setTimeout(() => box.classList.remove("shown"), TOAST_MS);
   }
 
   async function callApi(method, url, body) {

@@ -20,12 +20,12 @@
     const figure = root.querySelector('[data-chart="' + key + '"]');
     if (!figure) return;
     const unit = figure.dataset.unit;
-    GBChart.render(figure.querySelector("svg"), series, {unit: unit, ...opts});
+    GBChart.render(figure.querySelector("svg"), series, {unit: unit, empty: "—", ...opts});
     const latest = series.map((s) => {
       const last = s.points.filter((p) => p[1] !== null && p[1] !== undefined).pop();
       return last ? s.name + ": " + GB.num(last[1]) : null;
     }).filter(Boolean);
-    figure.querySelector(".summary").textContent = latest.length ? "Latest — " + latest.join(", ") + " " + unit : "No data yet.";
+    figure.querySelector(".summary").textContent = latest.length ? "Latest — " + latest.join(", ") + " " + unit : figure.dataset.empty;
   }
 
   function updateStatus(root, data) {
@@ -56,25 +56,41 @@
       Object.entries(data.totals).map(([v, t]) => ["v" + v, String(t.requests), String(t.errors)]), 3);
   }
 
-  function percent(v) { return v === null || v === undefined ? "—" : GB.num(v) + " %"; }
+  function percent(v) {
+    if (v === null || v === undefined) return "—";
+    return (Math.abs(v) >= 10 ? v.toFixed(0) : String(Number(v.toFixed(1)))) + " %";
+  }
+
+  /* Each version's mean request rate and worst p99 over the share window (the last 30 s). */
+  function recent(points, windowS) {
+    const found = {};
+    if (points.length === 0) return found;
+    const since = points[points.length - 1].t - windowS;
+    for (const p of points.filter((p) => p.t > since)) {
+      const f = found[p.version] || (found[p.version] = {rps: 0, n: 0, p99: null, errors: 0});
+      f.rps += p.rps; f.errors += p.errors_ps; f.n += 1;
+      if (p.p99_ms !== null && (f.p99 === null || p.p99_ms > f.p99)) f.p99 = p.p99_ms;
+    }
+    for (const f of Object.values(found)) { f.rps /= f.n; f.errors /= f.n; }
+    return found;
+  }
 
   function drawVersions(root, data) {
     const traffic = data.status.traffic;
     const weights = traffic.reduce((sum, t) => sum + t.weight, 0);
-    const latestPoint = {};
-    for (const p of data.points) latestPoint[p.version] = p;
+    const lately = recent(data.points, 30);
     const quality = data.quality || {latest: {}, feedback: {}};
     const versions = new Set([...traffic.map((t) => String(t.version)), ...Object.keys(data.totals)]);
     const rows = [...versions].sort((a, b) => b - a).map((v) => {
       const share = traffic.find((t) => String(t.version) === v);
       const isShadow = share && share.weight <= 0 && share.mirror_percent > 0;
       const configured = !share ? "not routed" : isShadow ? "copy of " + share.mirror_percent + " %" : percent(weights ? 100 * share.weight / weights : null);
-      const point = latestPoint[v] || {};
+      const point = lately[v] || {};
       const test = quality.latest[v];
       const figures = test ? test.figures : {};
       const feedback = quality.feedback[v];
       return ["v" + v, isShadow ? "shadow" : share ? "route" : "draining", configured,
-        isShadow ? "—" : percent(data.shares[v]), GB.num(point.rps), GB.num(point.p99_ms), GB.num(point.errors_ps),
+        isShadow ? "—" : percent(data.shares[v]), GB.num(point.rps), GB.num(point.p99), GB.num(point.errors),
         GB.num(figures.outlier_rate), GB.num(feedback ? feedback.accuracy : null), GB.num(feedback ? feedback.mean_reward : null),
         feedback ? String(feedback.count) : "0", test ? (test.is_drift ? "drift (p " + GB.num(test.overall_p) + ")" : "none (p " + GB.num(test.overall_p) + ")") : "not tested"];
     });
@@ -213,6 +229,7 @@
       form.dataset.revision = String(saved.revision);
       form.dataset.spec = JSON.stringify(Object.fromEntries(Object.entries(saved.spec).filter(([k]) => k !== "name")));
       GB.say("Saved revision " + saved.revision + ": the controller applies it now.");
+      await GB.refreshRegions();  // the rules table shows the new spec
     } catch (error) {
       GB.say((error.status === 409 ? "Not saved: someone changed the routes meanwhile; reload to see theirs. " : "Refused: ") + error.message, true);
     }
@@ -225,7 +242,7 @@
     form.addEventListener("submit", (event) => { event.preventDefault(); saveSpec(form); });
     form.addEventListener("click", (event) => {
       const add = event.target.closest("[data-add-row]");
-      if (add) addRow(form, add.dataset.addRow === "routes" ? "route" : "shadow");
+      if (add) addRow(form, add.dataset.addRow);
       const remove = event.target.closest("[data-remove-row]");
       if (remove) remove.closest("[data-row]").remove();
     });

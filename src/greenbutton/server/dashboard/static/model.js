@@ -73,7 +73,11 @@
       // the lifecycle has moved: until the controller has caught up the step is not done
       const d = data.deployments[0];
       if (d) showProgress(d.rollout.text, d.rollout.step === "failed");
-      if (d && ["done", "failed"].includes(d.rollout.step)) { action = null; isStale = true; }
+      if (d && ["done", "failed"].includes(d.rollout.step)) {
+        showProgress((d.rollout.step === "failed" ? "Rollout failed — " : "Rolled out — ") + d.rollout.text, d.rollout.step === "failed");
+        action = null;
+        isStale = true;
+      }
       else if (!d && Date.now() - action.at > NOTHING_TO_WAIT_FOR_MS) action = null;  // not deployed
       else moving = true;
     }
