@@ -152,7 +152,7 @@
     for (const mark of opts.marks || []) {
       const at = py(mark.value);
       svg.appendChild(el("line", {x1: LEFT, x2: W - RIGHT, y1: at, y2: at, class: "mark"}));
-      svg.appendChild(el("text", {x: W - RIGHT, y: at - 3, class: "axis mark-label", "text-anchor": "end"}, mark.label));
+      svg.appendChild(el("text", {x: LEFT + 4, y: at - 3, class: "axis mark-label"}, mark.label));
     }
     const unit = opts.unit ? " " + opts.unit : "";
     series.forEach((s, i) => {

@@ -107,6 +107,13 @@
       .filter((s) => s.points.some((p) => p[1] !== null));
   }
 
+  const IN_COLUMNS = ["accuracy", "mean_reward", "mean_abs_error"];  // feedback's own columns
+
+  function figureText(key, value) {
+    if (key.endsWith("_s")) return key.slice(0, -2).replace(/_/g, " ") + " " + GB.num(value * 1000) + " ms";
+    return key.replace(/_/g, " ") + " " + GB.num(value);
+  }
+
   function drawQuality(root, quality) {
     drawChart(root, "outlier_rate", figureSeries(quality.tests, "outlier_rate"), {yMax: 0.05});
     drawChart(root, "accuracy", figureSeries(quality.tests, "accuracy"), {yMax: 1});
@@ -114,7 +121,8 @@
     const versions = new Set([...Object.keys(quality.latest), ...Object.keys(quality.feedback)]);
     GB.fillTable(root.querySelector("[data-quality-table] tbody"), [...versions].sort().map((v) => {
       const test = quality.latest[v], feedback = quality.feedback[v] || {};
-      const figures = test ? Object.entries(test.figures).filter(([, x]) => x !== null).map(([k, x]) => k.replace(/_/g, " ") + " " + GB.num(x)).join(", ") : "";
+      const figures = test ? Object.entries(test.figures).filter(([k, x]) => x !== null && !IN_COLUMNS.includes(k))
+        .map(([k, x]) => figureText(k, x)).join(", ") : "";
       return ["v" + v, test ? GBChart.clock(test.t) : "—", test ? String(test.rows) : "—", figures || "—",
         String(feedback.count || 0), GB.num(feedback.accuracy), GB.num(feedback.mean_abs_error), GB.num(feedback.mean_reward)];
     }), 8, "No drift test yet.");
