@@ -70,7 +70,7 @@ class ComparePage:
         })
 
     async def _column(self, request: Request, name: str, info: VersionInfo) -> Column:
-        run = self._sources.runs.summary(info.run_id)
+        run = await run_in_threadpool(self._sources.runs.summary, info.run_id)
         column = Column(info, run, self._sources.links.run(run))
         access = access_of(request)
         if access is not None:

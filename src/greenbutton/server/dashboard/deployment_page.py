@@ -62,7 +62,7 @@ class DeploymentPage:
                                     status.model),
             "version_link": sources.links.version(status.model, status.serving_version)
             if status.serving_version else None,
-            "has_logs": sources.logs.tail(name, max_lines=0) is not None,
+            "has_logs": sources.logs.is_available,
         })
 
     async def live(self, request: Request) -> Response:

@@ -52,7 +52,10 @@ class Dashboard:
         except NotFound as error:
             return not_found(viewer, error)
         requests = await _requests(request, name)
-        runs = {v.version: sources.runs.summary(v.run_id) for v in versions}
+        # MLflow and the store are read off the event loop: it also proxies the stable URLs
+        runs = await run_in_threadpool(
+            lambda: {v.version: sources.runs.summary(v.run_id) for v in versions})
+        history = await run_in_threadpool(sources.registry.history, name)
         deployments = (await sources.deployments_by_model(request)).get(name, [])
         return render("model.html", {
             **viewer.context(), "page": "models", "name": name,
@@ -61,7 +64,7 @@ class Dashboard:
             "run_links": {v: sources.links.run(r) for v, r in runs.items()},
             "version_links": {v.version: sources.links.version(name, v.version)
                               for v in versions},
-            "history": list(reversed(sources.registry.history(name))),
+            "history": list(reversed(history)),
             "deployments": deployments,
             "rollouts": {d.name: await sources.rollout(request, d, versions)
                          for d in deployments},

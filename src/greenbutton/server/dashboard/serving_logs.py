@@ -40,6 +40,11 @@ class ServingLogs:
         self._records = settings.home / "run" / "local-target.json"  # the local target's file
         self._root = (settings.home / "logs").resolve()
 
+    @property
+    def is_available(self) -> bool:
+        """Whether serving logs are on this machine (the local target)."""
+        return self._is_local
+
     def tail(self, name: str, max_lines: int = MAX_LINES) -> list[BackendLog] | None:
         """Every recorded process of ``name``, newest version first; None: not the local
         target (its logs are not on this machine)."""
