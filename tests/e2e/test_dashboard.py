@@ -237,18 +237,18 @@ def ensure_split(team: Team) -> None:
 
 
 def send(team: Team, rows: pd.DataFrame, *, truths: pd.Series | None = None) -> dict[str, int]:
-    """One prediction per row through the stable URL (and its reward when ``truths``);
-    requests served per version."""
+    """One prediction per row through the stable URL (and its reward when ``truths``, by the
+    row's index label); requests served per version."""
     served: dict[str, int] = {}
     with httpx.Client(timeout=30) as http:
-        for i, (_, row) in enumerate(rows.iterrows()):
+        for label, row in rows.iterrows():
             answer = http.post(team.endpoint + "predict", json={"inputs": [row.to_dict()]})
             assert answer.status_code == 200, answer.text
             version = answer.headers["x-greenbutton-version"]
             served[version] = served.get(version, 0) + 1
             if truths is not None:
                 body = answer.json()
-                reward = -(float(body["predictions"][0]) - float(truths.iloc[i])) ** 2
+                reward = -(float(body["predictions"][0]) - float(truths.loc[label])) ** 2
                 sent = http.post(team.endpoint + "feedback",
                                  json={"request_id": body["request_id"], "reward": reward})
                 assert sent.status_code == 201, sent.text
