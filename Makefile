@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast test-all bench bench-deps lint typecheck clean install test-deps bytecode
+.PHONY: demo test test-fast test-all bench bench-deps lint typecheck clean install test-deps bytecode screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ test-fast: $(STAMP) bytecode
 ## make test-all: every tier, including load and soak.
 test-all: $(STAMP) bytecode
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make screenshots: the dashboard's pictures in docs/img (README, docs/dashboard.md), taken by
+## its end-to-end test in Chromium on the wine A/B scenario (not part of the default run's output).
+screenshots: $(STAMP) bytecode test-deps
+	GREENBUTTON_SCREENSHOTS=docs/img $(BIN)/pytest tests/e2e/test_dashboard.py -q $(PYTEST_ARGS)
 
 ## make bench-deps: wrk, the load generator of bench/serving_bench.py (Debian package).
 bench-deps:

@@ -34,6 +34,10 @@ class MlflowSettings(BaseModel):
     """Default artifact location for new experiments; empty: ``<home>/artifacts``."""
     experiment: str = "greenbutton"
     """Experiment that ``log_model`` uses when no MLflow run is active."""
+    ui_url: str = ""
+    """Base URL of an MLflow UI showing this tracking store (``mlflow ui``, a tracking
+    server), for the dashboard's links to runs and versions; empty: the tracking URI when it
+    is ``http(s)://``, else no links."""
 
 
 class StoreSettings(BaseModel):

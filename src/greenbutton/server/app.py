@@ -52,6 +52,7 @@ def create_control_plane(
     the leader (``controller/leader.py``), then closes the target (stopping what it runs) —
     except when other replicas may take over: they adopt what runs."""
     gateway = create_gateway(routes, settings)
+    board = dashboard.build_dashboard(settings, registry, controller, routes)
     elector = elector or AlwaysLeader()
     leadership = Leadership()
     # replicas on one home (local target): followers' gateways take the leader's routes
@@ -67,18 +68,20 @@ def create_control_plane(
                      on_lost=on_leadership_lost,
                      on_tick=(lambda is_leader: shared.tick(is_leader=is_leader))
                      if elector.is_shared else None), name="leader-election")
+            sampling = asyncio.create_task(board.sample(stop), name="dashboard-sampling")
             try:
                 yield
             finally:
                 stop.set()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop_task
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampling
                 if not (elector.is_shared or leadership.is_lost):
                     await target.close()
 
     app = Starlette(
-        routes=[*api.routes(), Mount("/endpoints", app=gateway),
-                *dashboard.dashboard_routes(settings, registry, controller, routes)],
+        routes=[*api.routes(), Mount("/endpoints", app=gateway), *board.routes],
         exception_handlers={
             GreenbuttonError: handle_greenbutton_error,
             HTTPException: handle_http_exception,

@@ -1,4 +1,4 @@
-"""The dashboard's HTML pages: thin handlers over the registry, the controller and governance.
+"""The dashboard's model pages: thin handlers over the registry, the controller and governance.
 
 Every page is rendered on the server (Jinja2, autoescaped) and reads only what the signed-in
 caller may read; ``static/dashboard.js`` adds the buttons' ``fetch`` calls and live refresh.
@@ -12,47 +12,32 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ...controller.loop import Controller, DeploymentStatus
-from ...errors import NotFound, PermissionDenied, Unauthenticated
+from ...errors import NotFound
 from ...governance.permissions import Action, Resource
-from ...registry import Registry, Stage
+from ...registry import Stage
 from ...store.governance_records import RequestRecord
 from ..auth import access_of, authorize, readable
-from .live import LiveMetrics
-from .runs import RunReader
+from .sources import Sources
 from .templating import render
 from .viewer import Viewer, can, page, viewer_of
 
 
 class Dashboard:
-    """Page handlers over the registry, the controller, MLflow runs and live metrics."""
+    """Models, one model (with its live rollout state) and the deployments list."""
 
-    def __init__(self, registry: Registry, controller: Controller, runs: RunReader,
-                 live: LiveMetrics) -> None:
-        self._registry = registry
-        self._controller = controller
-        self._runs = runs
-        self._live = live
-
-    async def _deployments_by_model(self, request: Request) -> dict[str, list[DeploymentStatus]]:
-        statuses = self._controller.status()
-        allowed = await readable(request, [s.name for s in statuses])
-        found: dict[str, list[DeploymentStatus]] = {}
-        for status in statuses:
-            if status.name in allowed:
-                found.setdefault(status.model, []).append(status)
-        return found
+    def __init__(self, sources: Sources) -> None:
+        self._sources = sources
 
     @page
     async def models(self, request: Request) -> Response:
         """Every registered model the caller may read: stages, latest version, deployment."""
         viewer = await viewer_of(request)
-        models = await run_in_threadpool(self._registry.list_models)
+        models = await run_in_threadpool(self._sources.registry.list_models)
         allowed = await readable(request, [m.name for m in models])
         return render("models.html", {
             **viewer.context(), "page": "models",
             "models": [m for m in models if m.name in allowed],
-            "deployments": await self._deployments_by_model(request),
+            "deployments": await self._sources.deployments_by_model(request),
         })
 
     @page
@@ -61,59 +46,61 @@ class Dashboard:
         viewer = await viewer_of(request)
         name = request.path_params["name"]
         await authorize(request, Resource.MODEL, Action.READ, model=name)
+        sources = self._sources
         try:
-            versions = await run_in_threadpool(self._registry.list_versions, name)
+            versions = await run_in_threadpool(sources.registry.list_versions, name)
         except NotFound as error:
             return not_found(viewer, error)
         requests = await _requests(request, name)
+        # MLflow and the store are read off the event loop: it also proxies the stable URLs
+        runs = await run_in_threadpool(
+            lambda: {v.version: sources.runs.summary(v.run_id) for v in versions})
+        history = await run_in_threadpool(sources.registry.history, name)
+        deployments = (await sources.deployments_by_model(request)).get(name, [])
         return render("model.html", {
             **viewer.context(), "page": "models", "name": name,
             "versions": list(reversed(versions)),
-            "runs": {v.version: self._runs.summary(v.run_id) for v in versions},
-            "history": list(reversed(self._registry.history(name))),
-            "deployments": (await self._deployments_by_model(request)).get(name, []),
+            "runs": runs,
+            "run_links": {v: sources.links.run(r) for v, r in runs.items()},
+            "version_links": {v.version: sources.links.version(name, v.version)
+                              for v in versions},
+            "history": list(reversed(history)),
+            "deployments": deployments,
+            "rollouts": {d.name: await sources.rollout(request, d, versions)
+                         for d in deployments},
             "requests": requests,
             "latest_request": _latest_per_version(requests),
             "can": await _abilities(request, viewer, name),
             "stages": Stage,
         })
 
+    async def model_live(self, request: Request) -> Response:
+        """JSON for the model page's live parts: stages and each deployment's rollout."""
+        name = request.path_params["name"]
+        await authorize(request, Resource.MODEL, Action.READ, model=name)
+        sources = self._sources
+        versions = await sources.versions(name)
+        deployments = (await sources.deployments_by_model(request)).get(name, [])
+        found: list[dict[str, Any]] = []
+        for status in deployments:
+            rollout = await sources.rollout(request, status, versions)
+            found.append({**status.model_dump(mode="json"),
+                          "rollout": {"step": rollout.step.value, "text": rollout.text}})
+        return JSONResponse({
+            "name": name,
+            "versions": [{"version": v.version, "stage": v.stage.value} for v in versions],
+            "deployments": found,
+        }, headers={"cache-control": "no-store"})
+
     @page
     async def deployments(self, request: Request) -> Response:
         """Every deployment the caller may read."""
         viewer = await viewer_of(request)
-        by_model = await self._deployments_by_model(request)
+        by_model = await self._sources.deployments_by_model(request)
         return render("deployments.html", {
             **viewer.context(), "page": "deployments",
             "deployments": [d for found in by_model.values() for d in found],
         })
-
-    @page
-    async def deployment(self, request: Request) -> Response:
-        """One deployment: status, backends and the live charts."""
-        viewer = await viewer_of(request)
-        name = request.path_params["name"]
-        await authorize(request, Resource.DEPLOYMENT, Action.READ, model=name)
-        status = self._live.status(name)
-        if status is None:
-            return not_found(viewer, NotFound(f"no deployment named {name!r}"))
-        return render("deployment.html", {
-            **viewer.context(), "page": "deployments", "status": status,
-            "backends": self._live.backend_urls(name),
-        })
-
-    async def live(self, request: Request) -> Response:
-        """JSON for the deployment page's charts and tables (polled every few seconds)."""
-        name = request.path_params["name"]
-        try:
-            await authorize(request, Resource.DEPLOYMENT, Action.READ, model=name)
-        except (Unauthenticated, PermissionDenied) as error:
-            return _json_error(error.type, error.message,
-                               401 if isinstance(error, Unauthenticated) else 403)
-        if self._live.status(name) is None:
-            return _json_error("deployment_not_found", f"no deployment named {name!r}", 404)
-        snapshot = await self._live.snapshot(name)
-        return JSONResponse(snapshot, headers={"cache-control": "no-store"})
 
 
 async def _abilities(request: Request, viewer: Viewer, name: str) -> dict[str, bool]:
@@ -144,8 +131,3 @@ def not_found(viewer: Viewer, error: NotFound) -> Response:
     """The 404 page."""
     return render("error.html", {**viewer.context(), "page": "", "title": "Not found",
                                  "message": error.message}, status=404)
-
-
-def _json_error(kind: str, message: str, status: int) -> Response:
-    body: dict[str, Any] = {"error": {"type": kind, "message": message, "field": None}}
-    return JSONResponse(body, status_code=status)

@@ -1,4 +1,5 @@
-"""The MLflow run behind a model version: params and metrics, read through the MLflow client.
+"""The MLflow run behind a model version: params and metrics, read through the MLflow client,
+and links into the MLflow UI.
 
 MLflow owns runs; the dashboard never copies them, it reads them when a page is rendered.
 """
@@ -6,9 +7,11 @@ MLflow owns runs; the dashboard never copies them, it reads them when a page is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from mlflow import MlflowClient
 
+from ...config import MlflowSettings
 from ...errors import GreenbuttonError, NotFound
 from ...registry.catalog import translate_mlflow_errors
 
@@ -19,6 +22,7 @@ class RunSummary:
 
     run_id: str
     status: str
+    experiment_id: str = ""
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -41,6 +45,28 @@ class RunReader:
         return RunSummary(
             run_id=run_id,
             status=str(run.info.status),
+            experiment_id=str(run.info.experiment_id),
             params=dict(sorted(run.data.params.items())),
             metrics=dict(sorted(run.data.metrics.items())),
         )
+
+
+class MlflowLinks:
+    """URLs of runs and model versions in the MLflow UI (None when there is no UI to link)."""
+
+    def __init__(self, settings: MlflowSettings) -> None:
+        base = settings.ui_url or settings.tracking_uri
+        self.base = base.rstrip("/") if base.startswith(("http://", "https://")) else None
+
+    def run(self, run: RunSummary | None) -> str | None:
+        """The run's page."""
+        if self.base is None or run is None or not run.experiment_id:
+            return None
+        return (f"{self.base}/#/experiments/{quote(run.experiment_id, safe='')}"
+                f"/runs/{quote(run.run_id, safe='')}")
+
+    def version(self, model: str, version: int) -> str | None:
+        """The registered model version's page."""
+        if self.base is None:
+            return None
+        return f"{self.base}/#/models/{quote(model, safe='')}/versions/{version}"

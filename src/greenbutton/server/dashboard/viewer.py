@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...errors import PermissionDenied, Unauthenticated
+from ...errors import GreenbuttonError, PermissionDenied, Unauthenticated, http_status_for
 from ...governance.access import Caller
 from ...governance.permissions import Action, Resource
 from ..auth import access_of, authenticate
@@ -57,7 +57,8 @@ async def viewer_of(request: Request) -> Viewer:
 
 
 def page(handler: Handler) -> Handler:
-    """A page handler: no token → the sign-in page; not allowed → a 403 page."""
+    """A page handler: no token → the sign-in page; not allowed → a 403 page; any other
+    greenbutton error → an error page with the API's status for it (404, 422, 503…)."""
 
     @wraps(handler)
     async def wrapped(self: Any, request: Request) -> Response:
@@ -66,8 +67,16 @@ def page(handler: Handler) -> Handler:
         except Unauthenticated:
             return signin_redirect(request)
         except PermissionDenied as error:
-            return render("error.html", {"page": "", "caller": None, "can_audit": False,
-                                         "has_governance": True, "title": "Not allowed",
-                                         "message": error.message}, status=403)
+            return _error_page("Not allowed", error, 403)
+        except GreenbuttonError as error:
+            status = http_status_for(error)
+            return _error_page("Not found" if status == 404 else "Cannot show this page",
+                               error, status)
 
     return wrapped
+
+
+def _error_page(title: str, error: GreenbuttonError, status: int) -> Response:
+    return render("error.html", {"page": "", "caller": None, "can_audit": False,
+                                 "has_governance": True, "title": title,
+                                 "message": error.message}, status=status)

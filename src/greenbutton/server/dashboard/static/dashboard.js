@@ -1,16 +1,21 @@
-/* The dashboard's behaviour: buttons that POST the JSON API, and live refresh by polling.
-   Pages work without it; nothing here is inline (the Content-Security-Policy forbids that). */
+/* The dashboard's shared behaviour: buttons that call the JSON API, in-place refresh of the
+   server-rendered page, sign-in, live state badges. Pages work without it; nothing here is
+   inline (the Content-Security-Policy forbids that). Page scripts use window.GB. */
 "use strict";
 (function () {
   const REFRESH_MS = 2000;
-  const toast = () => document.getElementById("toast");
+  const TOAST_MS = 8000;
+  let toastTimer = null;
 
+  /* A message in the status region; good news goes away by itself, errors stay. */
   function say(message, isError) {
-    const box = toast();
+    const box = document.getElementById("toast");
     if (!box) return;
     box.textContent = message;
     box.classList.toggle("error", Boolean(isError));
     box.classList.add("shown");
+    window.clearTimeout(toastTimer);
+    if (!isError) toastTimer = window.setTimeout(() => box.classList.remove("shown"), TOAST_MS);
   }
 
   async function callApi(method, url, body) {
@@ -25,12 +30,33 @@
       const error = data.error || {};
       const failure = new Error(error.message || ("HTTP " + response.status));
       failure.type = error.type || "";
+      failure.status = response.status;
       throw failure;
     }
+    data.httpStatus = response.status;
     return data;
   }
 
-  /* Stage buttons: POST /api/v1/models/{name}/versions/{v}/transitions */
+  /* Replace every [data-region] with its fresh rendering (same URL): the page changes in
+     place, scroll position and focus kept, instead of a reload. */
+  async function refreshRegions() {
+    const response = await fetch(window.location.href, {credentials: "same-origin", headers: {"Accept": "text/html"}});
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const focused = document.activeElement;
+    const focusKey = focused && focused.id ? "#" + CSS.escape(focused.id) : null;
+    for (const region of document.querySelectorAll("[data-region]")) {
+      const name = region.dataset.region;
+      const replacement = fresh.querySelector('[data-region="' + CSS.escape(name) + '"]');
+      if (replacement) region.replaceWith(document.adoptNode(replacement));
+    }
+    if (focusKey) {
+      const again = document.querySelector(focusKey);
+      if (again && again !== document.activeElement) again.focus();
+    }
+    document.dispatchEvent(new CustomEvent("gb:refreshed"));
+  }
+
   function actor() {
     const form = document.querySelector("[data-actor-form]");
     if (form && form.dataset.actor) return form.dataset.actor;  // signed in: the token's name
@@ -45,6 +71,16 @@
     input.addEventListener("change", () => sessionStorage.setItem("greenbutton.actor", input.value.trim()));
   }
 
+  function reasonText() {
+    const input = document.getElementById("reason");
+    return input && input.value.trim() ? input.value.trim() : null;
+  }
+
+  function announce(detail) {
+    document.dispatchEvent(new CustomEvent("gb:action", {detail: detail}));
+  }
+
+  /* Stage buttons: POST /api/v1/models/{name}/versions/{v}/transitions (the green button) */
   async function transition(button) {
     const who = actor();
     if (!who) {
@@ -53,49 +89,65 @@
       if (input) input.focus();
       return;
     }
-    const reasonInput = document.getElementById("reason");
-    const reason = reasonInput && reasonInput.value.trim() ? reasonInput.value.trim() : null;
-    const model = button.dataset.model, version = button.dataset.version;
-    const url = "/api/v1/models/" + encodeURIComponent(model) + "/versions/" +
-      encodeURIComponent(version) + "/transitions";
+    const model = button.dataset.model, version = button.dataset.version, stage = button.dataset.transition;
+    const url = "/api/v1/models/" + encodeURIComponent(model) + "/versions/" + encodeURIComponent(version) + "/transitions";
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
+    announce({phase: "gates", model, version, stage});
     try {
-      const done = await callApi("POST", url, {stage: button.dataset.transition, actor: who, reason: reason});
+      const done = await callApi("POST", url, {stage: stage, actor: who, reason: reasonText()});
       if (done.transitions && done.transitions.length === 0 && done.request) {
-        say("Proposed as request #" + done.request.id + ": it waits for another person's approval. Reloading…");
+        announce({phase: "proposed", model, version, stage, request: done.request.id});
+        say("Proposed as request #" + done.request.id + ": the gates passed; it waits for another person's approval.");
       } else {
-        say(model + " v" + version + " → " + button.dataset.transition + ". Reloading…");
+        announce({phase: "applied", model, version, stage});
+        say(model + " v" + version + " → " + stage + ".");
       }
-      window.setTimeout(() => window.location.reload(), 600);
     } catch (error) {
+      announce({phase: "refused", model, version, stage, message: error.message});
       say("Refused: " + error.message, true);
-      button.disabled = false;
-      button.removeAttribute("aria-busy");
-      // a blocked proposal is recorded with its gate results: show them
-      if (error.type === "promotion_blocked") window.setTimeout(() => window.location.reload(), 2500);
     }
+    button.removeAttribute("aria-busy");
+    await refreshRegions();  // a blocked proposal is recorded with its gate results: shown too
+    if (button.isConnected) button.disabled = false;
   }
 
-  /* Approve / reject: POST /api/v1/requests/{id}/{decision} */
+  /* Approve / reject / override: POST /api/v1/requests/{id}/{decision} */
   async function decide(button) {
-    const reasonInput = document.getElementById("reason");
-    const reason = reasonInput && reasonInput.value.trim() ? reasonInput.value.trim() : null;
+    const reason = reasonText();
     if (button.dataset.decision === "override" && !reason) {
       say("An override needs a written reason: fill in “Reason” first.", true);
-      if (reasonInput) reasonInput.focus();
+      const input = document.getElementById("reason");
+      if (input) input.focus();
       return;
     }
     button.disabled = true;
     try {
-      await callApi("POST", "/api/v1/requests/" + encodeURIComponent(button.dataset.requestId) +
-        "/" + button.dataset.decision, {reason: reason});
-      say("Request #" + button.dataset.requestId + ": " + button.dataset.decision + " done. Reloading…");
-      window.setTimeout(() => window.location.reload(), 600);
+      await callApi("POST", "/api/v1/requests/" + encodeURIComponent(button.dataset.requestId) + "/" + button.dataset.decision, {reason: reason});
+      say("Request #" + button.dataset.requestId + ": " + button.dataset.decision + " done.");
+      announce({phase: "decided", request: button.dataset.requestId});
     } catch (error) {
       say("Refused: " + error.message, true);
-      button.disabled = false;
     }
+    await refreshRegions();
+    if (button.isConnected) button.disabled = false;
+  }
+
+  /* Propose: POST /api/v1/models/{m}/versions/{v}/requests (gates run before it answers) */
+  async function propose(form) {
+    const model = form.elements.model.value, version = form.elements.version.value;
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    say("Running the gates for " + model + " v" + version + "…");
+    try {
+      const done = await callApi("POST", "/api/v1/models/" + encodeURIComponent(model) + "/versions/" + encodeURIComponent(version) + "/requests",
+        {stage: form.elements.stage.value, reason: form.elements.reason.value.trim() || null});
+      say("Request #" + done.request.id + ": " + done.request.status + ".");
+    } catch (error) {
+      say("Refused: " + error.message, true);
+    }
+    button.disabled = false;
+    await refreshRegions();
   }
 
   /* Sign-in: POST /signin {"token"} sets an HttpOnly cookie; sign-out clears it */
@@ -116,156 +168,76 @@
     window.location.assign("/signin");
   }
 
+  function setBadge(badge, state) {
+    badge.textContent = state;
+    badge.className = "badge state-" + state;
+  }
+
   /* Deployment states on list pages: GET /api/v1/deployments */
   async function refreshStates() {
     try {
       const data = await callApi("GET", "/api/v1/deployments");
       for (const d of data.deployments) {
-        for (const badge of document.querySelectorAll('[data-deployment-state="' + CSS.escape(d.name) + '"]')) {
-          badge.textContent = d.state;
-          badge.className = "badge state-" + d.state;
-        }
+        for (const badge of document.querySelectorAll('[data-deployment-state="' + CSS.escape(d.name) + '"]')) setBadge(badge, d.state);
       }
     } catch (error) { /* the next poll retries */ }
   }
 
-  /* Deployment page: charts + tables from GET /deployments/{name}/live */
-  function cell(row, text) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    row.appendChild(td);
+  /* Run fn now and every ms while the tab is visible; returns a function changing the pace. */
+  function every(ms, fn) {
+    let timer = null, pace = ms;
+    const start = () => { window.clearInterval(timer); timer = window.setInterval(fn, pace); };
+    fn();
+    start();
+    document.addEventListener("visibilitychange", () => {
+      window.clearInterval(timer);
+      if (!document.hidden) { fn(); start(); }
+    });
+    return (next) => { if (next !== pace) { pace = next; start(); } };
   }
 
   function num(v) { return v === null || v === undefined ? "—" : GBChart.format(v); }
 
-  function fillTable(tbody, rows, columns) {
+  function fillTable(tbody, rows, columns, empty) {
     tbody.replaceChildren();
     if (rows.length === 0) {
       const tr = document.createElement("tr");
-      cell(tr, "No data yet.");
-      tr.firstChild.colSpan = columns;
+      const td = document.createElement("td");
+      td.textContent = empty || "No data yet.";
+      td.colSpan = columns;
+      td.className = "muted";
+      tr.appendChild(td);
       tbody.appendChild(tr);
       return;
     }
     for (const values of rows) {
       const tr = document.createElement("tr");
-      values.forEach((v) => cell(tr, v));
+      for (const v of values) {
+        const td = document.createElement("td");
+        if (v instanceof Node) td.appendChild(v); else td.textContent = v;
+        tr.appendChild(td);
+      }
       tbody.appendChild(tr);
     }
   }
 
-  function byVersion(points, field, suffix) {
-    const groups = new Map();
-    for (const p of points) {
-      if (!groups.has(p.version)) groups.set(p.version, []);
-      groups.get(p.version).push([p.t, p[field]]);
-    }
-    return [...groups.entries()].map(([v, pts]) => ({name: "v" + v + (suffix || ""), points: pts}));
-  }
-
-  function drawCharts(root, data) {
-    const points = data.points;
-    const charts = {
-      rps: byVersion(points, "rps"),
-      errors_ps: byVersion(points, "errors_ps"),
-      latency: [...byVersion(points, "p50_ms", " p50"), ...byVersion(points, "p99_ms", " p99")],
-    };
-    for (const figure of root.querySelectorAll("[data-chart]:not([data-chart='quality'])")) {
-      const series = charts[figure.dataset.chart];
-      GBChart.render(figure.querySelector("svg"), series, {unit: figure.dataset.unit});
-      const latest = series.map((s) => {
-        const last = s.points.filter((p) => p[1] !== null).pop();
-        return last ? s.name + ": " + num(last[1]) + " " + figure.dataset.unit : null;
-      }).filter(Boolean);
-      figure.querySelector(".summary").textContent =
-        latest.length ? "Latest — " + latest.join(", ") : "Waiting for traffic…";
-    }
-  }
-
-  function updateStatus(root, status) {
-    if (!status) return;
-    const badge = root.querySelector("[data-deployment-state]");
-    if (badge) { badge.textContent = status.state; badge.className = "badge state-" + status.state; }
-    const serving = root.querySelector('[data-field="serving_version"]');
-    if (serving) serving.textContent = status.serving_version ? "v" + status.serving_version : "—";
-    const reason = root.querySelector('[data-field="reason"]');
-    if (reason) reason.textContent = status.reason || "";
-  }
-
-  function driftRows(monitoring) {
-    const rows = [];
-    for (const [version, snap] of Object.entries(monitoring)) {
-      for (const [test, result] of Object.entries(snap.drift || {})) {
-        const features = Object.entries(result.features || {});
-        const all = features.length ? features : [["(all)", result]];
-        for (const [feature, r] of all) {
-          rows.push(["v" + version, test, feature, num(r.statistic), num(r.p_value),
-                     r.is_drift ? "yes" : "no"]);
-        }
-      }
-    }
-    return rows;
-  }
-
-  function drawQuality(root, data) {
-    const section = root.querySelector("[data-quality]");
-    if (!section || !data.monitoring || Object.keys(data.monitoring).length === 0) return;
-    section.hidden = false;
-    const series = [];
-    for (const field of ["outlier_rate", "accuracy", "mean_reward"]) {
-      for (const s of byVersion(data.quality, field, " " + field.replace("_", " "))) {
-        if (s.points.some((p) => p[1] !== null)) series.push(s);
-      }
-    }
-    const figure = section.querySelector("[data-chart='quality']");
-    GBChart.render(figure.querySelector("svg"), series, {unit: ""});
-    figure.querySelector(".summary").textContent = series.length
-      ? "Latest — " + series.map((s) => s.name + ": " + num(s.points[s.points.length - 1][1])).join(", ")
-      : "No quality figures yet.";
-    fillTable(section.querySelector("[data-quality-table] tbody"),
-      Object.entries(data.monitoring).map(([v, m]) => ["v" + v, String((m.window || {}).rows ?? "—"),
-        num(m.outlier_rate), num(m.accuracy), num(m.mean_reward)]), 5);
-    fillTable(section.querySelector("[data-drift-table] tbody"), driftRows(data.monitoring), 6);
-  }
-
-  async function refreshDeployment(root) {
-    let data;
-    try { data = await callApi("GET", root.dataset.liveUrl); } catch (error) { return; }
-    updateStatus(root, data.status);
-    const scraped = root.querySelector('[data-field="scraped_at"]');
-    if (scraped && data.scraped_at) scraped.textContent = GBChart.clock(data.scraped_at);
-    drawCharts(root, data);
-    const recent = data.points.slice(-12).reverse();
-    fillTable(root.querySelector("[data-live-table] tbody"),
-      recent.map((p) => [GBChart.clock(p.t), "v" + p.version, num(p.rps), num(p.p50_ms), num(p.p99_ms), num(p.errors_ps)]), 6);
-    drawQuality(root, data);
-    fillTable(root.querySelector("[data-live-totals] tbody"),
-      Object.entries(data.totals).map(([v, t]) => ["v" + v, String(t.requests), String(t.errors)]), 3);
-  }
-
-  function every(ms, fn) {
-    fn();
-    let timer = window.setInterval(fn, ms);
-    document.addEventListener("visibilitychange", () => {
-      window.clearInterval(timer);
-      if (!document.hidden) { fn(); timer = window.setInterval(fn, ms); }
-    });
-  }
-
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("button");
+    if (!button || button.disabled) return;
+    if (button.matches("[data-transition]")) transition(button);
+    else if (button.matches("[data-decision]")) decide(button);
+    else if (button.matches("[data-signout]")) signout();
+  });
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (form.matches("form[data-signin]")) { event.preventDefault(); signin(form); }
+    else if (form.matches("form[data-propose-form]")) { event.preventDefault(); propose(form); }
+    else if (form.matches("form[data-actor-form]")) event.preventDefault();
+  });
   document.addEventListener("DOMContentLoaded", () => {
     setupActor();
-    for (const button of document.querySelectorAll("button[data-transition]")) {
-      button.addEventListener("click", () => transition(button));
-    }
-    for (const button of document.querySelectorAll("button[data-decision]")) {
-      button.addEventListener("click", () => decide(button));
-    }
-    const form = document.querySelector("form[data-signin]");
-    if (form) form.addEventListener("submit", (event) => { event.preventDefault(); signin(form); });
-    const out = document.querySelector("button[data-signout]");
-    if (out) out.addEventListener("click", signout);
     if (document.querySelector("[data-live-deployments]")) every(REFRESH_MS, refreshStates);
-    const live = document.querySelector("[data-live-deployment]");
-    if (live) every(REFRESH_MS, () => refreshDeployment(live));
   });
+
+  window.GB = {callApi, say, every, refreshRegions, setBadge, num, fillTable, REFRESH_MS};
 })();
