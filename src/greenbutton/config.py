@@ -327,3 +327,11 @@ class Settings(BaseSettings):
                 if value is not None:
                     env[f"GREENBUTTON_{section.upper()}__{key.upper()}"] = str(value)
         return env
+
+    def serving_environ(self) -> dict[str, str]:
+        """What a serving process started by the controller needs to know, and nothing of
+        the platform's store, keys or tokens (it runs model code)."""
+        kept = ("GREENBUTTON_HOME", "GREENBUTTON_MLFLOW__", "GREENBUTTON_SERVER__",
+                "GREENBUTTON_SERVING__", "GREENBUTTON_MONITORING__", "GREENBUTTON_EXPLAIN__",
+                "GREENBUTTON_AUTH__TOKEN_CACHE_TTL_S", "GREENBUTTON_AUTH__IS_ENDPOINT_AUTH")
+        return {k: v for k, v in self.environ().items() if k.startswith(kept)}

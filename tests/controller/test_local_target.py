@@ -207,3 +207,25 @@ async def test_open_target_local_returns_local_target(settings: Settings) -> Non
         assert isinstance(target, LocalTarget)
     finally:
         await target.close()
+
+
+async def test_serving_process_gets_none_of_the_platform_secrets(
+        fast_settings: Settings, tmp_path: Any, wait_for: Wait,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GREENBUTTON_TOKEN", "gb_admin-secret")
+    seen = tmp_path / "env.json"
+    dump = (f"import json, os; json.dump({{'env': dict(os.environ), 'cwd': os.getcwd()}}, "
+            f"open({str(seen)!r}, 'w'))")
+    target = LocalTarget(fast_settings, argv=lambda ref, fd: [sys.executable, "-c", dump])
+    try:
+        await target.start(V1)
+        await wait_for(lambda: asyncio.sleep(0, result=seen.exists()), 15.0)
+    finally:
+        await target.close()
+    child = json.loads(seen.read_text())
+    names = set(child["env"])
+    assert not {"GREENBUTTON_TOKEN", "GREENBUTTON_STORE__URI",
+                "GREENBUTTON_AUTH__AUDIT_KEY_FILE"} & names
+    assert "gb_admin-secret" not in json.dumps(child["env"])
+    assert "GREENBUTTON_SERVING__WORKERS" in names and "GREENBUTTON_SERVER__URL" in names
+    assert child["cwd"] == str(fast_settings.home / "run")

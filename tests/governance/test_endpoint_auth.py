@@ -1,5 +1,7 @@
-"""Endpoint auth on a real serving app: invoke needs a token with ``invoke`` on the model;
-health stays open; revocation reaches the running endpoint within 5 s."""
+"""Endpoint auth on a real serving app: invoke needs a token with ``invoke`` on the model,
+decided by the control plane (the serving process cannot read the store); health stays open;
+revocation reaches the running endpoint within 5 s; no verdict is guessed when the control
+plane cannot be asked."""
 
 from __future__ import annotations
 
@@ -10,12 +12,19 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from greenbutton.config import Settings
+from greenbutton.controller.loop import Controller
+from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.targets import open_target
 from greenbutton.governance.access import Access
+from greenbutton.registry import Registry
+from greenbutton.server.app import create_control_plane
 from greenbutton.serving.app import create_app
+from greenbutton.serving.auth import EndpointAuthority
 from greenbutton.serving.dataplane import DataPlane
-from greenbutton.store.governance_sql import open_governance_store
+from greenbutton.store import open_store
 
 MODEL = "digits"  # what the root conftest's data plane serves
 
@@ -24,7 +33,7 @@ MODEL = "digits"  # what the root conftest's data plane serves
 def tokens(tmp_path: Path) -> tuple[str, dict[str, str], Access]:
     """A store with one token per role, plus a viewer holding ``invoke`` on digits."""
     uri = f"sqlite:///{tmp_path / 'auth' / 'gb.db'}"
-    access = Access(open_governance_store(uri))
+    access = Access(open_store(uri).governance_store())
     admin_token = access.bootstrap_admin()
     assert admin_token is not None
     admin = access.authenticate(admin_token.secret)
@@ -42,13 +51,31 @@ def tokens(tmp_path: Path) -> tuple[str, dict[str, str], Access]:
 
 
 @pytest.fixture
-async def endpoint(tmp_path: Path, tokens: tuple[str, dict[str, str], Access],
-                   dataplane: DataPlane) -> AsyncIterator[httpx.AsyncClient]:
-    """The serving app with endpoint auth on, checking tokens against the store."""
-    settings = Settings(home=tmp_path / "gb", store={"uri": tokens[0]},  # type: ignore[arg-type]
-                        auth={"is_endpoint_auth_enabled": True},
+async def control_plane(tmp_path: Path, tokens: tuple[str, dict[str, str], Access],
+                        shared_mlflow: MlflowClient) -> AsyncIterator[httpx.AsyncClient]:
+    """The control plane the serving process asks (in process, over ASGI)."""
+    settings = Settings(home=tmp_path / "cp", store={"uri": tokens[0]},  # type: ignore[arg-type]
                         _env_file=None)  # type: ignore[call-arg]
-    app = create_app(settings, dataplane)
+    store = open_store(tokens[0])
+    registry = Registry(shared_mlflow, store)
+    routes, target = RouteTable(), open_target("local://", settings)
+    app = create_control_plane(settings, registry, Controller(lambda: [], target, routes,
+                                                             settings),
+                               routes, target, access=tokens[2])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8600") as client:
+        yield client
+    await target.close()
+
+
+@pytest.fixture
+async def endpoint(tmp_path: Path, control_plane: httpx.AsyncClient,
+                   dataplane: DataPlane) -> AsyncIterator[httpx.AsyncClient]:
+    """The serving app with endpoint auth on; tokens are checked by the control plane."""
+    settings = Settings(home=tmp_path / "gb", auth={"is_endpoint_auth_enabled": True},  # type: ignore[arg-type]
+                        _env_file=None)  # type: ignore[call-arg]
+    authority = EndpointAuthority(control_plane, settings.auth.token_cache_ttl_s)
+    app = create_app(settings, dataplane, authority=authority)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         yield client
@@ -86,7 +113,7 @@ async def test_revoked_token_fails_within_5_s(
     headers = {"Authorization": f"Bearer {secrets['viewer+invoke']}"}
     assert (await endpoint.post("/predict", json=body(digits_frame),
                                 headers=headers)).status_code == 200
-    other = Access(open_governance_store(uri))  # another process's view, e.g. the control plane
+    other = Access(open_store(uri).governance_store())  # another process's view
     admin = other.authenticate(secrets["admin"])
     (token,) = other.list_tokens(admin, "shop")
     other.revoke_token(admin, token.token_id)
@@ -114,3 +141,39 @@ async def test_revoked_permission_fails_within_5_s(
         status = (await endpoint.post("/predict", json=body(digits_frame),
                                       headers=headers)).status_code
     assert status == 403
+
+
+async def test_token_does_not_reach_the_model(control_plane: httpx.AsyncClient,
+                                              tokens: tuple[str, dict[str, str], Access],
+                                              tmp_path: Path, dataplane: DataPlane) -> None:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def echo_headers(request: Request) -> JSONResponse:
+        return JSONResponse({"authorization": request.headers.get("authorization")})
+
+    settings = Settings(home=tmp_path / "gb", auth={"is_endpoint_auth_enabled": True},  # type: ignore[arg-type]
+                        _env_file=None)  # type: ignore[call-arg]
+    app = create_app(settings, dataplane, extra_routes=[Route("/seen", echo_headers)],
+                     authority=EndpointAuthority(control_plane, 2.0))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1") as client:
+        answer = await client.get("/seen", headers={
+            "Authorization": f"Bearer {tokens[1]['admin']}"})
+    assert answer.status_code == 200 and answer.json() == {"authorization": None}
+
+
+async def test_unreachable_control_plane_is_503_not_a_verdict(
+        tmp_path: Path, dataplane: DataPlane, tokens: tuple[str, dict[str, str], Access],
+        digits_frame: pd.DataFrame) -> None:
+    settings = Settings(home=tmp_path / "gb", auth={"is_endpoint_auth_enabled": True},  # type: ignore[arg-type]
+                        _env_file=None)  # type: ignore[call-arg]
+    nowhere = httpx.AsyncClient(base_url="http://127.0.0.1:9", trust_env=False)
+    app = create_app(settings, dataplane, authority=EndpointAuthority(nowhere, 2.0))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1") as client:
+        answer = await client.post("/predict", json=body(digits_frame), headers={
+            "Authorization": f"Bearer {tokens[1]['admin']}"})
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    await nowhere.aclose()

@@ -50,6 +50,7 @@ def routes() -> list[Route]:
         Route("/api/v1/models/{name}/versions/{ref}", get_version, methods=["GET"]),
         Route("/api/v1/models/{name}/versions/{ref}/transitions", transition, methods=["POST"]),
         Route("/api/v1/models/{name}/transitions", history, methods=["GET"]),
+        Route("/api/v1/models/{name}/invoke", may_invoke, methods=["GET"]),
         Route("/api/v1/integrity", integrity, methods=["GET"]),
         Route("/api/v1/deployments", list_deployments, methods=["GET"]),
         Route("/api/v1/deployments/{name}", get_deployment, methods=["GET"]),
@@ -127,6 +128,15 @@ async def transition(request: Request) -> Response:
                                reason=wanted.reason)
     _controller(request).trigger()
     return _ok({"transitions": [_plain(t) for t in done]}, status=201)
+
+
+async def may_invoke(request: Request) -> Response:
+    """Whether the bearer may call the model's endpoints: 200, 401 or 403 (serving processes
+    ask this instead of reading the store; they cache the answer for a moment)."""
+    caller = await authorize(request, Resource.ENDPOINT, Action.INVOKE,
+                             model=request.path_params["name"])
+    return _ok({"model": request.path_params["name"],
+                "principal": caller.name if caller is not None else None})
 
 
 async def history(request: Request) -> Response:

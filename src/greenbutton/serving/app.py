@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,17 +33,23 @@ PREDICTION_PATHS = frozenset({"/predict", "/invocations", "/explain", *v2.INFER_
 """Routes counted in the request metrics (health checks and scrapes are not)."""
 
 
+if TYPE_CHECKING:
+    from .auth import EndpointAuthority
+
+
 def create_app(
     settings: Settings,
     dataplane: DataPlane,
     *,
     lifespan: Lifespan[Starlette] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    authority: EndpointAuthority | None = None,
 ) -> Starlette:
     """The ASGI app of one serving process around ``dataplane``.
 
     ``extra_routes`` (e.g. ``/feedback``, ``/monitoring``) come after the built-in ones;
-    their handlers find the data plane at ``request.app.state.dataplane``.
+    their handlers find the data plane at ``request.app.state.dataplane``. ``authority``
+    decides tokens when endpoint auth is required (default: ask the control plane).
     """
     routes: list[BaseRoute] = [
         Route("/predict", predict, methods=["POST"]),
@@ -67,9 +74,9 @@ def create_app(
         Middleware(JsonOnlyWrites, extra={"/invocations": frozenset({CSV})}),
     ]
     if settings.is_endpoint_auth_required:  # bearer token with 'invoke' (serving/auth.py)
-        from .auth import endpoint_auth  # SQLAlchemy, imported only when tokens are checked
+        from .auth import endpoint_auth
 
-        middleware.insert(3, endpoint_auth(settings))
+        middleware.insert(3, endpoint_auth(settings, authority))
     app = Starlette(
         routes=routes,
         middleware=middleware,

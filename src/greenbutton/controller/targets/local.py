@@ -184,7 +184,10 @@ class LocalTarget:
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=log_fd,
-                env={**os.environ, **self._settings.environ(),
+                cwd=self._state_file.parent,  # not ours: a .env there holds our settings
+                env={**{k: v for k, v in os.environ.items()  # none of our own settings
+                        if not k.startswith("GREENBUTTON_")},
+                     **self._settings.serving_environ(),
                      "GREENBUTTON_SERVING__WORKERS": str(
                          self._settings.controller.workers_per_replica),
                      INSTANCE_ID_ENV: record.instance_id},
