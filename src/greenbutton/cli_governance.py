@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .governance.tokens import read_token_file
+from .store.governance_records import STATUSES
 
 if TYPE_CHECKING:  # httpx is imported by the commands that call the API, not by every command
     from .governance.client import GovernanceClient
@@ -48,8 +49,7 @@ def add_commands(sub: Any) -> None:
         cmd.set_defaults(command=_decide, decision=name)
     requests = sub.add_parser("requests", help="transition requests and their gate results")
     requests.add_argument("--model")
-    requests.add_argument("--status", choices=["pending", "blocked", "approved", "rejected",
-                                               "failed"])
+    requests.add_argument("--status", choices=STATUSES)
     requests.add_argument("--json", action="store_true")
     requests.set_defaults(command=_requests)
 

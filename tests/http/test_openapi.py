@@ -5,6 +5,12 @@ from __future__ import annotations
 import re
 
 import httpx
+from starlette.routing import Route
+
+from greenbutton.config import Settings
+from greenbutton.serving.app import create_app
+from greenbutton.serving.dataplane import DataPlane
+from greenbutton.serving.openapi import build_openapi
 
 PIXELS = [f"pixel_{i}" for i in range(64)]
 
@@ -35,3 +41,26 @@ async def test_docs_serves_swagger_ui_assets_locally(client: httpx.AsyncClient) 
     for asset in assets:                                               # the gateway's prefix
         response = await client.get(f"/{asset}")
         assert response.status_code == 200, asset
+
+
+async def test_openapi_lists_every_route_and_its_security(
+        settings: Settings, dataplane: DataPlane) -> None:
+    from greenbutton.serving.auth import EndpointAuthority
+
+    secured = settings.listening(serving_host="0.0.0.0")
+    authority = EndpointAuthority(httpx.AsyncClient(base_url="http://127.0.0.1:9"), 2.0)
+    app = create_app(secured, dataplane, extra_routes=[
+        Route("/feedback", lambda request: None, methods=["POST"]),
+        Route("/monitoring", lambda request: None, methods=["GET"])], authority=authority)
+    document = build_openapi(dataplane, app.routes, is_auth_required=True)
+    paths = document["paths"]
+    routed = {(r.path, m.lower()) for r in app.routes if isinstance(r, Route)
+              for m in (r.methods or set()) - {"HEAD"}} - {("/openapi.json", "get"),
+                                                           ("/docs", "get")}
+    assert routed <= {(p, m) for p, ops in paths.items() for m in ops}
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert document["security"] == [{"bearerAuth": []}]
+    assert paths["/health/ready"]["get"]["security"] == []
+    assert "security" not in paths["/predict"]["post"]  # the document's: a token
+    infer = paths["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]
+    assert infer["application/json"]["schema"]["$ref"].endswith("V2InferRequest")

@@ -43,3 +43,10 @@ async def test_v2_infer_bool_for_double_refused(client: httpx.AsyncClient) -> No
 async def test_v2_wrong_model_or_version_not_found(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v2/models/other")).status_code == 404
     assert (await client.get("/v2/models/digits/versions/9/ready")).status_code == 404
+
+
+async def test_infer_with_a_tensor_name_that_is_not_a_string_is_422(
+        client: httpx.AsyncClient) -> None:
+    tensor = {"name": {"not": "a name"}, "shape": [1], "datatype": "FP64", "data": [1.0]}
+    answer = await client.post("/v2/models/digits/infer", json={"inputs": [tensor]})
+    assert answer.status_code == 422 and answer.json()["error"]["field"] == "inputs.0.name"

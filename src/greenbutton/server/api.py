@@ -19,6 +19,7 @@ from ..serving.encoding import JSON, media_type_of, parse_json, read_body
 from ..serving.responses import json_response
 from . import api_deployments, api_governance
 from .auth import authenticate, authorize, readable
+from .openapi import documented
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -77,6 +78,7 @@ def _plain(record: Any) -> dict[str, Any]:
     return dataclasses.asdict(record)
 
 
+@documented(is_open=True)
 async def health(request: Request) -> Response:
     """The control plane answers; ``leader``: this replica runs the reconcile loop;
     ``endpoint_auth``: its endpoints need a token holding ``invoke``."""
@@ -107,6 +109,7 @@ async def get_version(request: Request) -> Response:
     return _ok(_plain(registry.get_version(name, version)))
 
 
+@documented(body=TransitionRequest, ok=(201, 202))
 async def transition(request: Request) -> Response:
     """Move a version to another stage; the controller reconciles at once. With governance,
     Staging/Production is ``Approvals.promote`` (propose, gates, approve when allowed)."""

@@ -38,6 +38,7 @@ from ..store.governance_records import AuditEvent, RequestRecord
 from ..store.protocol import DeploymentStore, StoredDeploymentSpec
 from .api_governance import plain
 from .auth import access_of, authenticate, authorize
+from .openapi import documented
 
 MAX_BODY_BYTES = 64 * 1024
 ANONYMOUS = "anonymous"
@@ -139,6 +140,7 @@ async def get_spec(request: Request) -> Response:
     raise DeploymentNotFound(f"no deployment named {name!r}", field="name")
 
 
+@documented(body=PutSpecRequest, ok=(200, 202))
 async def put_spec(request: Request) -> Response:
     """Validate and store a spec, the controller reconciling at once (200); under four-eyes,
     record a request for someone else to approve (202)."""
@@ -161,6 +163,7 @@ async def put_spec(request: Request) -> Response:
     return json_response(_render(spec, stored))
 
 
+@documented(body=ActorRequest, ok=(200, 202))
 async def delete_spec(request: Request) -> Response:
     """Forget a stored spec (a Production model falls back to its default spec); under
     four-eyes, a request (202)."""
@@ -205,6 +208,7 @@ async def _change(request: Request, caller: Caller | None, change: SpecChange,
     return None
 
 
+@documented(body=ActorRequest, ok=(201,))
 async def post_rollback(request: Request) -> Response:
     """Return a model to its previous Production version (a lifecycle transition)."""
     caller = await authorize(request, Resource.DEPLOYMENT, Action.CHANGE,
@@ -221,6 +225,7 @@ async def post_rollback(request: Request) -> Response:
          "at": t.at.isoformat()} for t in done]}, 201)
 
 
+@documented(ok=(202,))
 async def post_reconcile(request: Request) -> Response:
     """Webhook: run a reconcile pass now (``deploy`` on some model, or a role implying it)."""
     caller = await authenticate(request)  # governance (server/auth.py)

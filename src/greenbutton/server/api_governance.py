@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -17,13 +17,15 @@ from ..errors import InvalidInput, NotReady
 from ..governance.access import Access, Caller
 from ..governance.approvals import Approvals, Outcome
 from ..governance.audit import verify_chain
-from ..governance.permissions import Action, Resource
+from ..governance.permissions import Action, Permission, Resource, Role
 from ..registry import Registry, Stage
 from ..serving.encoding import JSON, media_type_of, parse_json, read_body
 from ..serving.responses import json_response
 from ..store.audit_seal import Anchor
+from ..store.governance_records import STATUSES
 from ..store.schema import MAX_ID
 from .auth import authenticate, authorize, readable
+from .openapi import Query, documented
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_AUDIT_PAGE = 10_000
@@ -47,8 +49,8 @@ class DecisionBody(_Body):
 
 class PrincipalBody(_Body):
     name: str = Field(min_length=1, max_length=200)
-    role: str
-    kind: str = "user"
+    role: Role
+    kind: Literal["user", "service"] = "user"
 
 
 class TokenBody(_Body):
@@ -59,7 +61,7 @@ class TokenBody(_Body):
 class GrantBody(_Body):
     principal: str = Field(min_length=1, max_length=200)
     model: str = Field(min_length=1, max_length=10_000)
-    permission: str
+    permission: Permission
 
 
 class PolicyBody(_Body):
@@ -128,6 +130,7 @@ async def whoami(request: Request) -> Response:
     return json_response({"name": caller.name, "role": caller.role, "token_id": caller.token_id})
 
 
+@documented(body=ProposeBody, ok=(201,))
 async def propose(request: Request) -> Response:
     """Propose a version for Staging/Production; gates run before this answers."""
     caller, _, approvals = await _caller(request)
@@ -151,6 +154,7 @@ async def promote(request: Request, caller: Caller, name: str, version: int, sta
     return json_response(outcome_json(outcome), 201 if outcome.transitions else 202)
 
 
+@documented(body=DecisionBody)
 async def decide(request: Request) -> Response:
     """``approve``, ``reject`` or ``override`` a request."""
     caller, _, approvals = await _caller(request)
@@ -167,6 +171,8 @@ async def decide(request: Request) -> Response:
     return json_response(outcome_json(outcome))
 
 
+@documented(query=(Query("model", {"type": "string"}),
+                   Query("status", {"type": "string", "enum": list(STATUSES)})))
 async def list_requests(request: Request) -> Response:
     """Requests the caller may read, newest first (``?model=``, ``?status=``)."""
     _, access, _ = await _caller(request)
@@ -195,6 +201,7 @@ async def gates(request: Request) -> Response:
     return json_response({"gates": [plain(g) for g in found]})
 
 
+@documented(body=PolicyBody)
 async def set_policy(request: Request) -> Response:
     """Turn four-eyes approval on or off for a model (needs ``manage``)."""
     caller, _, approvals = await _caller(request)
@@ -210,6 +217,7 @@ async def list_principals(request: Request) -> Response:
                                          await _call(access.list_principals, caller)]})
 
 
+@documented(body=PrincipalBody, ok=(201,))
 async def create_principal(request: Request) -> Response:
     """Create a user or service account (admin)."""
     caller, access, _ = await _caller(request)
@@ -218,6 +226,7 @@ async def create_principal(request: Request) -> Response:
     return json_response(plain(created), 201)
 
 
+@documented(query=(Query("principal", {"type": "string"}),))
 async def list_tokens(request: Request) -> Response:
     """Tokens' public facts: ``?principal=`` (default: the caller's own)."""
     caller, access, _ = await _caller(request)
@@ -226,6 +235,7 @@ async def list_tokens(request: Request) -> Response:
     return json_response({"tokens": [plain(t) for t in found]})
 
 
+@documented(body=TokenBody, ok=(201,))
 async def create_token(request: Request) -> Response:
     """Issue a token; its secret is in this response only."""
     caller, access, _ = await _caller(request)
@@ -241,6 +251,7 @@ async def revoke_token(request: Request) -> Response:
     return json_response({"revoked": request.path_params["token_id"]})
 
 
+@documented(query=(Query("principal", {"type": "string"}),))
 async def list_grants(request: Request) -> Response:
     """Per-model grants: ``?principal=`` (default: the caller's own)."""
     caller, access, _ = await _caller(request)
@@ -249,11 +260,13 @@ async def list_grants(request: Request) -> Response:
     return json_response({"grants": [plain(g) for g in found]})
 
 
+@documented(body=GrantBody, ok=(201,))
 async def add_grant(request: Request) -> Response:
     """Grant a permission on a model (needs ``manage`` on it)."""
     return await _change_grant(request, is_granted=True)
 
 
+@documented(body=GrantBody)
 async def remove_grant(request: Request) -> Response:
     """Take a permission back (needs ``manage`` on the model)."""
     return await _change_grant(request, is_granted=False)
@@ -268,6 +281,9 @@ async def _change_grant(request: Request, *, is_granted: bool) -> Response:
                          201 if is_granted else 200)
 
 
+@documented(query=(Query("after", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
+                   Query("limit", {"type": "integer", "minimum": 1,
+                                   "maximum": MAX_AUDIT_PAGE})))
 async def audit_log(request: Request) -> Response:
     """Audit entries after ``?after=`` (default 0), at most ``?limit=`` (default 1000)."""
     _, access, _ = await _caller(request)
@@ -286,6 +302,8 @@ def _bounded_int(request: Request, name: str, default: int, low: int, high: int)
     return int(text)
 
 
+@documented(query=(Query("head", {"type": "array", "items": {"type": "string"}},
+                         "SEQ:HASH the log must still reach"),))
 async def audit_verify(request: Request) -> Response:
     """Check the whole log: chain, seal, the anchored head and every ``?head=SEQ:HASH``;
     names the first broken entry."""

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
+from .. import __version__
 from ..config import Settings
 from ..controller.leader import AlwaysLeader, Elector, Leadership, lead
 from ..controller.loop import Controller
@@ -32,6 +33,7 @@ from ..serving.responses import (
 )
 from . import api, dashboard
 from .gateway import create_gateway
+from .openapi import openapi_route
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +83,8 @@ def create_control_plane(
                     await target.close()
 
     app = Starlette(
-        routes=[*api.routes(), Mount("/endpoints", app=gateway), *board.routes],
+        routes=[*api.routes(), openapi_route(api.routes, __version__),
+                Mount("/endpoints", app=gateway), *board.routes],
         exception_handlers={
             GreenbuttonError: handle_greenbutton_error,
             HTTPException: handle_http_exception,

@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from .dataplane import DataPlane
 from .encoding import CSV, JSON, to_jsonable
 from .jsonschema import predict_components
 from .protocols.explain import explain_response_schema
-from .responses import json_response
+from .protocols.feedback import FeedbackRequest
+from .responses import ERROR_SCHEMA, json_response
 
 REF = "#/components/schemas/"
 EXAMPLE_ROWS = 2
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["type", "message"],
-            "properties": {
-                "type": {"type": "string", "examples": ["schema_mismatch"]},
-                "message": {"type": "string"},
-                "field": {"type": ["string", "null"], "examples": ["inputs[3].pixel_5"]},
-                "request_id": {"type": ["string", "null"]},
-            },
-        }
-    },
-}
 PREDICT_RESPONSE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["predictions", "request_id", "model"],
@@ -65,8 +52,76 @@ INVOCATIONS_RESPONSE_SCHEMA: dict[str, Any] = {
 }
 
 
-def build_openapi(dataplane: DataPlane) -> dict[str, Any]:
-    """The OpenAPI 3.1 document; ``/predict``'s request schema comes from the signature."""
+V2_INFER_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Open Inference Protocol v2 request.",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {"type": "array", "items": {
+            "type": "object", "required": ["name", "shape", "datatype", "data"],
+            "properties": {"name": {"type": "string"}, "shape": {
+                "type": "array", "items": {"type": "integer", "minimum": 0}},
+                "datatype": {"type": "string"}, "data": {}, "parameters": {"type": "object"}}}},
+        "outputs": {"type": "array", "items": {"type": "object"}},
+    },
+}
+OPEN_PATHS = ("/health/", "/v2/health/")
+"""Answered without a token even when endpoint auth is on (probes)."""
+
+
+def build_openapi(dataplane: DataPlane, routes: Sequence[BaseRoute] = (),
+                  *, is_auth_required: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document; ``/predict``'s request schema comes from the signature.
+    Every other route in ``routes`` (the protocols', monitoring's) is listed too, and with
+    ``is_auth_required`` every operation but the probes needs a bearer token."""
+    document = _model_operations(dataplane)
+    paths: dict[str, Any] = document["paths"]
+    components = document["components"]["schemas"]
+    components.update({"V2InferRequest": V2_INFER_REQUEST_SCHEMA,
+                       "FeedbackRequest": FeedbackRequest.model_json_schema()})
+    for route in routes:
+        if not isinstance(route, Route) or route.path in ("/openapi.json", "/docs"):
+            continue
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            paths.setdefault(route.path, {}).setdefault(method.lower(),
+                                                        _generic_operation(route, method))
+    if is_auth_required:
+        document["components"]["securitySchemes"] = {"bearerAuth": {
+            "type": "http", "scheme": "bearer",
+            "description": "A token holding 'invoke' on this model."}}
+        document["security"] = [{"bearerAuth": []}]
+        for path, operations in paths.items():
+            if path.startswith(OPEN_PATHS):
+                for operation in operations.values():
+                    operation["security"] = []
+    return document
+
+
+def _generic_operation(route: Route, method: str) -> dict[str, Any]:
+    summary = (route.endpoint.__doc__ or route.name).strip().splitlines()[0]
+    operation: dict[str, Any] = {
+        "summary": summary.strip("` "),
+        "parameters": [{"name": name, "in": "path", "required": True, "schema": {
+            "type": "string", "minLength": 1}} for name in route.param_convertors],
+        "responses": {"200": {"description": "Done.", "content": {JSON: {"schema": {
+            "type": "object"}}}}, "4XX": {"description": "The request was refused.",
+                                         "content": {JSON: {"schema": {"$ref": f"{REF}Error"}}}}},
+    }
+    body = {"/feedback": "FeedbackRequest"}.get(route.path)
+    if route.path.endswith("/infer"):
+        body = "V2InferRequest"
+    if method == "POST":
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": {
+            "$ref": f"{REF}{body}"} if body else {"type": "object"}}}}
+        if route.path == "/feedback":
+            operation["responses"]["201"] = operation["responses"].pop("200")
+    return operation
+
+
+def _model_operations(dataplane: DataPlane) -> dict[str, Any]:
+    """The operations whose schemas come from the model: predict, invocations, explain."""
     model = dataplane.model
     components = {
         **predict_components(dataplane.request_schema),
@@ -123,7 +178,9 @@ def build_openapi(dataplane: DataPlane) -> dict[str, Any]:
 
 async def openapi_json(request: Request) -> Response:
     """``GET /openapi.json``."""
-    return json_response(build_openapi(request.app.state.dataplane))
+    settings = request.app.state.settings
+    return json_response(build_openapi(request.app.state.dataplane, request.app.routes,
+                                       is_auth_required=settings.is_endpoint_auth_required))
 
 
 async def docs(request: Request) -> Response:

@@ -70,3 +70,22 @@ def internal_error_response(request_id: str) -> Response:
         field=None,
         request_id=request_id,
     )
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {
+                "type": {"type": "string", "examples": ["schema_mismatch"]},
+                "message": {"type": "string"},
+                "field": {"type": ["string", "null"], "examples": ["inputs[3].pixel_5"]},
+                "request_id": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+"""The JSON schema of every error body (:func:`error_response`), for OpenAPI documents."""

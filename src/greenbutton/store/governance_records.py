@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+STATUSES = ("pending", "blocked", "approved", "rejected", "failed")
+"""What a transition request can be (see ``governance/approvals.py``)."""
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first audit entry."""
 

@@ -123,6 +123,10 @@ def to_model_input(inputs: list[Any], schema: Schema | None) -> Any:
     """v2 input tensors as what the pyfunc model takes: DataFrame, ndarray or dict of them."""
     if not inputs or not all(isinstance(t, dict) for t in inputs):
         raise SchemaMismatch("inputs: expected at least one tensor object", field="inputs")
+    for index, tensor in enumerate(inputs):
+        if not isinstance(tensor.get("name", ""), str):
+            raise SchemaMismatch(f"inputs.{index}.name: a tensor's name is a string",
+                                 field=f"inputs.{index}.name")
     if schema is not None and not schema.is_tensor_spec():
         return _frame(inputs, [s for s in schema.inputs if isinstance(s, ColSpec)])
     specs = {s.name: s for s in schema.inputs} if schema is not None else {}
