@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from greenbutton.config import Settings  # noqa: E402
 from greenbutton.store.engine import create_store_engine  # noqa: E402
 from greenbutton.store.governance_records import AuditEvent, GateOutcome  # noqa: E402
-from greenbutton.store.governance_sql import SqlGovernanceStore  # noqa: E402
+from greenbutton.store.governance_sql import open_governance_store  # noqa: E402
 
 SECTION = "## Scale-out: leader failover and control-plane writes (issue 9)"
 

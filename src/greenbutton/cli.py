@@ -199,13 +199,17 @@ def _doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
     from .monitoring.commands import export
+    from .wiring import prepare_home
 
+    prepare_home(settings)
     return export(settings, args)
 
 
 def _payload_prune(settings: Settings, args: argparse.Namespace) -> int:
     from .monitoring.commands import payload_prune
+    from .wiring import prepare_home
 
+    prepare_home(settings)
     return payload_prune(settings, args)
 
 
@@ -273,8 +277,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         from .serving.prefetch import prefetching  # MLflow: needed by its helper and by us
         from .wiring import governed_model_uri
 
-        model_uri = governed_model_uri(settings, args.model_uri)
-        with prefetching(model_uri, settings.mlflow) as fetch:
+        copied_to = settings.serving.model_dir  # set by the controller: MLflow is not asked
+        model_uri = args.model_uri
+        if copied_to is None:
+            model_uri = governed_model_uri(settings, args.model_uri)
+        with prefetching(model_uri, settings.mlflow, copied_to=copied_to) as fetch:
             from .serving.process import run  # the web stack, while the helper fetches the model
             from .wiring import build_monitoring
 

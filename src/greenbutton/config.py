@@ -21,6 +21,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+PAYLOAD_DB = Path("monitoring") / "payloads.db"
+"""The default payload store, relative to the home."""
 
 
 class MlflowSettings(BaseModel):
@@ -93,6 +95,9 @@ class ServingSettings(BaseModel):
     """Override every model's declared ``max_batch_wait_ms``."""
     allowed_hosts: str = ""
     """Comma-separated extra ``Host`` names accepted besides loopback (``*``: any)."""
+    model_dir: Path | None = None
+    """The served model's files are already here (the local target copies each version
+    for its processes): MLflow is not asked; the model URI still names model and version."""
 
     @model_validator(mode="after")
     def _check_stuck_call(self) -> Self:
@@ -149,7 +154,8 @@ class MonitoringSettings(BaseModel):
     """Load the model's monitors, annotate rows, log payloads and accept feedback."""
     payload_store_uri: str = ""
     """SQLAlchemy URI of the payload log and feedback tables (its own database, tables created
-    on first use); default ``sqlite:///<home>/monitoring.db``."""
+    on first use); default ``sqlite:///<home>/monitoring/payloads.db`` (a folder of its own:
+    sandboxed serving processes write there and see nothing else of the home)."""
     window_size: PositiveInt = 100
     """Drift is tested on the model version's most recent this-many rows in the payload log
     (whichever worker or replica served them)."""
@@ -245,6 +251,9 @@ class SandboxSettings(BaseModel):
     """Largest answer accepted from a sandboxed run (larger: the run fails)."""
     max_file_bytes: PositiveInt = 1024 * 1024 * 1024
     """Largest file a sandboxed run may write in its work folder."""
+    is_serving_sandboxed: bool = True
+    """Local serving processes run in the sandbox too (network allowed): they see their
+    version's copy, the payload store's folder and nothing else of the platform."""
 
 
 class Settings(BaseSettings):
@@ -286,7 +295,7 @@ class Settings(BaseSettings):
         if not self.server.url:
             self.server.url = f"http://{self.server.host}:{self.server.port}"
         if not self.monitoring.payload_store_uri:
-            self.monitoring.payload_store_uri = f"sqlite:///{self.home / 'monitoring.db'}"
+            self.monitoring.payload_store_uri = f"sqlite:///{self.home / PAYLOAD_DB}"
         if self.auth.audit_key_file is None:
             self.auth.audit_key_file = self.home / "audit.key"
         if self.auth.is_endpoint_auth_enabled is False and self.is_beyond_loopback:

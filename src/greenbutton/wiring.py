@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import Settings
+from .config import PAYLOAD_DB, Settings
 
 if TYPE_CHECKING:  # each builder imports what it builds: `serve` needs none of the control plane
     from starlette.applications import Starlette
@@ -31,7 +32,6 @@ def build_monitoring(settings: Settings) -> ServingPlugins:
     from .monitoring.payload_store import PayloadStore
     from .monitoring.runtime import MonitoringRuntime
 
-    prepare_home(settings)
     alerts_file = settings.monitoring.alerts_file
     runtime = MonitoringRuntime(
         settings.monitoring,
@@ -49,10 +49,24 @@ def prepare_home(settings: Settings) -> None:
     import stat
 
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _move_old_payload_store(settings.home)
     for path in (settings.home, *settings.home.iterdir()):
         mode = path.lstat().st_mode
         if not stat.S_ISLNK(mode) and mode & 0o077:
             os.chmod(path, stat.S_IMODE(mode) & ~0o077)
+
+
+def _move_old_payload_store(home: Path) -> None:
+    """The payload store's default file moved from ``<home>/monitoring.db`` into a folder of
+    its own: an old one (with its WAL files) moves along, once."""
+    old, new = home / "monitoring.db", home / PAYLOAD_DB
+    if not old.exists() or new.exists():
+        return
+    new.parent.mkdir(mode=0o700, exist_ok=True)
+    for suffix in ("-wal", "-shm", ""):  # the database last: it is what the check looks for
+        source = old.with_name(old.name + suffix)
+        if source.exists():
+            source.rename(new.with_name(new.name + suffix))
 
 
 def build_store(settings: Settings) -> SqlStore:

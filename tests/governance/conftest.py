@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from mlflow import MlflowClient
+from sqlalchemy import text
 
 from greenbutton.config import Settings
 from greenbutton.controller.loop import Controller
@@ -22,6 +23,7 @@ from greenbutton.governance.approvals import Approvals
 from greenbutton.registry import Registry
 from greenbutton.server.app import create_control_plane
 from greenbutton.store import open_store
+from greenbutton.store.engine import create_store_engine
 from greenbutton.store.governance_records import GateOutcome
 from greenbutton.store.governance_sql import SqlGovernanceStore
 from greenbutton.store.sql import SqlStore
@@ -56,6 +58,28 @@ class World:
 def lifecycle_store(tmp_path: Path) -> Iterator[SqlStore]:
     """greenbutton's store in a SQLite file (lifecycle, specs, governance on one engine)."""
     store = open_store(f"sqlite:///{tmp_path / 'gov' / 'gb.db'}")
+    yield store
+    store.close()
+
+
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new SQLite file, or a new database on the test PostgreSQL, for ``request.param``."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gov' / 'gb.db'}"
+    server = request.getfixturevalue("postgres_uri")
+    name = f"gov_{uuid.uuid4().hex[:12]}"
+    engine = create_store_engine(server)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def both_backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    """greenbutton's store on SQLite and on PostgreSQL (modules override ``lifecycle_store``
+    with it to run every test on both)."""
+    store = open_store(fresh_database(request, tmp_path))
     yield store
     store.close()
 

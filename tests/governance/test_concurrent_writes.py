@@ -20,10 +20,17 @@ from greenbutton.registry import Stage
 from greenbutton.store.engine import create_store_engine
 from greenbutton.store.governance_records import AuditEvent
 from greenbutton.store.governance_sql import open_governance_store
+from greenbutton.store.sql import SqlStore
 
 from .conftest import World
 
 PROCESSES, WRITES = 8, 100
+
+
+@pytest.fixture
+def lifecycle_store(both_backends: SqlStore) -> SqlStore:
+    """Every test here on SQLite and on PostgreSQL."""
+    return both_backends
 
 
 def write_many(uri: str, secret: str, worker: int) -> dict[str, int]:

@@ -7,10 +7,17 @@ import httpx
 import pytest
 
 from greenbutton.registry import Stage
+from greenbutton.store.sql import SqlStore
 
 from .conftest import World
 
 API = "/api/v1"
+
+
+@pytest.fixture
+def lifecycle_store(both_backends: SqlStore) -> SqlStore:
+    """Every test here on SQLite and on PostgreSQL."""
+    return both_backends
 
 
 def as_(world: World, who: str) -> dict[str, str]:

@@ -335,7 +335,7 @@ def test_cli_prunes_by_age_and_count(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.chdir(tmp_path)  # no .env of the developer's
     monkeypatch.setenv("GREENBUTTON_HOME", str(tmp_path / "gb"))
     (tmp_path / "gb").mkdir()
-    store = PayloadStore(f"sqlite:///{tmp_path / 'gb' / 'monitoring.db'}")
+    store = PayloadStore(f"sqlite:///{tmp_path / 'gb' / 'monitoring' / 'payloads.db'}")
     store.write_predictions(rows(4, utc_now() - datetime.timedelta(days=8), "old"))
     write_each(store, rows(6, utc_now() - datetime.timedelta(hours=1), "new"))
     store.save_feedback(feedback_row("old0", utc_now() - datetime.timedelta(days=8)),

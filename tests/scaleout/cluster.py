@@ -128,7 +128,17 @@ def serving_processes(home: Path) -> dict[int, tuple[str, int]]:
         fd = int(texts[texts.index("--fd") + 1]) if "--fd" in texts else -1
         found[int(proc.name)] = (model, _listening_port(int(proc.name), fd))
         parents[int(proc.name)] = int(ppid)
-    return {pid: what for pid, what in found.items() if parents[pid] not in found}
+    return {_launcher(pid, parents[pid]): what for pid, what in found.items()
+            if parents[pid] not in found}
+
+
+def _launcher(pid: int, parent: int) -> int:
+    """The pid the controller records: the sandbox's launcher when there is one."""
+    try:
+        argv = (Path("/proc") / str(parent) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return pid
+    return parent if b"greenbutton.sandbox.enter" in argv else pid
 
 
 def _listening_port(pid: int, fd: int) -> int:

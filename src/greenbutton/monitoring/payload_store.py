@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -226,6 +227,9 @@ class PayloadStore:
                                             json_deserializer=decode_json)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            if self.engine.url.database not in (None, "", ":memory:"):  # its folder, private
+                Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True,
+                                                            mode=0o700)
         try:
             metadata.create_all(self.engine)
             _add_missing_index(self.engine, feedback_received_at)

@@ -92,7 +92,7 @@ def _open_kept(rules: list[list[str]]) -> dict[str, int]:
     held = {}
     for kind, path in rules:
         if kind in ("keep", "work"):
-            held[path] = os.open(path, os.O_PATH | os.O_DIRECTORY)
+            held[path] = os.open(path, os.O_PATH)  # a folder, or a single file
     return held
 
 
@@ -105,11 +105,10 @@ def _mount_rules(rules: list[list[str]], held: dict[str, int], report: Report) -
             if kind == "hide":
                 if not os.path.isdir(path):  # under a covered folder, and not bound back
                     continue
-                mode = "1777" if path in SHARED_TEMP else "0755"
-                linux.mount("tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                            f"size=64m,mode={mode}")
+                options = "size=512m,mode=1777" if path in SHARED_TEMP else "size=1m,mode=0755"
+                linux.mount("tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
                 continue
-            os.makedirs(path, exist_ok=True)
+            _mount_point(path, is_folder=os.path.isdir(f"/proc/self/fd/{held[path]}"))
             linux.mount(f"/proc/self/fd/{held[path]}", path, None, linux.MS_BIND | linux.MS_REC)
             if kind == "keep":
                 linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY
@@ -120,6 +119,16 @@ def _mount_rules(rules: list[list[str]], held: dict[str, int], report: Report) -
     finally:
         os.umask(umask)
     report.filesystem = "hidden"
+
+
+def _mount_point(path: str, *, is_folder: bool) -> None:
+    """What a bind mount needs at ``path``: a folder for a folder, a file for a file."""
+    if is_folder:
+        os.makedirs(path, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
 
 
 def _become_program(config: dict[str, Any], is_root: bool, has_namespaces: bool,
@@ -143,10 +152,12 @@ def _become_program(config: dict[str, Any], is_root: bool, has_namespaces: bool,
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         limit = int(config["max_file_bytes"])
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-        os.chdir(config["workdir"])
+        os.chdir(config["cwd"])
         is_confined = report.filesystem == "hidden" or (is_root and report.uid != 0)
         _write_report(config["report_fd"], report)
         if not is_confined and not config["is_unconfined_allowed"]:
+            print("sandbox: refusing to run model code unconfined: " + "; ".join(
+                report.problems), file=sys.stderr, flush=True)
             os._exit(EXIT_REFUSED)
         os.execv(config["argv"][0], config["argv"])
     except BaseException as error:  # noqa: B036 - the forked child must never return
@@ -155,8 +166,13 @@ def _become_program(config: dict[str, Any], is_root: bool, has_namespaces: bool,
 
 
 def _write_report(descriptor: int, report: Report) -> None:
-    with os.fdopen(descriptor, "w") as out:
-        json.dump(report.__dict__, out)
+    """Best effort: whoever started us may be gone (a controller killed mid-start), and a
+    server must outlive it (the next controller adopts it)."""
+    try:
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(report.__dict__, out)
+    except OSError:
+        pass
 
 
 def _wait_forwarding_signals(child: int) -> int:

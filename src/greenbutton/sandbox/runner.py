@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ from typing import Any
 from .enter import EXIT_REFUSED
 from .policy import SandboxPolicy
 
+log = logging.getLogger(__name__)
 LOG_TAIL_BYTES = 8192
 _PIPE_CHUNK = 65536
 _READER_GRACE_S = 5.0
@@ -117,42 +119,65 @@ class Sandbox:
         self._hand_over(workdir)
         answer_r, answer_w = os.pipe()
         report_r, report_w = os.pipe()
-        config = self._config(program, answer_w, report_w, workdir)
+        config = self._config([sys.executable, "-I", *program, str(answer_w)], report_w,
+                              cwd=workdir, rules=[["work", str(workdir)]])
         try:
             process = subprocess.Popen(
                 [sys.executable, "-I", "-m", "greenbutton.sandbox.enter", json.dumps(config)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=(answer_w, report_w), env=self._environ(workdir), cwd=workdir,
-                start_new_session=True)
+                pass_fds=(answer_w, report_w), env=self._environ(workdir / "tmp"),
+                cwd=workdir, start_new_session=True)
         finally:
             os.close(answer_w)
             os.close(report_w)
         return self._collect(process, stdin, answer_r, report_r, timeout_s)
 
-    def _config(self, program: Sequence[str], answer_fd: int, report_fd: int,
-                workdir: Path) -> dict[str, Any]:
+    def spawn(self, argv: Sequence[str], *, env: dict[str, str], pass_fds: Sequence[int],
+              output: int, kept: Sequence[Path] = (), writable: Sequence[Path] = ()
+              ) -> subprocess.Popen[bytes]:
+        """Start a long-running program (a server) in the sandbox and return at once. It sees
+        ``kept`` read-only and ``writable`` read-write besides what Python needs, a private
+        ``/tmp`` (its home and working folder), ``env`` added to the minimal environment,
+        and writes to ``output``. Its isolation is logged when it is known."""
+        report_r, report_w = os.pipe()
+        rules = [["keep", str(p)] for p in kept] + [["work", str(p)] for p in writable]
+        config = self._config(list(argv), report_w, cwd=Path("/tmp"), rules=rules)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-m", "greenbutton.sandbox.enter", json.dumps(config)],
+                stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                pass_fds=(*pass_fds, report_w), env={**self._environ(Path("/tmp")), **env},
+                start_new_session=True)
+        finally:
+            os.close(report_w)
+        threading.Thread(target=_log_isolation, args=(report_r, process.pid), daemon=True,
+                         name="sandbox-report").start()
+        return process
+
+    def _config(self, argv: list[str], report_fd: int, *, cwd: Path,
+                rules: list[list[str]]) -> dict[str, Any]:
         policy = self.policy
-        rules = [["hide", p] for p in policy.hidden] + [["keep", p] for p in policy.kept]
+        common = [["hide", p] for p in policy.hidden] + [["keep", p] for p in policy.kept]
         return {
-            "rules": [*rules, ["work", str(workdir)]],
+            "rules": [*common, *rules],
             "uid": policy.uid, "gid": policy.gid,
             "is_network_allowed": policy.is_network_allowed,
             "is_unconfined_allowed": policy.is_unconfined_allowed,
             "max_file_bytes": policy.max_file_bytes,
             "report_fd": report_fd,
-            "workdir": str(workdir),
-            "argv": [sys.executable, "-I", *program, str(answer_fd)],
+            "cwd": str(cwd),
+            "argv": argv,
         }
 
-    def _environ(self, workdir: Path) -> dict[str, str]:
+    def _environ(self, temporary: Path) -> dict[str, str]:
         """Nothing of the platform's environment: only what a Python program needs."""
         return {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
-            "HOME": str(workdir),
-            "TMPDIR": str(workdir / "tmp"),
-            "MPLCONFIGDIR": str(workdir / "tmp"),
-            "NUMBA_CACHE_DIR": str(workdir / "tmp"),
+            "HOME": str(temporary),
+            "TMPDIR": str(temporary),
+            "MPLCONFIGDIR": str(temporary),
+            "NUMBA_CACHE_DIR": str(temporary),
         }
 
     def _hand_over(self, workdir: Path) -> None:
@@ -238,6 +263,18 @@ def _keep_tail(pipe: Any, tail: collections.deque[bytes]) -> None:
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def _log_isolation(report_r: int, pid: int) -> None:
+    reader = _BoundedRead(report_r, 65536)
+    reader.run()
+    isolation = _isolation(reader.data)
+    if isolation is None:
+        log.warning("sandboxed process %d reported no isolation (it did not start)", pid)
+    elif isolation.is_confined:
+        log.info("sandboxed process %d: %s", pid, isolation.describe())
+    else:
+        log.warning("sandboxed process %d runs UNCONFINED: %s", pid, isolation.describe())
 
 
 def _isolation(report: bytes) -> Isolation | None:

@@ -112,6 +112,17 @@ def fetch_model(model_uri: str, settings: MlflowSettings, dst_path: Path) -> Fet
     return FetchedModel(path=local_path, name=name, version=version)
 
 
+def copied_model(model_uri: str, folder: Path) -> FetchedModel:
+    """A model whose files were copied to ``folder`` beforehand; ``models:/NAME/VERSION``
+    says who it answers as (no registry is asked)."""
+    if not (folder / MLMODEL_FILE_NAME).is_file():
+        raise ModelNotFound(f"cannot load {model_uri!r}: no MLmodel file in {folder}")
+    registered = _split_models_uri(model_uri)
+    if registered is None or registered[1] or not registered[2].isdigit():
+        return FetchedModel(path=str(folder), name=UNREGISTERED_NAME, version=None)
+    return FetchedModel(path=str(folder), name=registered[0], version=registered[2])
+
+
 def check_environment(fetched: FetchedModel) -> FetchedModel:
     """Log what ``mlflow.pyfunc.load_model`` warns about (requirements this environment does
     not meet, another Python version); loading the copy returned skips these checks.

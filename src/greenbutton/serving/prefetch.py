@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..config import MlflowSettings
-from .loading import FetchedModel, ServedModel, check_environment, fetch_model, load_fetched
+from .loading import (
+    FetchedModel,
+    ServedModel,
+    check_environment,
+    copied_model,
+    fetch_model,
+    load_fetched,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +47,14 @@ class ModelFetch:
             served = fetch.load()   # waits for the helper, then unpickles here
     """
 
-    def __init__(self, model_uri: str, settings: MlflowSettings, workdir: Path) -> None:
+    def __init__(self, model_uri: str, settings: MlflowSettings, workdir: Path, *,
+                 copied_to: Path | None = None) -> None:
+        """``copied_to``: the model's files are already there (the controller copied them),
+        so nothing is fetched and MLflow is not asked."""
         self.model_uri = model_uri
         self.settings = settings
         self.workdir = workdir
+        self.copied_to = copied_to
         self._helper: tuple[int, int] | None = None
         """(pid, read end of its pipe) until answered or stopped."""
         self._checking: int | None = None
@@ -53,7 +64,7 @@ class ModelFetch:
     def start(self) -> None:
         """Fork the helper; not once threads run (the child would get only this one, and
         any lock another holds would stay locked in it): then :meth:`fetched` does the work."""
-        if not hasattr(os, "fork") or threading.active_count() > 1:
+        if self.copied_to is not None or not hasattr(os, "fork") or threading.active_count() > 1:
             return
         read, write = os.pipe()
         pid = os.fork()
@@ -65,6 +76,8 @@ class ModelFetch:
 
     def fetched(self) -> FetchedModel:
         """Where the files are: the helper's answer, else fetched here (raising what fails)."""
+        if self.copied_to is not None:
+            return copied_model(self.model_uri, self.copied_to)
         answer = self._wait()
         if answer is not None:
             return FetchedModel(**answer)
@@ -140,11 +153,12 @@ def _kill_and_reap(pid: int) -> None:
 
 
 @contextlib.contextmanager
-def prefetching(model_uri: str, settings: MlflowSettings) -> Iterator[ModelFetch]:
+def prefetching(model_uri: str, settings: MlflowSettings, *,
+                copied_to: Path | None = None) -> Iterator[ModelFetch]:
     """A started :class:`ModelFetch` into a temporary folder, removed (helper ended) at exit."""
     with tempfile.TemporaryDirectory(prefix="greenbutton-model-",
                                      ignore_cleanup_errors=True) as workdir:
-        fetch = ModelFetch(model_uri, settings, Path(workdir))
+        fetch = ModelFetch(model_uri, settings, Path(workdir), copied_to=copied_to)
         fetch.start()
         try:
             yield fetch

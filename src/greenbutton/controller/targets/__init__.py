@@ -57,7 +57,11 @@ class SpecAwareTarget(Protocol):
 def _local(uri: str, settings: Settings) -> Target:
     from .local import LocalTarget
 
-    return LocalTarget(settings)
+    if not settings.sandbox.is_serving_sandboxed:
+        return LocalTarget(settings)
+    from .local_sandbox import SandboxedServing
+
+    return LocalTarget(settings, sandboxed=SandboxedServing(settings))
 
 
 def _kubernetes(uri: str, settings: Settings) -> Target:

@@ -24,10 +24,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from ...config import Settings
+from ...errors import GreenbuttonError
 from ..reconcile import InstanceState, ObservedDeployment, VersionRef, check_name
 from .local_records import (
     INSTANCE_ID_ENV,
@@ -40,6 +42,9 @@ from .local_records import (
     start_time_of,
     wait_gone,
 )
+
+if TYPE_CHECKING:
+    from .local_sandbox import SandboxedServing
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +93,12 @@ class _Instance:
 class LocalTarget:
     """Serving processes on this machine, supervised by the controller's process."""
 
-    def __init__(self, settings: Settings, *, argv: ServeArgv = serve_argv) -> None:
+    def __init__(self, settings: Settings, *, argv: ServeArgv = serve_argv,
+                 sandboxed: SandboxedServing | None = None) -> None:
+        """``sandboxed``: start children in the sandbox, each on a copy of its version."""
         self._settings = settings
         self._argv = argv
+        self._sandboxed = sandboxed
         self._instances: dict[VersionRef, _Instance] = {}
         self._logs = settings.home / "logs"
         self._state_file = settings.home / "run" / "local-target.json"
@@ -121,7 +129,15 @@ class LocalTarget:
         previous = self._instances.get(ref)
         if previous is not None and previous.state is not InstanceState.FAILED:
             return
-        self._instances[ref] = self._spawn(ref, previous.failures if previous else 0)
+        failures = previous.failures if previous else 0
+        model = None
+        if self._sandboxed is not None:
+            try:
+                model = await asyncio.to_thread(self._sandboxed.prepare, ref)
+            except GreenbuttonError as error:
+                self._instances[ref] = self._failed(ref, failures, f"no copy: {error.message}")
+                return
+        self._instances[ref] = self._spawn(ref, failures, model)
         self._save()
 
     async def _adopt_once(self) -> None:
@@ -158,6 +174,14 @@ class LocalTarget:
             if self._instances.get(ref) is instance:
                 del self._instances[ref]
             self._save()
+            self._release_copy(ref)
+
+    def _release_copy(self, ref: VersionRef) -> None:
+        """Remove a version's copy once nothing here serves it."""
+        if self._sandboxed is None or any((r.model, r.version) == (ref.model, ref.version)
+                                          for r in self._instances):
+            return
+        self._sandboxed.copies.release(ref.model, ref.version)
 
     async def close(self) -> None:
         """Stop every child (drain timeout from settings) and close the health client."""
@@ -165,7 +189,15 @@ class LocalTarget:
         await asyncio.gather(*(self.stop(ref, drain_s) for ref in list(self._instances)))
         await self._client.aclose()
 
-    def _spawn(self, ref: VersionRef, failures: int) -> _Instance:
+    @staticmethod
+    def _failed(ref: VersionRef, failures: int, reason: str) -> _Instance:
+        record = InstanceRecord(ref.name, ref.model, ref.version, 0, uuid.uuid4().hex, "",
+                                replica=ref.replica)
+        instance = _Instance(ref, None, record, failures=failures + 1)
+        instance.enter(InstanceState.FAILED, reason)
+        return instance
+
+    def _spawn(self, ref: VersionRef, failures: int, model: Path | None = None) -> _Instance:
         self._logs.mkdir(parents=True, exist_ok=True, mode=0o700)
         replica = f"-r{ref.replica}" if ref.replica else ""
         log_path = self._logs / f"{ref.name}-v{ref.version}{replica}.log"
@@ -178,21 +210,7 @@ class LocalTarget:
             self._save()  # before the spawn: a kill -9 right after it still finds the child
             argv = self._argv(ref, sock.fileno())
             os.write(log_fd, f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {argv}\n".encode())
-            process = subprocess.Popen(
-                argv,
-                pass_fds=(sock.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=log_fd,
-                cwd=self._state_file.parent,  # not ours: a .env there holds our settings
-                env={**{k: v for k, v in os.environ.items()  # none of our own settings
-                        if not k.startswith("GREENBUTTON_")},
-                     **self._settings.serving_environ(),
-                     "GREENBUTTON_SERVING__WORKERS": str(
-                         self._settings.controller.workers_per_replica),
-                     INSTANCE_ID_ENV: record.instance_id},
-                start_new_session=True,  # Ctrl-C reaches the controller, which drains children
-            )
+            process = self._popen(argv, record, sock.fileno(), log_fd, model)
         except OSError as error:
             instance = _Instance(ref, None, record, failures=failures + 1)
             instance.enter(InstanceState.FAILED, f"could not start: {error}")
@@ -204,6 +222,25 @@ class LocalTarget:
         record = InstanceRecord(**{**record.__dict__, "pid": process.pid,
                                    "start_time": start_time_of(process.pid)})
         return _Instance(ref, process, record, failures=failures)
+
+    def _popen(self, argv: list[str], record: InstanceRecord, fd: int, log_fd: int,
+               model: Path | None) -> subprocess.Popen[bytes]:
+        """A child with what a serving process needs to know, none of the platform's
+        settings or secrets; in the sandbox when configured."""
+        env = {**self._settings.serving_environ(),
+               "GREENBUTTON_SERVING__WORKERS": str(self._settings.controller.workers_per_replica),
+               INSTANCE_ID_ENV: record.instance_id}
+        if model is not None:
+            env["GREENBUTTON_SERVING__MODEL_DIR"] = str(model)
+        if self._sandboxed is not None and model is not None:
+            return self._sandboxed.popen(argv, model, env=env, pass_fds=(fd,), output=log_fd)
+        return subprocess.Popen(
+            argv, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
+            cwd=self._state_file.parent,  # not ours: a .env there holds our settings
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("GREENBUTTON_")},
+                 **env},
+            start_new_session=True,  # Ctrl-C reaches the controller, which drains children
+        )
 
     def _check_exit(self, instance: _Instance) -> bool:
         """Mark an exited or overdue child failed; True if it is still starting."""
