@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +84,17 @@ def postgres_uri() -> Iterator[str]:
         subprocess.run(_as_owner([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
                                   "stop"], owner), check=False, capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def new_database(server_uri: str, prefix: str = "t") -> str:
+    """The URI of a new, empty database on the server at ``server_uri`` (each test its own)."""
+    from sqlalchemy import text
+
+    from greenbutton.store.engine import create_store_engine
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    engine = create_store_engine(server_uri)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return server_uri.rsplit("/", 1)[0] + f"/{name}"

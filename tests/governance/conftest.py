@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import pytest
 from mlflow import MlflowClient
-from sqlalchemy import text
 
 from greenbutton.config import Settings
 from greenbutton.controller.loop import Controller
@@ -23,10 +22,10 @@ from greenbutton.governance.approvals import Approvals
 from greenbutton.registry import Registry
 from greenbutton.server.app import create_control_plane
 from greenbutton.store import open_store
-from greenbutton.store.engine import create_store_engine
 from greenbutton.store.governance_records import GateOutcome
 from greenbutton.store.governance_sql import SqlGovernanceStore
 from greenbutton.store.sql import SqlStore
+from postgres_server import new_database
 
 ROLES = ("admin", "maintainer", "data-scientist", "viewer")
 
@@ -66,13 +65,7 @@ def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A new SQLite file, or a new database on the test PostgreSQL, for ``request.param``."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'gov' / 'gb.db'}"
-    server = request.getfixturevalue("postgres_uri")
-    name = f"gov_{uuid.uuid4().hex[:12]}"
-    engine = create_store_engine(server)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return server.rsplit("/", 1)[0] + f"/{name}"
+    return new_database(request.getfixturevalue("postgres_uri"), "gov")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

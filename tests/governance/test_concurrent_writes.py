@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from greenbutton.governance.access import Access
 from greenbutton.governance.audit import verify_chain
 from greenbutton.registry import Stage
-from greenbutton.store.engine import create_store_engine
 from greenbutton.store.governance_records import AuditEvent
 from greenbutton.store.governance_sql import open_governance_store
 from greenbutton.store.sql import SqlStore
+from postgres_server import new_database
 
 from .conftest import World
 
@@ -62,13 +60,7 @@ def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         uri = f"sqlite:///{tmp_path / 'gb.db'}"
     else:
-        server = request.getfixturevalue("postgres_uri")
-        name = f"race_{uuid.uuid4().hex[:12]}"
-        engine = create_store_engine(server)
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        engine.dispose()
-        uri = server.rsplit("/", 1)[0] + f"/{name}"
+        uri = new_database(request.getfixturevalue("postgres_uri"), "race")
     open_governance_store(uri).close()
     return uri
 

@@ -26,6 +26,7 @@ from greenbutton.store.engine import create_store_engine
 from greenbutton.store.governance_records import AuditEvent, entry_hash
 from greenbutton.store.sql import SqlStore
 from greenbutton.wiring import build_store
+from postgres_server import new_database
 
 
 @dataclass
@@ -66,13 +67,7 @@ def sealed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sealed]:
     if request.param == "sqlite":
         uri = f"sqlite:///{tmp_path / 'gb' / 'greenbutton.db'}"
     else:
-        server = request.getfixturevalue("postgres_uri")
-        name = f"tamper_{uuid.uuid4().hex[:12]}"
-        admin = create_store_engine(server)
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        uri = server.rsplit("/", 1)[0] + f"/{name}"
+        uri = new_database(request.getfixturevalue("postgres_uri"), "tamper")
     settings = Settings(home=tmp_path / "gb", store={"uri": uri},  # type: ignore[arg-type]
                         _env_file=None)  # type: ignore[call-arg]
     settings.home.mkdir(mode=0o700, exist_ok=True)

@@ -12,14 +12,12 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
-from greenbutton.store.engine import create_store_engine
+from postgres_server import new_database
 
 S3_KEY = "S3RVER"
 BUCKET = "greenbutton"
@@ -34,12 +32,7 @@ def free_port() -> int:
 @pytest.fixture
 def fresh_pg(postgres_uri: str) -> str:
     """A new, empty database on the test PostgreSQL server."""
-    name = f"so_{uuid.uuid4().hex[:12]}"
-    engine = create_store_engine(postgres_uri)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return postgres_uri.rsplit("/", 1)[0] + f"/{name}"
+    return new_database(postgres_uri, "so")
 
 
 @pytest.fixture(scope="session")

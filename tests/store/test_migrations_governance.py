@@ -3,7 +3,6 @@ with data in it, on SQLite and on a real PostgreSQL."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from greenbutton.store.engine import create_store_engine
 from greenbutton.store.governance_records import AuditEvent
 from greenbutton.store.governance_sql import open_governance_store
 from greenbutton.store.migrate import _config, engine_revision, head_revision, upgrade
+from postgres_server import new_database
 
 GOVERNANCE_TABLES = {"principals", "tokens", "grants", "model_policies", "transition_requests",
                      "gate_results", "audit_log"}
@@ -24,13 +24,7 @@ def fresh_uri(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """An empty database: a new SQLite file, or a new database on the test PostgreSQL."""
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'gb.db'}"
-    base = request.getfixturevalue("postgres_uri")
-    name = f"mig_{uuid.uuid4().hex[:12]}"
-    engine = create_store_engine(base)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return base.rsplit("/", 1)[0] + f"/{name}"
+    return new_database(request.getfixturevalue("postgres_uri"), "mig")
 
 
 def upgrade_to(uri: str, revision: str) -> None:
