@@ -1,10 +1,12 @@
 """What kind of values each input column holds, and their categories as comparable labels.
 
 A column is *categorical* when it is declared so (``log_model(categorical=[...])``), holds
-strings, categories or booleans, or holds numbers with few distinct values (integer codes,
-flags): at most :data:`MAX_CODES`, and at least :data:`ROWS_PER_CODE` reference rows per
-value, so a short continuous column is not mistaken for codes. Categorical columns get a
-chi-squared test and an unseen-category check; the others a KS test and a range check.
+strings, categories or booleans, or holds numbers with few distinct values, each common
+(integer codes, flags): at most :data:`MAX_CODES` values, each in at least
+:data:`ROWS_PER_CODE` reference rows. A rare value marks an ordinal scale with a thin tail
+(a pixel intensity, a count) rather than a code, and a short continuous column is not
+mistaken for codes either. Categorical columns get a chi-squared test and an unseen-category
+check; the others KS and Mann-Whitney tests and a range check.
 Every column also has a value *type* (integer, number, boolean, string) that a window's
 values are checked against.
 """
@@ -20,7 +22,7 @@ import pandas as pd
 MAX_CODES = 10
 """Numeric columns with at most this many distinct values are inferred to be codes."""
 ROWS_PER_CODE = 5
-"""…and only when the reference has at least this many rows per distinct value."""
+"""…each of them in at least this many reference rows."""
 
 
 class ValueType(StrEnum):
@@ -48,8 +50,8 @@ def categorical_columns(reference: pd.DataFrame, declared: Iterable[str] = ()) -
 
 
 def _is_coded(series: pd.Series) -> bool:
-    distinct = int(series.nunique(dropna=True))
-    return 0 < distinct <= min(MAX_CODES, int(series.notna().sum()) // ROWS_PER_CODE)
+    counts = series.value_counts(dropna=True)
+    return 0 < len(counts) <= MAX_CODES and int(counts.min()) >= ROWS_PER_CODE
 
 
 def value_type(series: pd.Series) -> ValueType:
