@@ -142,3 +142,10 @@ def test_checks_that_found_nothing_do_not_dilute_one_that_did() -> None:
     window = pd.DataFrame(rng.normal(size=(100, 40)), columns=columns)
     window.loc[:2, "c7"] = np.nan
     assert check(detector, window, "c7", "missing")
+
+
+def test_numeric_column_with_a_rare_value_is_an_ordinal_scale_not_codes() -> None:
+    rng = np.random.default_rng(15)
+    frame = pd.DataFrame({"intensity": rng.choice([0, 1, 2, 3], 500)})
+    frame.loc[0, "intensity"] = 13  # seen once: a thin tail, not a code
+    assert categorical_columns(frame) == []

@@ -12,8 +12,8 @@ Rows reach the store when the payload log flushes (every ``flush_interval_s``);
 Every worker and replica serving the version reads the same rows, so one of them tests them
 per interval: each interval, a worker first publishes the snapshot last stored by whichever
 process tested, then claims the next test in the store (``claim_drift_test``); the one that
-wins tests and stores its snapshot. A digits window costs 50 ms of CPU in a tight loop and
-about 140 ms in a loaded server, holding the interpreter lock for much of it: once per
+wins tests and stores its snapshot. A digits window costs about 100 ms of CPU in a tight
+loop, more in a loaded server, holding the interpreter lock for much of it: once per
 interval per version, not once per worker and replica. A worker whose claim fails (the
 store down) tests anyway, and none waits for another's test.
 """
