@@ -95,8 +95,10 @@ class ConfidenceEstimator:
     min_rows: ClassVar[int] = 50
     """Held-out rows needed to fit the calibration."""
 
-    def __init__(self, confidence: np.ndarray, accuracy: np.ndarray) -> None:
+    def __init__(self, confidence: np.ndarray, accuracy: np.ndarray, held_out_rows: int
+                 ) -> None:
         self.confidence, self.accuracy = confidence, accuracy
+        self.held_out_rows = held_out_rows
 
     @classmethod
     def fit(cls, probabilities: np.ndarray, is_correct: np.ndarray) -> ConfidenceEstimator:
@@ -104,27 +106,32 @@ class ConfidenceEstimator:
         top = np.max(np.asarray(probabilities, dtype=float), axis=1)
         curve = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         curve.fit(top, np.asarray(is_correct, dtype=float))
-        return cls(curve.X_thresholds_, curve.y_thresholds_)
+        return cls(curve.X_thresholds_, curve.y_thresholds_, len(top))
 
     def estimate(self, probabilities: np.ndarray) -> dict[str, float] | None:
-        """Estimated accuracy of rows with these probabilities and a 95 % interval (the
-        spread of right answers given the calibrated chances; the calibration's own error
-        is not in it); None without rows."""
+        """Estimated accuracy of rows with these probabilities and a 95 % interval; None
+        without rows. The interval adds two spreads: of right answers given the calibrated
+        chances, and of the calibration itself, taken as that of an accuracy measured on the
+        held-out rows (it is fitted on them; under a shift to inputs the held-out rows had
+        few of, it is wider than that)."""
         values = np.asarray(probabilities, dtype=float)
         if values.ndim != 2 or len(values) == 0:
             return None
         chances = np.interp(values.max(axis=1), self.confidence, self.accuracy)
         mean = float(chances.mean())
-        half = 1.96 * math.sqrt(float(np.sum(chances * (1 - chances)))) / len(chances)
+        answers = float(np.sum(chances * (1 - chances))) / len(chances) ** 2
+        calibration = mean * (1 - mean) / max(1, self.held_out_rows)
+        half = 1.96 * math.sqrt(answers + calibration)
         return {"accuracy": mean, "low": max(0.0, mean - half), "high": min(1.0, mean + half),
                 "rows": float(len(chances))}
 
     def state(self) -> tuple[dict[str, Any], Arrays]:
-        return {}, {"confidence": self.confidence, "accuracy": self.accuracy}
+        return {"held_out_rows": self.held_out_rows}, {"confidence": self.confidence,
+                                                       "accuracy": self.accuracy}
 
     @classmethod
     def from_state(cls, params: dict[str, Any], arrays: Arrays) -> ConfidenceEstimator:
-        return cls(arrays["confidence"], arrays["accuracy"])
+        return cls(arrays["confidence"], arrays["accuracy"], int(params["held_out_rows"]))
 
 
 def _plain(values: Any) -> list[Any]:
