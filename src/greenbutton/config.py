@@ -154,7 +154,8 @@ class MonitoringSettings(BaseModel):
     outlier_detector: str = "mahalanobis"
     """Outlier detector fitted at log time: ``mahalanobis`` (MCD) or ``isolation_forest``."""
     outlier_target_fpr: PositiveFloat = 0.01
-    """Share of clean rows flagged as outliers (threshold calibrated on held-back rows)."""
+    """Share of clean rows flagged as outliers (threshold calibrated on cross-fitted scores of
+    the reference rows)."""
     is_adversarial_enabled: bool = False
     """Feature-squeezing check per row (costs a second model call per request)."""
     buffer_size: PositiveInt = 10_000

@@ -1,13 +1,13 @@
 """Outlier detectors: a score per row and a threshold calibrated to a false-positive rate.
 
-The threshold is the ``1 - target_fpr`` quantile of out-of-sample scores of reference rows
-(held back, or cross-fitted: ``monitors.fit_outliers``), so about ``target_fpr`` of clean
-traffic is flagged.
+The threshold is the split-conformal ``1 - target_fpr`` rank of out-of-sample scores of the
+reference rows (cross-fitted: ``monitors.fit_outliers``), so at most about ``target_fpr`` of
+clean traffic is flagged.
 State is JSON + numpy arrays (no pickle). Detectors are chosen from :data:`OUTLIER_DETECTORS`.
 
-    detector = MahalanobisDetector.fit(fit_rows)
-    detector.threshold = calibrate(detector.score(held_back_rows), target_fpr=0.01)
-    scores, flags = detector.score(frame), detector.score(frame) > detector.threshold
+    detector, scores = MahalanobisDetector.fit_calibrated(reference, folds)
+    detector.threshold = calibrate(scores, target_fpr=0.01)
+    flags = detector.score(frame) > detector.threshold
 """
 
 from __future__ import annotations
