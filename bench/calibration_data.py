@@ -34,13 +34,21 @@ class Split:
 
 @dataclass(frozen=True)
 class DataSet:
-    """A table, its task, the columns declared categorical and how a split is drawn."""
+    """A table, its task, the columns declared categorical, how a split is drawn, and how
+    clean windows are tested: on ``clean_splits`` times as many splits as the scenarios,
+    ``clean_per_split`` on each.
+
+    Windows from one finite pool overlap (they share most rows, so one unusual pool flags
+    all of them): bundled tables get three times the splits and two clean windows each;
+    generated tables draw independent windows, twenty per split."""
 
     name: str
     description: str
     task: Task
     draw: Callable[[np.random.Generator], Split]
     categorical: tuple[str, ...] = field(default=())
+    clean_splits: int = 1
+    clean_per_split: int = 20
 
 
 def split_table(X: pd.DataFrame, y: np.ndarray, rng: np.random.Generator,
@@ -136,9 +144,10 @@ def generated(rows: Callable[[np.random.Generator, int], tuple[pd.DataFrame, np.
 DATA_SETS: dict[str, DataSet] = {d.name: d for d in (
     DataSet("breast_cancer", "sklearn breast cancer: 569 rows, 30 numeric features, binary "
             "(reference 312, held-out 85, pool 172 per split)", "classification",
-            breast_cancer),
+            breast_cancer, clean_splits=3, clean_per_split=2),
     DataSet("diabetes", "sklearn diabetes: 442 rows, 10 numeric features (sex: 2 values), "
-            "regression (reference 221, held-out 66, pool 155)", "regression", diabetes),
+            "regression (reference 221, held-out 66, pool 155)", "regression", diabetes,
+            clean_splits=3, clean_per_split=2),
     DataSet("mixed25", "synthetic: 25 columns (correlated, log-normal, counts, integer codes, "
             "binaries, noise), binary; reference 1000, held-out 300, fresh pool",
             "classification", generated(mixed_rows, (1000, 300, 2000))),

@@ -1,16 +1,20 @@
 """Calibration and power of the monitors on data they were not tuned on; run by ``make bench``.
 
-    .venv/bin/python bench/monitoring_calibration.py [--splits 200] [--data-sets a,b]
-        [--write docs/performance.md]
+    .venv/bin/python bench/monitoring_calibration.py [--splits 100] [--data-sets a,b]
+        [--spread 6] [--write docs/performance.md]
 
 For each data set (see ``calibration_data.py``; digits is ``drift_power.py``'s) and each of
-``--splits`` independent splits: a model is trained on the reference rows, the monitors
-are fitted as ``log_model`` fits them (reference, the model's predictions, held-out rows
-with labels), and windows of 100 requests are tested at alpha 0.01: clean windows (the
-false-alarm rate, feedback included) and one window per drift scenario (the power). The
-feedback tests get the last 50, 100 or 200 labelled rows. Intervals are 95 % Wilson
-intervals; for clean windows, several per split share a reference, so the interval uses
-the effective count (the design effect of that sharing, estimated from the data).
+its independent splits (``--splits``; the bundled tables get twice as many more, with clean
+windows only): a model is trained on the reference rows, the monitors are fitted as
+``log_model`` fits them (reference, the model's predictions, held-out rows with labels and
+class probabilities),
+and windows of 100 requests are tested at alpha 0.01: clean windows with their truths as
+feedback (the false-alarm rate of every detector and of the overall verdict) and one window
+per drift scenario (the power). Label noise gets the last 50, 100 or 200 labelled rows (the
+bundled tables' pools hold fewer: all of them). Intervals are 95 % Wilson intervals; clean
+windows of one split share a reference, so theirs use the effective count (the design
+effect of that sharing, estimated from the data). ``--spread`` also tests MMD against a few
+fixed references with many fresh windows each: the false alarms one deployment sees.
 """
 
 from __future__ import annotations
@@ -120,15 +124,17 @@ def estimate_error(fitted: Fitted, frame: pd.DataFrame, truths: np.ndarray
     return found["accuracy"] - actual, found["low"] <= actual <= found["high"]
 
 
-def run(data: DataSet, splits: int, clean_per_split: int, seed: int) -> dict[str, Any]:
+def run(data: DataSet, splits: int, seed: int) -> dict[str, Any]:
+    """Clean windows on ``splits`` × ``data.clean_splits`` splits, scenarios on the first
+    ``splits`` of them."""
     rng = np.random.default_rng(seed)
     tally, row_flags = Tally(), Tally()
     estimates: dict[str, list[tuple[float, bool] | None]] = defaultdict(list)
     started = time.perf_counter()
-    for _ in range(splits):
+    for index in range(splits * data.clean_splits):
         fitted = prepare(data, rng)
         threshold = fitted.monitors.outliers.threshold if fitted.monitors.outliers else np.inf
-        windows = [clean(fitted.context, rng) for _ in range(clean_per_split)]
+        windows = [clean(fitted.context, rng) for _ in range(data.clean_per_split)]
         results = [test(fitted, frame, truths) for frame, truths in windows]
         for name in {n for r in results for n in r}:
             tally.add(f"clean|{name}", [r[name].is_drift for r in results if name in r])
@@ -136,6 +142,8 @@ def run(data: DataSet, splits: int, clean_per_split: int, seed: int) -> dict[str
             estimates["clean"].append(estimate_error(fitted, frame, truths))
         row_flags.add("rows", [bool(s > threshold) for frame, _ in windows
                                for s in fitted.monitors.outlier_scores(frame)])
+        if index >= splits:
+            continue
         for scenario, draw in INPUT_SCENARIOS.items():
             if scenario.startswith("unseen") and fitted.context.categorical is None:
                 continue
@@ -146,8 +154,8 @@ def run(data: DataSet, splits: int, clean_per_split: int, seed: int) -> dict[str
             if not scenario.startswith(("unseen", "informative feature all")):
                 estimates[scenario].append(estimate_error(fitted, frame, truths))
         feedback(fitted, rng, tally)
-    return {"tally": tally, "rows": row_flags, "estimates": estimates,
-            "seconds": time.perf_counter() - started}
+    return {"tally": tally, "rows": row_flags, "estimates": estimates, "splits": splits,
+            "clean_splits": splits * data.clean_splits, "seconds": time.perf_counter() - started}
 
 
 def feedback(fitted: Fitted, rng: np.random.Generator, tally: Tally) -> None:
@@ -173,25 +181,24 @@ DETECTOR_ORDER = ("features", "quality", "mmd", "predictions", "outlier_scores",
                   "performance", "overall")
 
 
-def render(figures: dict[str, dict[str, Any]], splits: int, clean_per_split: int) -> str:
+def render(figures: dict[str, dict[str, Any]], splits: int) -> str:
     names = sorted({k.split("|")[1] for f in figures.values() for k in f["tally"].hits},
                    key=lambda n: DETECTOR_ORDER.index(n) if n in DETECTOR_ORDER else 99)
     lines = [SECTION, "",
              f"`.venv/bin/python bench/monitoring_calibration.py --splits {splits}` — per data "
-             f"set, {splits} independent splits (a model and monitors fitted on each "
-             f"reference), {clean_per_split} clean windows and one window per scenario each, "
-             f"windows of {WINDOW} requests, alpha {ALPHA}. Figures: share of windows flagged "
-             "with its 95 % interval.", ""]
+             "set, independent splits (a model and monitors fitted on each reference, as "
+             "`log_model` fits them with held-out rows), clean windows (false alarms, with "
+             "their feedback) and one window per drift scenario on each, windows of "
+             f"{WINDOW} requests, alpha {ALPHA}. Figures: share of windows flagged, 95 % "
+             "interval in brackets.", "", *render_summary(figures), ""]
     for name, found in figures.items():
         tally: Tally = found["tally"]
-        lines += [f"### {name}", "", DATA_SETS[name].description, "",
+        data = DATA_SETS[name]
+        lines += [f"### {name}", "", f"{data.description}; clean windows: "
+                  f"{data.clean_per_split} on each of {found['clean_splits']} splits; "
+                  f"scenarios: one window on each of {found['splits']}.", "",
                   "| window | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
-        scenarios = ["clean", *INPUT_SCENARIOS,
-                     *sorted({k.split("|")[0] for k in tally.hits if k.startswith("label")},
-                             key=lambda k: int(k.split()[2])), "relabelled class"]
-        for scenario in scenarios:
-            if not any(k.startswith(f"{scenario}|") for k in tally.hits):
-                continue
+        for scenario in scenarios_of(tally):
             cells = [percent(tally.rate(f"{scenario}|{n}")) for n in names]
             lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
         rows = found["rows"].rate("rows")
@@ -199,6 +206,38 @@ def render(figures: dict[str, dict[str, Any]], splits: int, clean_per_split: int
                       f"(target 1 %); {found['seconds']:.0f} s.", ""]
         lines += render_estimates(found["estimates"])
     return "\n".join(lines)
+
+
+def scenarios_of(tally: Tally) -> list[str]:
+    """The windows tested, in the order of the tables."""
+    labelled = sorted({k.split("|")[0] for k in tally.hits if k.startswith("label")},
+                      key=lambda k: int(k.split()[2]))
+    wanted = ["clean", *INPUT_SCENARIOS, *labelled, "relabelled class"]
+    return [s for s in wanted if any(k.startswith(f"{s}|") for k in tally.hits)]
+
+
+def render_summary(figures: dict[str, dict[str, Any]]) -> list[str]:
+    """The overall verdict: one row per data set, one column per window."""
+    tallies: dict[str, Tally] = {name: found["tally"] for name, found in figures.items()}
+    columns = ["clean", *INPUT_SCENARIOS, "label noise", "relabelled class"]
+    titles = {"clean": "false alarms (clean)",
+              "label noise": "label noise, 200 labelled rows (fewer: all the pool)"}
+    lines = ["| data set | " + " | ".join(titles.get(c, c) for c in columns) + " |",
+             "|" + "---|" * (len(columns) + 1)]
+    for name, tally in tallies.items():
+        cells = []
+        for column in columns:
+            found = [s for s in scenarios_of(tally) if s.startswith(column)]
+            key = found[-1] if found else None  # label noise: the most feedback rows
+            cells.append("n/a" if key is None else percent(tally.rate(f"{key}|overall")))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    pooled = Tally()
+    for tally in tallies.values():
+        for group in tally.hits.get("clean|overall", []):
+            pooled.add("clean", group)
+    lines.append("| all, pooled | " + percent(pooled.rate("clean")) + " |"
+                 + " – |" * (len(columns) - 1))
+    return lines
 
 
 def spread(data: DataSet, references: int, windows: int, seed: int) -> list[float]:
@@ -244,17 +283,18 @@ def render_estimates(estimates: dict[str, list[tuple[float, bool] | None]]) -> l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--splits", type=int, default=200)
-    parser.add_argument("--clean-per-split", type=int, default=4)
+    parser.add_argument("--splits", type=int, default=100,
+                        help="splits per data set with every scenario (bundled tables get "
+                             "twice as many more with clean windows only)")
     parser.add_argument("--data-sets", default=",".join(DATA_SETS))
     parser.add_argument("--seed", type=int, default=26)
     parser.add_argument("--spread", type=int, default=6,
                         help="references of the one-reference MMD experiment (0: none)")
     parser.add_argument("--write", type=Path, help="update this Markdown file's section")
     args = parser.parse_args()
-    figures = {name: run(DATA_SETS[name], args.splits, args.clean_per_split, args.seed)
+    figures = {name: run(DATA_SETS[name], args.splits, args.seed)
                for name in args.data_sets.split(",")}
-    text = render(figures, args.splits, args.clean_per_split)
+    text = render(figures, args.splits)
     if args.spread:
         text += "\n" + "\n".join(render_spread("mixed25", spread(
             DATA_SETS["mixed25"], args.spread, 300, args.seed), 300))
