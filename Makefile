@@ -70,6 +70,7 @@ bench-deps:
 bench: $(STAMP) bytecode bench-deps
 	$(BIN)/pytest -m bench -s tests bench $(PYTEST_ARGS)
 	$(BIN)/python bench/drift_power.py --trials 200 --write docs/performance.md
+	$(BIN)/python bench/monitoring_calibration.py --splits 100 --write docs/performance.md
 	$(BIN)/python bench/drift_overhead.py
 	$(BIN)/python bench/serving_bench.py --write docs/performance.md
 	$(BIN)/python bench/controller_rollout.py --write docs/performance.md

@@ -163,10 +163,14 @@ class MonitoringSettings(BaseModel):
     """Recompute drift (off the request path) at most this often."""
     drift_alpha: PositiveFloat = 0.01
     """Family-wise false-alarm rate of one drift test over all detectors and features."""
+    feedback_window_rows: PositiveInt = 200
+    """Label and performance drift test the version's newest this-many labelled rows (rows
+    of feedback, not requests) against its held-out rows."""
     outlier_detector: str = "mahalanobis"
     """Outlier detector fitted at log time: ``mahalanobis`` (MCD) or ``isolation_forest``."""
     outlier_target_fpr: PositiveFloat = 0.01
-    """Share of clean rows flagged as outliers (threshold calibrated on held-back rows)."""
+    """Share of clean rows flagged as outliers (threshold calibrated on cross-fitted scores of
+    the reference rows)."""
     is_adversarial_enabled: bool = False
     """Feature-squeezing check per row (costs a second model call per request)."""
     buffer_size: PositiveInt = 10_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 import subprocess
 import tempfile
@@ -42,6 +43,7 @@ PROFILE_ARTIFACT = "greenbutton_profile"
 TAG_DIGEST = "greenbutton.data_digest"
 TAG_COMMIT = "greenbutton.git_commit"
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,13 +74,18 @@ def log_model(
     settings: Settings | None = None,
     held_out: tuple[Any, Any] | None = None,
     gates: list[Any] | None = None,
+    categorical: list[str] | None = None,
 ) -> LoggedModel:
     """Log ``model`` to MLflow with its reference data and register a new version of ``name``.
 
     Logs into the active MLflow run if there is one, else into a new run of the experiment
     ``settings.mlflow.experiment``; ``params`` and ``metrics`` are logged to that run.
     ``held_out=(X, y)`` and ``gates=[{"kind": "metric", "metric": "accuracy", "min": 0.9}]``
-    are what promotion gates check (see docs/governance.md).
+    are what promotion gates check (see docs/governance.md); held-out rows are also what
+    label, performance and output drift are measured against, and, when the model has a
+    ``predict_proba(context, model_input)`` method, what calibrates its accuracy estimate
+    without labels. ``categorical``: reference columns to monitor as categories besides
+    those inferred (strings, booleans, numeric codes with few values).
     """
     if not MODEL_NAME.match(name):
         raise InvalidInput(f"model name {name!r} must match {MODEL_NAME.pattern}", field="name")
@@ -92,9 +99,10 @@ def log_model(
         all_artifacts = _write_reference(frame, Path(tmp), artifacts or {})
         gate_artifacts, gate_tag = gate_spec.prepare(held_out, gates, Path(tmp))
         all_artifacts.update(gate_artifacts)
-        predictions = _predict_reference(model, frame, all_artifacts)
+        predictions, held = _predict_reference(model, frame, all_artifacts, held_out)
         signature = infer_signature(frame, predictions)
-        all_artifacts.update(_fit_monitors(frame, predictions, Path(tmp), settings))
+        all_artifacts.update(_fit_monitors(frame, predictions, Path(tmp), settings, held,
+                                           categorical))
         with _run(settings, name) as run_id:
             dataset = mlflow.data.pandas_dataset.from_pandas(frame, name=f"{name}-reference")
             mlflow.log_input(dataset, context="reference")
@@ -146,24 +154,58 @@ def _write_reference(frame: Any, folder: Path, user: dict[str, str]) -> dict[str
     return {**user, REFERENCE_ARTIFACT: str(data_path), PROFILE_ARTIFACT: str(profile_path)}
 
 
-def _predict_reference(model: Model, frame: Any, artifacts: dict[str, str]) -> Any:
+def _predict_reference(model: Model, frame: Any, artifacts: dict[str, str],
+                       held_out: tuple[Any, Any] | None) -> tuple[Any, HeldOutputs | None]:
     """The model's own predictions on the reference rows (for the signature and monitors),
-    after checking it on the first rows; computed on a copy, loaded as MLflow will load it."""
+    after checking it on the first rows, and its outputs on the held-out rows; computed on a
+    copy, loaded as MLflow will load it."""
     probe = copy.deepcopy(model)  # load_context may load state that must not be pickled twice
     context = mlflow.pyfunc.PythonModelContext(artifacts=artifacts, model_config={})
     probe.load_context(context)  # type: ignore[no-untyped-call]
     report = check(probe, sample=frame.head(100), context=context)
     if not report:
         raise NonConformingModel([str(p) for p in report.problems])
-    return call_predict(probe, context, frame)
+    predictions = call_predict(probe, context, frame)
+    if held_out is None:
+        return predictions, None
+    rows = reference.as_frame(held_out[0], what="held_out")
+    return predictions, HeldOutputs(held_out[1], call_predict(probe, context, rows),
+                                    _probabilities(probe, context, rows))
 
 
-def _fit_monitors(frame: Any, predictions: Any, folder: Path,
-                  settings: Settings) -> dict[str, str]:
+@dataclass(frozen=True)
+class HeldOutputs:
+    """The held-out rows' truths, and the model's outputs on them."""
+
+    truths: Any
+    predictions: Any
+    probabilities: Any | None
+
+
+def _probabilities(model: Model, context: Any, rows: Any) -> Any | None:
+    """The model's class probabilities (its optional ``predict_proba``), or None."""
+    method = getattr(model, "predict_proba", None)
+    if not callable(method):
+        return None
+    try:
+        return method(context, rows)
+    except Exception:  # the user's code: the monitors go without the estimate, not the model
+        logger.warning("predict_proba failed on the held-out rows; accuracy will not be "
+                       "estimated without labels", exc_info=True)
+        return None
+
+
+def _fit_monitors(frame: Any, predictions: Any, folder: Path, settings: Settings,
+                  held: HeldOutputs | None, categorical: list[str] | None) -> dict[str, str]:
     """Drift, outlier and adversarial monitors fitted on the reference data (see monitoring/)."""
-    from .monitoring.monitors import fit_monitors  # heavy, and only needed here
+    import numpy as np
 
-    return fit_monitors(frame, predictions, folder,
+    from .monitoring.monitors import HeldOut, fit_monitors  # heavy, and only needed here
+
+    held_out = None if held is None else HeldOut(
+        np.asarray(held.truths), np.asarray(held.predictions),
+        None if held.probabilities is None else np.asarray(held.probabilities))
+    return fit_monitors(frame, predictions, folder, held_out=held_out, categorical=categorical,
                         outlier_kind=settings.monitoring.outlier_detector,
                         target_fpr=settings.monitoring.outlier_target_fpr)
 

@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 
 from greenbutton.config import Settings
 from greenbutton.monitoring.metrics import Metrics
-from greenbutton.monitoring.monitors import MONITORS_ARTIFACT, Monitors, fit, save
+from greenbutton.monitoring.monitors import MONITORS_ARTIFACT, HeldOut, Monitors, fit, save
 from greenbutton.monitoring.payload_store import PayloadStore
 from greenbutton.monitoring.runtime import MonitoringRuntime
 from greenbutton.serving.app import create_app
@@ -28,13 +28,17 @@ from greenbutton.serving.loading import ServedModel, load_served_model
 
 
 class RewardedDigits(mlflow.pyfunc.PythonModel):
-    """Digits classifier with a reward: 1 for a right answer, -1 for a wrong one."""
+    """Digits classifier with a reward: 1 for a right answer, -1 for a wrong one; and its
+    class probabilities."""
 
     def __init__(self, classifier: Any) -> None:
         self.classifier = classifier
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
         return self.classifier.predict(model_input)
+
+    def predict_proba(self, context: Any, model_input: pd.DataFrame) -> Any:
+        return self.classifier.predict_proba(model_input)
 
     def reward(self, prediction: Any, truth: Any) -> float:
         return 1.0 if str(prediction) == str(truth) else -1.0
@@ -63,13 +67,35 @@ def digits_monitors(digits_split: Any, classifier: LogisticRegression) -> Monito
 
 
 @pytest.fixture(scope="session")
+def held_out_monitors(digits_split: Any, classifier: LogisticRegression) -> Monitors:
+    """Monitors fitted on the training rows and the first 200 test rows as held-out rows."""
+    train, _, test, y_test = digits_split
+    held = test[:200]
+    return fit(train, classifier.predict(train), held_out=HeldOut(
+        y_test[:200], classifier.predict(held), classifier.predict_proba(held)))
+
+
+@pytest.fixture(scope="session")
 def monitored_model(tmp_path_factory: pytest.TempPathFactory, digits_split: Any,
                     classifier: LogisticRegression, digits_monitors: Monitors) -> ServedModel:
     """A digits pyfunc model saved with its monitors as an artifact, loaded as serving does."""
-    folder = tmp_path_factory.mktemp("monitored")
-    train = digits_split[0]
+    return served(tmp_path_factory.mktemp("monitored"), digits_split[0], classifier,
+                  digits_monitors)
+
+
+@pytest.fixture(scope="session")
+def held_out_model(tmp_path_factory: pytest.TempPathFactory, digits_split: Any,
+                   classifier: LogisticRegression, held_out_monitors: Monitors) -> ServedModel:
+    """The digits model served with monitors fitted with held-out rows."""
+    return served(tmp_path_factory.mktemp("held-out"), digits_split[0], classifier,
+                  held_out_monitors)
+
+
+def served(folder: Path, train: pd.DataFrame, classifier: LogisticRegression,
+           monitors: Monitors) -> ServedModel:
+    """``classifier`` saved as a pyfunc model with ``monitors``, loaded as serving does."""
     artifacts = {MONITORS_ARTIFACT: str(folder / "fit")}
-    save(digits_monitors, folder / "fit")
+    save(monitors, folder / "fit")
     signature = infer_signature(train, np.zeros(len(train), dtype=np.int64))
     mlflow.pyfunc.save_model(folder / "model", python_model=RewardedDigits(classifier),
                              artifacts=artifacts, signature=signature,
@@ -135,9 +161,24 @@ def own_store(own_store_uri: str) -> Iterator[PayloadStore]:
 async def monitored_app(settings: Settings, monitored_model: ServedModel,
                         payload_store: PayloadStore) -> AsyncIterator[tuple[Any, ...]]:
     """The serving app with monitoring plugged in, warmed up; yields (client, runtime, plane)."""
+    async for app in serve(settings, monitored_model, payload_store):
+        yield app
+
+
+@pytest.fixture
+async def held_out_app(settings: Settings, held_out_model: ServedModel,
+                       payload_store: PayloadStore) -> AsyncIterator[tuple[Any, ...]]:
+    """As ``monitored_app``, with monitors fitted with held-out rows."""
+    async for app in serve(settings, held_out_model, payload_store):
+        yield app
+
+
+async def serve(settings: Settings, model: ServedModel, payload_store: PayloadStore
+                ) -> AsyncIterator[tuple[Any, ...]]:
+    """(client, runtime, plane) of the serving app with monitoring, closed at the end."""
     runtime = MonitoringRuntime(settings.monitoring, payload_store)
-    plane = DataPlane(settings.serving, Metrics(), monitored_model)
-    hooks = runtime.hooks(monitored_model, plane.metrics)
+    plane = DataPlane(settings.serving, Metrics(), model)
+    hooks = runtime.hooks(model, plane.metrics)
     plane.add_hooks(hooks.annotators, hooks.sinks)
     await plane.warm_up()
     app = create_app(settings, plane, extra_routes=runtime.routes())

@@ -64,6 +64,17 @@ def test_firing_checks_each_kind_against_its_threshold() -> None:
     assert [rule.name for rule, _ in firing(RULES, figures)] == ["drift", "reward"]
 
 
+def test_data_quality_and_performance_rules_fire_on_their_tests() -> None:
+    rules = [RuleSpec(name="quality", kind=RuleKind.DATA_QUALITY),
+             RuleSpec(name="worse", kind=RuleKind.PERFORMANCE_DROP),
+             RuleSpec(name="guess", kind=RuleKind.ESTIMATED_ACCURACY_BELOW, threshold=0.9)]
+    calm = Figures("digits", "3", estimated_accuracy=0.95)
+    assert firing(rules, calm) == []
+    alarmed = Figures("digits", "3", is_quality_issue=True, is_performance_drop=True,
+                      estimated_accuracy=0.8)
+    assert [rule.name for rule, _ in firing(rules, alarmed)] == ["quality", "worse", "guess"]
+
+
 def test_rule_without_threshold_refused() -> None:
     with pytest.raises(ValueError):
         RuleSpec(name="x", kind=RuleKind.ACCURACY_BELOW)

@@ -49,4 +49,37 @@ def test_logged_version_carries_loadable_monitors(isolated: Settings, digits_spl
     white = pd.DataFrame([np.full(64, 16.0)], columns=train.columns)
     assert monitors.outliers is not None
     assert monitors.outlier_scores(white)[0] > monitors.outliers.threshold
-    assert set(monitors.drift) == {"features", "predictions", "outlier_scores", "mmd"}
+    assert set(monitors.drift) == {"features", "quality", "predictions", "outlier_scores", "mmd"}
+
+
+def test_held_out_rows_give_label_performance_and_confidence_monitors(
+        isolated: Settings, digits_split: Any, tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    class Probable(greenbutton.Model):
+        def __init__(self, clf: Any) -> None:
+            self.clf = clf
+
+        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+            return self.clf.predict(model_input)
+
+        def predict_proba(self, context: Any, model_input: pd.DataFrame) -> Any:
+            return self.clf.predict_proba(model_input)
+
+    train, labels, test, truths = digits_split
+    model = Probable(LogisticRegression(max_iter=300).fit(train, labels))
+    logged = greenbutton.log_model(model, "digits", reference_data=train, settings=isolated,
+                                   held_out=(test, truths))
+    served = load_served_model(logged.model_uri, isolated.mlflow, tmp_path)
+    monitors = load_monitors(Path(model_artifacts(served)["greenbutton_monitors"]))
+    assert monitors.labels is not None and monitors.confidence is not None
+    assert monitors.performance is not None and monitors.performance.reference_value > 0.9
+
+
+def test_unknown_categorical_column_refused(isolated: Settings, digits_split: Any) -> None:
+    from greenbutton.errors import InvalidInput
+
+    train, labels = digits_split[0], digits_split[1]
+    with pytest.raises(InvalidInput):
+        greenbutton.log_model(_model(train, labels), "digits", reference_data=train,
+                              settings=isolated, categorical=["no_such_column"])

@@ -131,3 +131,23 @@ def test_merged_drift_series_report_the_worker_that_found_drift() -> None:
     assert f"greenbutton_drift_detected{labels} 1.0" in merged
     assert f"greenbutton_drift_p_value{labels} 0.002" in merged
     assert f"greenbutton_drift_statistic{labels} 0.998" in merged
+
+
+def test_data_quality_rates_and_performance_published() -> None:
+    from greenbutton.monitoring.drift import DriftResult
+    from greenbutton.monitoring.gauges import MonitoringGauges
+
+    gauges = MonitoringGauges(Metrics().registry)
+    missing = DriftResult("quality", 0.3, 1e-9, True)
+    column = DriftResult("quality", 0.3, 1e-9, True, {"missing": missing})
+    gauges.publish_drift("m", "1", {"quality": DriftResult(
+        "quality", 0.3, 1e-8, True, {"age": column})}, rows=100)
+    gauges.publish_performance("m", "1", {"measure": "accuracy", "rows": 150, "recent": 0.7,
+                                          "held_out": 0.95, "estimated": {"accuracy": 0.93}})
+    text = gauges.render_drift().decode()
+    assert ('greenbutton_data_quality_rate{check="missing",feature="age",model="m",'
+            'version="1"} 0.3') in text
+    for source, value in (("recent_feedback", 0.7), ("held_out", 0.95), ("estimated", 0.93)):
+        assert (f'greenbutton_performance{{measure="accuracy",model="m",source="{source}",'
+                f'version="1"}} {value}') in text
+    assert 'greenbutton_performance_feedback_rows{model="m",version="1"} 150.0' in text

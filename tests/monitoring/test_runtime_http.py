@@ -96,6 +96,41 @@ async def test_feedback_accuracy_per_version_published(monitored_app: Any,
     assert accuracy is not None and 0.5 <= accuracy <= 1.0
 
 
+async def test_feedback_scores_every_row_of_a_request(monitored_app: Any,
+                                                      digits_split: Any) -> None:
+    client, _, plane = monitored_app
+    rows = digits_split[2][:4]
+    body = await predict(client, rows_of(rows), "four-rows")
+    truths = list(body["predictions"])
+    truths[0] = (truths[0] + 1) % 10  # one of four wrong
+    response = await client.post("/feedback", json={"request_id": "four-rows",
+                                                     "truth": truths})
+    assert response.json()["accuracy"] == 0.75
+    accuracy = plane.metrics.registry.get_sample_value(
+        "greenbutton_feedback_accuracy", {"model": "model", "version": ""})
+    assert accuracy == 0.75  # three rows right, not "the request was wrong"
+
+
+async def test_relabelled_feedback_flags_labels_performance_and_overall(
+        held_out_app: Any, digits_split: Any) -> None:
+    client, _, _ = held_out_app
+    rows = digits_split[2][200:300]  # after the 200 held-out rows
+    for start in range(0, 100, 25):
+        await predict(client, rows_of(rows[start:start + 25]), f"fb-{start}")
+        await client.post("/feedback", json={"request_id": f"fb-{start}", "truth": [3] * 25})
+    body = (await client.get("/monitoring", params={"refresh": "1"})).json()
+    drift = body["drift"]
+    assert drift["labels"]["is_drift"] and drift["performance"]["is_drift"]
+    assert drift["overall"]["is_drift"]
+    performance = body["performance"]
+    assert performance["rows"] == 100 and performance["measure"] == "accuracy"
+    assert performance["recent"] < 0.2 < 0.9 < performance["held_out"]
+    assert 0.8 < performance["estimated"]["accuracy"] <= 1.0  # the inputs are clean
+    metrics = (await client.get("/metrics")).text
+    assert 'greenbutton_performance{measure="accuracy",model="model",source="estimated"' in \
+        metrics
+
+
 async def test_monitoring_reports_drift_for_inverted_traffic(monitored_app: Any,
                                                              digits_split: Any) -> None:
     client, _, plane = monitored_app

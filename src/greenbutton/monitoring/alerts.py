@@ -31,11 +31,16 @@ logger = logging.getLogger(__name__)
 
 
 class RuleKind(StrEnum):
-    """What a rule watches; ``*_below`` fire under the threshold, the others above it."""
+    """What a rule watches: ``drift`` the overall verdict (inputs, outputs, data quality,
+    labels and performance), ``data_quality`` and ``performance_drop`` their own tests (no
+    threshold); ``*_below`` fire under the threshold, the others above it."""
 
     DRIFT = "drift"
+    DATA_QUALITY = "data_quality"
+    PERFORMANCE_DROP = "performance_drop"
     OUTLIER_RATE_ABOVE = "outlier_rate_above"
     ACCURACY_BELOW = "accuracy_below"
+    ESTIMATED_ACCURACY_BELOW = "estimated_accuracy_below"
     REWARD_BELOW = "reward_below"
     ERROR_RATE_ABOVE = "error_rate_above"
     P99_LATENCY_ABOVE_S = "p99_latency_above_s"
@@ -53,7 +58,7 @@ class RuleSpec(BaseModel):
 
     @model_validator(mode="after")
     def _needs_threshold(self) -> Self:
-        if self.kind is not RuleKind.DRIFT and self.threshold is None:
+        if self.kind not in VERDICT_OF and self.threshold is None:
             raise ValueError(f"rule kind {self.kind} needs a threshold")
         return self
 
@@ -103,15 +108,26 @@ class Figures:
     model: str
     version: str | None
     is_drift: bool = False
+    is_quality_issue: bool = False
+    is_performance_drop: bool = False
     outlier_rate: float | None = None
     accuracy: float | None = None
+    """Over the newest labelled rows (all feedback when there is no held-out reference)."""
+    estimated_accuracy: float | None = None
+    """Estimated from the model's confidence on the window, without labels."""
     mean_reward: float | None = None
     error_rate: float | None = None
     p99_latency_s: float | None = None
 
 
+VERDICT_OF: dict[RuleKind, str] = {
+    RuleKind.DRIFT: "is_drift", RuleKind.DATA_QUALITY: "is_quality_issue",
+    RuleKind.PERFORMANCE_DROP: "is_performance_drop",
+}
+"""Rules that fire on a test's verdict (no threshold)."""
 FIGURE_OF: dict[RuleKind, str] = {
     RuleKind.OUTLIER_RATE_ABOVE: "outlier_rate", RuleKind.ACCURACY_BELOW: "accuracy",
+    RuleKind.ESTIMATED_ACCURACY_BELOW: "estimated_accuracy",
     RuleKind.REWARD_BELOW: "mean_reward", RuleKind.ERROR_RATE_ABOVE: "error_rate",
     RuleKind.P99_LATENCY_ABOVE_S: "p99_latency_s",
 }
@@ -121,8 +137,8 @@ def firing(rules: list[RuleSpec], figures: Figures) -> list[tuple[RuleSpec, floa
     """The rules ``figures`` break, each with the offending value."""
     fired: list[tuple[RuleSpec, float | bool]] = []
     for rule in rules:
-        if rule.kind is RuleKind.DRIFT:
-            if figures.is_drift:
+        if rule.kind in VERDICT_OF:
+            if getattr(figures, VERDICT_OF[rule.kind]):
                 fired.append((rule, True))
             continue
         value = getattr(figures, FIGURE_OF[rule.kind])

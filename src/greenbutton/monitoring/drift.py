@@ -3,10 +3,11 @@
 Each ``*Detector`` is fitted from reference data, tests one window and returns a
 :class:`DriftResult` with a p-value; its fitted state is plain JSON parameters plus numpy
 arrays (saved with ``np.savez``, loaded with ``allow_pickle=False``), so loading a model
-version's monitors never unpickles anything. Detectors are chosen from :data:`DETECTORS`.
+version's monitors never unpickles anything. The detectors of a model version are listed in
+``monitors.DETECTORS``; this module holds the per-feature and the output tests.
 
     detector = FeatureDriftDetector.fit(reference)
-    result = detector.test(Window(frame=recent_rows, predictions=recent_predictions))
+    result = detector.test(Window(frame=recent_rows, predictions=recent_predictions), 0.01)
     result.p_value, result.is_drift
 """
 
@@ -20,16 +21,36 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .columns import (
+    categorical_columns,
+    category_counts,
+    is_categorical,
+    labels,
+    numeric_values,
+)
+
 Arrays = dict[str, np.ndarray]
+MIN_EXPECTED = 5.0
+"""Categories expected fewer times than this in the window are pooled for chi-squared (its
+approximation needs it; Cochran's rule)."""
+
+
+def _empty() -> np.ndarray:
+    return np.empty(0)
 
 
 @dataclass(frozen=True)
 class Window:
-    """Recent traffic: inputs, the model's predictions, and per-row outlier scores."""
+    """Recent traffic: inputs, the model's predictions and per-row outlier scores; and the
+    recent feedback: its truths and per-row outcomes (1/0 right or wrong, or the absolute
+    error), and the model's class probabilities on the inputs, when it gives them."""
 
     frame: pd.DataFrame
     predictions: np.ndarray
-    outlier_scores: np.ndarray = field(default_factory=lambda: np.empty(0))
+    outlier_scores: np.ndarray = field(default_factory=_empty)
+    truths: np.ndarray = field(default_factory=_empty)
+    outcomes: np.ndarray = field(default_factory=_empty)
+    probabilities: np.ndarray = field(default_factory=_empty)
 
 
 @dataclass(frozen=True)
@@ -63,7 +84,7 @@ def _number(value: Any) -> float:
 
 
 class Detector(Protocol):
-    """A fitted drift test; ``kind`` is its key in :data:`DETECTORS`."""
+    """A fitted drift test; ``kind`` is its key in ``monitors.DETECTORS``."""
 
     kind: ClassVar[str]
 
@@ -72,32 +93,44 @@ class Detector(Protocol):
     def state(self) -> tuple[dict[str, Any], Arrays]: ...
 
 
-def is_categorical(series: pd.Series) -> bool:
-    """Strings, categories and booleans are tested with chi-squared; numbers with KS."""
-    return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
-
-
 def chi2_two_sample(reference_counts: dict[str, int], values: pd.Series) -> tuple[float, float]:
-    """Chi-squared test of homogeneity between reference category counts and ``values``."""
-    window = values.astype("string").fillna("<missing>").value_counts()
-    categories = sorted(set(reference_counts) | set(window.index))
+    """Chi-squared test of homogeneity between reference category counts and the present
+    ``values``; categories expected fewer than :data:`MIN_EXPECTED` times in the window
+    (new ones included) are pooled into one."""
+    window = labels(values).value_counts()
+    categories = sorted(set(reference_counts) | {str(c) for c in window.index})
     table = np.array([[reference_counts.get(c, 0) for c in categories],
                       [int(window.get(c, 0)) for c in categories]], dtype=float)
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2 or table[1].sum() == 0:
+    table = pool_sparse(table)
+    if table.shape[1] < 2 or table[1].sum() == 0 or table[0].sum() == 0:
         return 0.0, 1.0
     result = stats.chi2_contingency(table, correction=False)
     return float(result.statistic), float(result.pvalue)
 
 
-def category_counts(values: pd.Series) -> dict[str, int]:
-    """Category → count, missing values as ``<missing>``."""
-    counts = values.astype("string").fillna("<missing>").value_counts()
-    return {str(k): int(v) for k, v in counts.items()}
+def pool_sparse(table: np.ndarray) -> np.ndarray:
+    """A 2 × k table (reference, window) with the columns expected fewer than
+    :data:`MIN_EXPECTED` times in the window merged into one; that one is merged into the
+    smallest other column if it is expected less than once (Cochran's rule), else kept, so
+    a new category common enough to matter still counts as its own."""
+    totals = table.sum(axis=0)
+    share = table[1].sum() / max(table.sum(), 1.0)
+    sparse = totals * share < MIN_EXPECTED
+    if not sparse.any():
+        return table
+    kept = table[:, ~sparse]
+    pooled = table[:, sparse].sum(axis=1, keepdims=True)
+    if kept.shape[1] >= 2 and pooled.sum() * share < 1.0:
+        kept = kept.copy()
+        kept[:, int(np.argmin(kept.sum(axis=0)))] += pooled[:, 0]
+        return kept
+    return np.hstack([kept, pooled])
 
 
 class FeatureDriftDetector:
-    """Per-feature two-sample tests (KS / chi-squared), Bonferroni-corrected into one p-value."""
+    """Per-feature two-sample tests, Bonferroni-corrected into one p-value: Kolmogorov-Smirnov
+    and Mann-Whitney for numbers, chi-squared for categorical columns (see :mod:`.columns`);
+    missing values are left out (the data-quality checks count them)."""
 
     kind: ClassVar[str] = "features"
 
@@ -111,17 +144,19 @@ class FeatureDriftDetector:
                          if len(lengths) == 1 and lengths != {0} else None)
 
     @classmethod
-    def fit(cls, reference: pd.DataFrame, predictions: np.ndarray) -> FeatureDriftDetector:
-        numeric = {c: reference[c].to_numpy(dtype=float) for c in reference.columns
-                   if not is_categorical(reference[c])}
-        categorical = {c: category_counts(reference[c]) for c in reference.columns
-                       if is_categorical(reference[c])}
-        return cls({k: v[~np.isnan(v)] for k, v in numeric.items()}, categorical)
+    def fit(cls, reference: pd.DataFrame, categorical: list[str] | None = None
+            ) -> FeatureDriftDetector:
+        """``categorical``: the columns tested as categories (default: inferred)."""
+        coded = set(categorical_columns(reference) if categorical is None else categorical)
+        numeric = {c: numeric_values(reference[c]) for c in reference.columns if c not in coded}
+        counts = {c: category_counts(reference[c]) for c in reference.columns if c in coded}
+        return cls({k: v[np.isfinite(v)] for k, v in numeric.items()}, counts)
 
     def test(self, window: Window, alpha: float) -> DriftResult:
         features = self._numeric_at_once(window) or self._numeric_one_by_one(window)
         for name, counts in self.categorical.items():
-            features[name] = chi2_two_sample(counts, window.frame[name])
+            if name in window.frame.columns:
+                features[name] = chi2_two_sample(counts, window.frame[name])
         count = max(1, len(features))
         per_feature = {
             name: DriftResult(self.kind, stat, p, p * count < alpha)
@@ -136,24 +171,28 @@ class FeatureDriftDetector:
         overhead, 64 times over, was most of a test), or None when a value is missing."""
         if self._stacked is None or len(window.frame) == 0:
             return None
-        values = window.frame[list(self.numeric)].to_numpy(dtype=float)
-        if np.isnan(values).any():
+        try:
+            values = window.frame[list(self.numeric)].to_numpy(dtype=float)
+        except (KeyError, ValueError, TypeError):  # a column absent, or holding text
             return None
-        ks = stats.ks_2samp(self._stacked, values, axis=0)
-        return dict(zip(self.numeric, zip(np.atleast_1d(ks.statistic).tolist(),
-                                          np.atleast_1d(ks.pvalue).tolist(), strict=True),
+        if not np.isfinite(values).all():
+            return None
+        statistics, p_values = _distribution_and_location(self._stacked, values)
+        return dict(zip(self.numeric, zip(statistics.tolist(), p_values.tolist(), strict=True),
                         strict=True))
 
     def _numeric_one_by_one(self, window: Window) -> dict[str, tuple[float, float]]:
         features: dict[str, tuple[float, float]] = {}
         for name, reference in self.numeric.items():
-            values = window.frame[name].to_numpy(dtype=float)
-            values = values[~np.isnan(values)]
+            if name not in window.frame.columns:
+                continue
+            values = numeric_values(window.frame[name])
+            values = values[np.isfinite(values)]
             if values.size == 0 or reference.size == 0:
                 features[name] = (0.0, 1.0)
                 continue
-            ks = stats.ks_2samp(reference, values)
-            features[name] = (float(ks.statistic), float(ks.pvalue))
+            statistic, p_value = _distribution_and_location(reference, values)
+            features[name] = (float(statistic[0]), float(p_value[0]))
         return features
 
     def state(self) -> tuple[dict[str, Any], Arrays]:
@@ -164,78 +203,27 @@ class FeatureDriftDetector:
         return cls(dict(arrays), {k: dict(v) for k, v in params["categorical"].items()})
 
 
-class MMDDetector:
-    """Maximum mean discrepancy, RBF kernel (median-heuristic width), permutation p-value."""
-
-    kind: ClassVar[str] = "mmd"
-    max_reference_rows: ClassVar[int] = 300
-    permutations: ClassVar[int] = 500
-
-    def __init__(self, reference: np.ndarray, center: np.ndarray, scale: np.ndarray,
-                 gamma: float, columns: list[str]) -> None:
-        self.reference = reference
-        self.center, self.scale, self.gamma, self.columns = center, scale, gamma, columns
-
-    @classmethod
-    def fit(cls, reference: pd.DataFrame, predictions: np.ndarray) -> MMDDetector:
-        columns = [c for c in reference.columns if not is_categorical(reference[c])]
-        values = np.nan_to_num(reference[columns].to_numpy(dtype=float))
-        center, scale = values.mean(axis=0), values.std(axis=0)
-        scale[scale == 0] = 1.0
-        rng = np.random.default_rng(0)
-        keep = rng.permutation(len(values))[: cls.max_reference_rows]
-        sample = (values[keep] - center) / scale
-        distances = _squared_distances(sample, sample)
-        median = float(np.median(distances[np.triu_indices(len(sample), 1)])) or 1.0
-        return cls(sample, center, scale, 1.0 / median, columns)
-
-    def test(self, window: Window, alpha: float) -> DriftResult:
-        values = np.nan_to_num(window.frame[self.columns].to_numpy(dtype=float))
-        pooled = np.vstack([self.reference, (values - self.center) / self.scale])
-        kernel = np.exp(-self.gamma * _squared_distances(pooled, pooled))
-        n, m = len(self.reference), len(values)
-        rng = np.random.default_rng(len(pooled))
-        labels = np.zeros((n + m, self.permutations + 1))
-        labels[:n, 0] = 1.0
-        for j in range(1, self.permutations + 1):
-            labels[rng.permutation(n + m)[:n], j] = 1.0
-        statistics = _mmd2(kernel, labels, n, m)
-        observed = float(statistics[0])
-        p_value = float((1 + np.sum(statistics[1:] >= observed)) / (self.permutations + 1))
-        return DriftResult(self.kind, observed, p_value, p_value < alpha)
-
-    def state(self) -> tuple[dict[str, Any], Arrays]:
-        params = {"gamma": self.gamma, "columns": self.columns}
-        return params, {"reference": self.reference, "center": self.center, "scale": self.scale}
-
-    @classmethod
-    def from_state(cls, params: dict[str, Any], arrays: Arrays) -> MMDDetector:
-        return cls(arrays["reference"], arrays["center"], arrays["scale"],
-                   float(params["gamma"]), list(params["columns"]))
-
-
-def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    squared = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * a @ b.T
-    result: np.ndarray = np.maximum(squared, 0.0)
-    return result
-
-
-def _mmd2(kernel: np.ndarray, labels: np.ndarray, n: int, m: int) -> np.ndarray:
-    """Biased MMD² for each column of 0/1 ``labels`` (1 = reference side)."""
-    k_labels = kernel @ labels
-    k_rows = kernel.sum(axis=1)[:, None]
-    xx = (labels * k_labels).sum(axis=0)
-    yy = ((1 - labels) * (k_rows - k_labels)).sum(axis=0)
-    xy = (labels * (k_rows - k_labels)).sum(axis=0)
-    result: np.ndarray = xx / n**2 + yy / m**2 - 2 * xy / (n * m)
-    return result
+def _distribution_and_location(reference: np.ndarray, window: np.ndarray
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the KS statistic, and the smaller of the KS and Mann-Whitney p-values
+    doubled (Bonferroni). KS answers "any change in the distribution", Mann-Whitney "a shift
+    in location", for which it is the more powerful: a 0.5 sd shift of one of 25 features in
+    100 rows (the mixed25 benchmark set) was found 70 % of the time with both, 53 % with KS
+    alone."""
+    ks = stats.ks_2samp(reference, window, axis=0)
+    location = stats.mannwhitneyu(reference, window, axis=0)
+    p_values = np.minimum(1.0, 2 * np.minimum(np.atleast_1d(ks.pvalue),
+                                              np.atleast_1d(location.pvalue)))
+    return np.atleast_1d(ks.statistic), p_values
 
 
 class PredictionDriftDetector:
     """Distribution of the model's outputs: chi-squared for labels, KS for numbers.
 
-    Also used for label drift: feedback truths are compared with the reference predictions
-    (log_model receives no reference labels; the model's outputs on its training data stand in).
+    Fitted on the model's outputs on held-out rows when ``log_model`` got them (outputs on
+    the training rows are in-sample: a model that fits them closely gives other shares on
+    new rows), else on the reference rows. Also the label-drift test: fitted on the held-out
+    truths, it compares the truths of recent feedback with them (see :mod:`.monitors`).
     """
 
     kind: ClassVar[str] = "predictions"
@@ -244,7 +232,8 @@ class PredictionDriftDetector:
         self.counts, self.values = counts, values
 
     @classmethod
-    def fit(cls, reference: pd.DataFrame, predictions: np.ndarray) -> PredictionDriftDetector:
+    def fit(cls, predictions: np.ndarray) -> PredictionDriftDetector:
+        """Fitted on reference outputs (or labels): one per row."""
         series = pd.Series(np.asarray(predictions).reshape(len(predictions), -1)[:, 0])
         if is_categorical(series) or _is_integral(series):
             return cls(category_counts(series), None)
@@ -276,49 +265,6 @@ def _is_integral(series: pd.Series) -> bool:
         return False
     values = series.dropna().to_numpy(dtype=float)
     return bool(np.all(values == np.round(values))) and np.unique(values).size <= 50
-
-
-class OutlierScoreDriftDetector:
-    """Are the window's outlier scores higher than those of held-back reference rows?
-
-    Two one-sided tests, Bonferroni-combined: Mann-Whitney U on all scores (a shift of many
-    rows) and Fisher's exact test on the count above the outlier threshold (a few extreme rows).
-    """
-
-    kind: ClassVar[str] = "outlier_scores"
-
-    def __init__(self, calibration: np.ndarray, threshold: float) -> None:
-        self.calibration, self.threshold = calibration, threshold
-
-    def test(self, window: Window, alpha: float) -> DriftResult:
-        scores = window.outlier_scores
-        if scores.size == 0 or self.calibration.size == 0:
-            return DriftResult(self.kind, 0.0, 1.0, False)
-        shift = stats.mannwhitneyu(scores, self.calibration, alternative="greater")
-        above, reference_above = int(np.sum(scores > self.threshold)), int(
-            np.sum(self.calibration > self.threshold))
-        table = [[above, scores.size - above],
-                 [reference_above, self.calibration.size - reference_above]]
-        tail = stats.fisher_exact(table, alternative="greater")
-        p_value = min(1.0, 2 * min(float(shift.pvalue), float(tail.pvalue)))
-        rate = above / scores.size
-        return DriftResult(self.kind, rate, p_value, p_value < alpha)
-
-    def state(self) -> tuple[dict[str, Any], Arrays]:
-        return {"threshold": self.threshold}, {"calibration": self.calibration}
-
-    @classmethod
-    def from_state(cls, params: dict[str, Any], arrays: Arrays) -> OutlierScoreDriftDetector:
-        return cls(arrays["calibration"], float(params["threshold"]))
-
-
-DETECTORS: dict[str, Any] = {
-    FeatureDriftDetector.kind: FeatureDriftDetector,
-    MMDDetector.kind: MMDDetector,
-    PredictionDriftDetector.kind: PredictionDriftDetector,
-    OutlierScoreDriftDetector.kind: OutlierScoreDriftDetector,
-}
-"""Detector kind → class (each has ``fit`` or is built by the suite, and ``from_state``)."""
 
 
 def combine(results: list[DriftResult], alpha: float) -> DriftResult:

@@ -1,8 +1,10 @@
 """Feedback: ground truth or a reward for a logged prediction, joined by request id.
 
-Stored durably (committed) before the caller gets 2xx. For classifiers the join gives
-accuracy, for regressors the absolute error; a model's own ``reward(prediction, truth)``
-(found by attribute on the unwrapped python model) turns a truth into a reward too.
+Stored durably (committed) before the caller gets 2xx. The join scores every row (see
+:func:`.performance.row_outcomes`): for classifiers whether each is right (a 40-row request
+with 38 right answers counts 38 right, 2 wrong), for regressors each absolute error; a
+model's own ``reward(prediction, truth)`` (found by attribute on the unwrapped python model)
+turns a truth into a reward too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 from ..errors import InvalidInput
 from .gauges import MonitoringGauges
 from .payload_store import FeedbackNotFound, LoggedPrediction, PayloadStore, utc_now
+from .performance import row_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,7 @@ class FeedbackService:
         return {"request_id": feedback.request_id, "model": {
             "name": logged.model_name, "version": logged.model_version},
             "is_correct": values["is_correct"], "abs_error": values["abs_error"],
+            "accuracy": _share(values["correct_rows"], values["rows"]),
             "reward": values["reward"]}
 
     async def _find(self, request_id: str) -> LoggedPrediction | None:
@@ -90,20 +94,22 @@ class FeedbackService:
     def _row(self, feedback: Feedback, logged: LoggedPrediction) -> dict[str, Any]:
         predictions = [_scalar(p) for p in logged.predictions]
         truths = _as_rows(feedback.truth, len(predictions))
-        is_correct = abs_error = None
+        values: dict[str, Any] = {"is_correct": None, "abs_error": None, "rows": None,
+                                  "correct_rows": None, "outcomes": None}
         reward = feedback.reward
-        if truths is not None:
-            pairs = list(zip(predictions, truths, strict=True))
-            if all(_is_number(p) and _is_number(t) and not _is_label(p) for p, t in pairs):
-                abs_error = sum(abs(float(p) - float(t)) for p, t in pairs) / len(pairs)
+        if truths is not None and truths:
+            measure, outcomes = row_outcomes(predictions, truths)
+            values.update(rows=len(outcomes), outcomes=outcomes)
+            if measure == "error":
+                values["abs_error"] = sum(outcomes) / len(outcomes)
             else:
-                is_correct = all(str(p) == str(t) for p, t in pairs)
+                values.update(is_correct=all(o == 1.0 for o in outcomes),
+                              correct_rows=int(sum(outcomes)))
             if reward is None and self.reward is not None:
-                reward = self._model_reward(pairs)
+                reward = self._model_reward(list(zip(predictions, truths, strict=True)))
         return {"request_id": feedback.request_id, "model_name": logged.model_name,
                 "model_version": logged.model_version, "truth": feedback.truth,
-                "reward": reward, "is_correct": is_correct, "abs_error": abs_error,
-                "received_at": utc_now()}
+                "reward": reward, **values, "received_at": utc_now()}
 
     def _model_reward(self, pairs: list[tuple[Any, Any]]) -> float | None:
         assert self.reward is not None
@@ -133,9 +139,5 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_label(value: Any) -> bool:
-    return isinstance(value, int)  # integer outputs are class labels, compared for equality
+def _share(part: int | None, whole: int | None) -> float | None:
+    return None if part is None or not whole else part / whole

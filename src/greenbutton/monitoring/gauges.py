@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 
@@ -43,6 +45,15 @@ class MonitoringGauges:
                                     drift)
         self.drift_window_rows = gauge("drift_window_rows", "Rows in the latest drift window.",
                                        MODEL, drift)
+        self.quality_rate = gauge("data_quality_rate", "Share of the latest window's rows "
+                                  "failing a data-quality check (check: missing, type, range, "
+                                  "unseen).", (*MODEL, "feature", "check"), drift)
+        self.performance = gauge("performance", "Model performance by source: recent_feedback "
+                                 "(the newest labelled rows), held_out (at log time), estimated "
+                                 "(from the model's confidence on the window, no labels).",
+                                 (*MODEL, "measure", "source"), drift)
+        self.performance_rows = gauge("performance_feedback_rows", "Labelled rows in the "
+                                      "latest performance test.", MODEL, drift)
         self.outlier_rows = counter("outlier_rows", "Rows flagged as outliers.", MODEL)
         self.adversarial_rows = counter("adversarial_rows", "Rows flagged as adversarial.", MODEL)
         self.payload_dropped = counter("payload_dropped", "Payload records dropped because the "
@@ -71,7 +82,26 @@ class MonitoringGauges:
             self._set(labels, detector, "", result)
             for feature, child in result.features.items():
                 self._set(labels, detector, feature, child)
+        quality = results.get("quality")
+        for feature, checks in (quality.features.items() if quality is not None else ()):
+            for check, result in checks.features.items():
+                self.quality_rate.labels(*labels, feature, check).set(result.statistic)
         self._drift_text = None  # rendered again when next asked for
+
+    def publish_performance(self, model: str, version: str | None,
+                            performance: dict[str, Any]) -> None:
+        """Set the performance series from a window's performance summary."""
+        labels = (model, version or "")
+        measure = performance.get("measure") or "accuracy"
+        estimated = performance.get("estimated") or {}
+        self.performance_rows.labels(*labels).set(performance.get("rows") or 0)
+        for source, value in (("recent_feedback", performance.get("recent")),
+                              ("held_out", performance.get("held_out")),
+                              ("estimated", estimated.get("accuracy"))):
+            if value is not None:
+                name = "accuracy" if source == "estimated" else measure
+                self.performance.labels(*labels, name, source).set(value)
+        self._drift_text = None
 
     def render_drift(self) -> bytes:
         """The drift series in Prometheus text format, rendered once per published test."""

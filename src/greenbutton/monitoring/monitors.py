@@ -1,6 +1,7 @@
 """Monitors of one model version: fitted at log time, saved as JSON + npz, loaded by serving.
 
-    artifacts = fit_monitors(reference_frame, predictions, folder)   # in log_model
+    artifacts = fit_monitors(reference_frame, predictions, folder,   # in log_model
+                             held_out=HeldOut(truths, outputs, probabilities))
     monitors = load_monitors(Path(artifacts[MONITORS_ARTIFACT]))     # in the serving process
     monitors.outlier_scores(frame); monitors.test(window, alpha=0.01)
 
@@ -11,7 +12,7 @@ one ``<name>.npz`` of numpy arrays per detector, read with ``allow_pickle=False`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +21,63 @@ import pandas as pd
 
 from ..errors import InvalidInput
 from .adversarial import FeatureSqueezingDetector
+from .columns import categorical_columns
+from .contamination import OutlierScoreDriftDetector
 from .drift import (
-    DETECTORS,
     DriftResult,
     FeatureDriftDetector,
-    MMDDetector,
-    OutlierScoreDriftDetector,
     PredictionDriftDetector,
     Window,
     combine,
 )
+from .mmd import MMDDetector
 from .outliers import OUTLIER_DETECTORS, OutlierDetector, calibrate
+from .performance import ConfidenceEstimator, PerformanceDetector
+from .quality import DataQualityDetector
 
 MONITORS_ARTIFACT = "greenbutton_monitors"
 """Artifact key of the fitted monitors folder inside the logged model."""
 FORMAT_VERSION = 1
-HELD_BACK_FRACTION = 0.2
-"""Share of the reference rows kept out of the outlier fit to calibrate its threshold."""
-MIN_HELD_BACK_ROWS = 50
+FOLDS = 5
+"""Folds of the cross-fitting that scores reference rows out of sample (outliers)."""
+MIN_FEEDBACK_ROWS = 20
+"""Fewer labelled rows than this are not tested (label and performance drift)."""
+
+DETECTORS: dict[str, Any] = {d.kind: d for d in (
+    FeatureDriftDetector, DataQualityDetector, MMDDetector, PredictionDriftDetector,
+    OutlierScoreDriftDetector, PerformanceDetector)}
+"""Detector kind → class (each has ``from_state``)."""
+PARTS: dict[str, Any] = {**OUTLIER_DETECTORS, FeatureSqueezingDetector.kind:
+                         FeatureSqueezingDetector, ConfidenceEstimator.kind: ConfidenceEstimator}
+"""Kinds of the monitors that are not drift tests."""
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Labelled rows the model did not train on: their truths and the model's outputs (and
+    class probabilities, if it gives them) on them; the reference for label, output and
+    performance drift."""
+
+    truths: np.ndarray
+    predictions: np.ndarray
+    probabilities: np.ndarray | None = None
 
 
 @dataclass
 class Monitors:
-    """The fitted monitors of one model version."""
+    """The fitted monitors of one model version.
+
+    ``drift`` tests the inputs and outputs of every window; ``labels`` and ``performance``
+    test recent feedback (fitted when ``log_model`` got held-out rows); ``confidence``
+    estimates accuracy without labels (when the model also gives class probabilities).
+    """
 
     drift: dict[str, Any]
     outliers: OutlierDetector | None
     adversarial: FeatureSqueezingDetector | None = None
+    labels: PredictionDriftDetector | None = None
+    performance: PerformanceDetector | None = None
+    confidence: ConfidenceEstimator | None = None
 
     def outlier_scores(self, frame: pd.DataFrame, values: np.ndarray | None = None
                        ) -> np.ndarray:
@@ -57,61 +88,100 @@ class Monitors:
         return self.outliers.score(frame, values)
 
     def test(self, window: Window, alpha: float) -> dict[str, DriftResult]:
-        """Every drift detector on ``window`` and their Bonferroni-combined ``overall`` verdict."""
-        count = max(1, len(self.drift))
-        results = {name: d.test(window, alpha / count) for name, d in self.drift.items()}
+        """Every detector with something to test in ``window`` (feedback ones need
+        :data:`MIN_FEEDBACK_ROWS` labelled rows), each at its Bonferroni share of ``alpha``,
+        and their combined ``overall`` verdict."""
+        active: dict[str, tuple[Any, Window]] = {k: (d, window) for k, d in self.drift.items()}
+        if self.labels is not None and window.truths.size >= MIN_FEEDBACK_ROWS:
+            # the truths' distribution, tested as the outputs' is
+            active["labels"] = (self.labels, replace(window, predictions=window.truths))
+        if self.performance is not None and window.outcomes.size >= MIN_FEEDBACK_ROWS:
+            active["performance"] = (self.performance, window)
+        share = alpha / max(1, len(active))
+        results = {name: d.test(tested, share) for name, (d, tested) in active.items()}
         results["overall"] = combine(list(results.values()), alpha)
         return results
 
 
 def fit_monitors(reference: pd.DataFrame, predictions: Any, folder: Path, *,
+                 held_out: HeldOut | None = None, categorical: list[str] | None = None,
                  outlier_kind: str = "mahalanobis", target_fpr: float = 0.01,
                  with_mmd: bool = True) -> dict[str, str]:
     """Fit the monitors on ``reference`` and the model's ``predictions`` on it; save them.
 
     Returns the artifacts to log with the model: ``{MONITORS_ARTIFACT: folder}``.
     """
-    monitors = fit(reference, predictions, outlier_kind=outlier_kind, target_fpr=target_fpr,
-                   with_mmd=with_mmd)
+    monitors = fit(reference, predictions, held_out=held_out, categorical=categorical,
+                   outlier_kind=outlier_kind, target_fpr=target_fpr, with_mmd=with_mmd)
     target = folder / MONITORS_ARTIFACT
     save(monitors, target)
     return {MONITORS_ARTIFACT: str(target)}
 
 
-def fit(reference: pd.DataFrame, predictions: Any, *, outlier_kind: str = "mahalanobis",
+def fit(reference: pd.DataFrame, predictions: Any, *, held_out: HeldOut | None = None,
+        categorical: list[str] | None = None, outlier_kind: str = "mahalanobis",
         target_fpr: float = 0.01, with_mmd: bool = True) -> Monitors:
-    """Fitted (unsaved) monitors; see :func:`fit_monitors`."""
+    """Fitted (unsaved) monitors; see :func:`fit_monitors`. ``categorical``: columns to test
+    as categories besides those inferred (strings, booleans, numeric codes)."""
     if outlier_kind not in OUTLIER_DETECTORS:
         raise InvalidInput(f"unknown outlier detector {outlier_kind!r}; known: "
                            f"{sorted(OUTLIER_DETECTORS)}", field="outlier_kind")
+    try:
+        coded = categorical_columns(reference, categorical or ())
+    except ValueError as error:
+        raise InvalidInput(str(error), field="categorical") from None
     outputs = np.asarray(predictions)
-    order = np.random.default_rng(0).permutation(len(reference))
-    held = max(MIN_HELD_BACK_ROWS, int(len(reference) * HELD_BACK_FRACTION))
-    if len(reference) < 2 * held:  # too few rows to hold any back: calibrate in-sample
-        fit_rows, held_rows = order, order
-    else:
-        fit_rows, held_rows = order[held:], order[:held]
-    detector = OUTLIER_DETECTORS[outlier_kind].fit(reference.iloc[fit_rows])
-    calibration = detector.score(reference.iloc[held_rows])
-    detector.threshold = calibrate(calibration, target_fpr)
+    detector, calibration = fit_outliers(OUTLIER_DETECTORS[outlier_kind], reference, target_fpr)
     drift: dict[str, Any] = {
-        "features": FeatureDriftDetector.fit(reference, outputs),
-        "predictions": PredictionDriftDetector.fit(reference, outputs),
+        "features": FeatureDriftDetector.fit(reference, coded),
+        "quality": DataQualityDetector.fit(reference, coded),
+        "predictions": PredictionDriftDetector.fit(
+            outputs if held_out is None else np.asarray(held_out.predictions)),
         "outlier_scores": OutlierScoreDriftDetector(calibration, detector.threshold),
     }
     if with_mmd:
-        drift["mmd"] = MMDDetector.fit(reference, outputs)
-    return Monitors(drift, detector, FeatureSqueezingDetector.fit(reference, outputs))
+        drift["mmd"] = MMDDetector.fit(reference)
+    monitors = Monitors(drift, detector, FeatureSqueezingDetector.fit(reference, outputs))
+    if held_out is not None:
+        _fit_feedback(monitors, held_out)
+    return monitors
+
+
+def fit_outliers(kind: Any, reference: pd.DataFrame, target_fpr: float
+                 ) -> tuple[OutlierDetector, np.ndarray]:
+    """The outlier detector fitted on every reference row, and out-of-sample scores of
+    those rows (:data:`FOLDS`-fold cross-fitting), its threshold set to flag ``target_fpr``
+    of them: all the rows calibrate the threshold and the contamination tests, not a
+    held-back fifth (with a few hundred rows, too few to place a 1 % threshold)."""
+    if len(reference) < 2 * FOLDS:  # too few rows to hold any back: calibrated in-sample
+        detector = kind.fit(reference)
+        calibration = detector.score(reference)
+    else:
+        order = np.random.default_rng(0).permutation(len(reference))
+        detector, calibration = kind.fit_calibrated(reference, np.array_split(order, FOLDS))
+    detector.threshold = calibrate(calibration, target_fpr)
+    return detector, np.asarray(calibration, dtype=float)
+
+
+def _fit_feedback(monitors: Monitors, held_out: HeldOut) -> None:
+    """Label, performance and confidence monitors from the held-out rows."""
+    truths = np.asarray(held_out.truths)
+    monitors.labels = PredictionDriftDetector.fit(truths)
+    monitors.performance = PerformanceDetector.fit(held_out.predictions, truths)
+    probabilities = held_out.probabilities
+    if (probabilities is not None and monitors.performance.measure == "accuracy"
+            and len(truths) >= ConfidenceEstimator.min_rows):
+        monitors.confidence = ConfidenceEstimator.fit(np.asarray(probabilities),
+                                                      monitors.performance.reference)
 
 
 def save(monitors: Monitors, folder: Path) -> None:
     """Write ``monitors`` as ``monitors.json`` plus one ``.npz`` per detector."""
     folder.mkdir(parents=True, exist_ok=True)
     parts: dict[str, Any] = dict(monitors.drift)
-    if monitors.outliers is not None:
-        parts["outliers"] = monitors.outliers
-    if monitors.adversarial is not None:
-        parts["adversarial"] = monitors.adversarial
+    for name in SINGLE_PARTS:
+        if getattr(monitors, name) is not None:
+            parts[name] = getattr(monitors, name)
     index: dict[str, Any] = {"format": FORMAT_VERSION, "detectors": {}}
     for name, detector in parts.items():
         params, arrays = detector.state()
@@ -120,13 +190,16 @@ def save(monitors: Monitors, folder: Path) -> None:
     (folder / "monitors.json").write_text(json.dumps(index, indent=1))
 
 
+SINGLE_PARTS = ("outliers", "adversarial", "labels", "performance", "confidence")
+"""Monitors stored under their own name, not among the drift tests of every window."""
+
+
 def load_monitors(folder: Path) -> Monitors:
     """Monitors saved by :func:`fit_monitors`; never unpickles (``allow_pickle=False``)."""
     index = json.loads((folder / "monitors.json").read_text())
     if index.get("format") != FORMAT_VERSION:
         raise InvalidInput(f"unsupported monitors format {index.get('format')!r}")
-    tables: dict[str, Any] = {**DETECTORS, **OUTLIER_DETECTORS,
-                              FeatureSqueezingDetector.kind: FeatureSqueezingDetector}
+    tables: dict[str, Any] = {**DETECTORS, **PARTS}
     monitors = Monitors({}, None)
     for name, entry in index["detectors"].items():
         if not (folder / f"{name}.npz").resolve().is_relative_to(folder.resolve()):
@@ -134,10 +207,8 @@ def load_monitors(folder: Path) -> Monitors:
         with np.load(folder / f"{name}.npz", allow_pickle=False) as stored:
             arrays = {key: stored[key] for key in stored.files}
         detector = tables[entry["kind"]].from_state(entry["params"], arrays)
-        if name == "outliers":
-            monitors.outliers = detector
-        elif name == "adversarial":
-            monitors.adversarial = detector
+        if name in SINGLE_PARTS:
+            setattr(monitors, name, detector)
         else:
             monitors.drift[name] = detector
     return monitors

@@ -1,12 +1,13 @@
 """Outlier detectors: a score per row and a threshold calibrated to a false-positive rate.
 
-Fitted on part of the reference data; the threshold is the ``1 - target_fpr`` quantile of the
-scores of held-back reference rows, so about ``target_fpr`` of clean traffic is flagged.
+The threshold is the split-conformal ``1 - target_fpr`` rank of out-of-sample scores of the
+reference rows (cross-fitted: ``monitors.fit_outliers``), so at most about ``target_fpr`` of
+clean traffic is flagged.
 State is JSON + numpy arrays (no pickle). Detectors are chosen from :data:`OUTLIER_DETECTORS`.
 
-    detector = MahalanobisDetector.fit(fit_rows)
-    detector.calibrate(held_back_rows, target_fpr=0.01)
-    scores, flags = detector.score(frame), detector.score(frame) > detector.threshold
+    detector, scores = MahalanobisDetector.fit_calibrated(reference, folds)
+    detector.threshold = calibrate(scores, target_fpr=0.01)
+    flags = detector.score(frame) > detector.threshold
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pandas as pd
 from sklearn.covariance import LedoitWolf, MinCovDet
 from sklearn.ensemble import IsolationForest
 
-from .drift import Arrays, is_categorical
+from .columns import is_categorical
+from .drift import Arrays
 
 
 class OutlierDetector(Protocol):
@@ -38,8 +40,15 @@ class OutlierDetector(Protocol):
 
 
 def numeric_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """The numeric ``columns`` of ``frame`` as floats, missing values as 0."""
-    return ColumnSelector(columns).matrix(frame)
+    """The numeric ``columns`` of ``frame`` as floats (to fit on), a missing value as its
+    column's median, an infinite one as the largest float."""
+    values = ColumnSelector(columns).raw(frame)
+    if np.isnan(values).any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column
+            medians = np.nan_to_num(np.nanmedian(values, axis=0))
+        values = np.where(np.isnan(values), medians, values)
+    return finite(values)
 
 
 class ColumnSelector:
@@ -89,8 +98,13 @@ def numeric_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def calibrate(scores: np.ndarray, target_fpr: float) -> float:
-    """The threshold that flags ``target_fpr`` of these clean scores."""
-    return float(np.quantile(scores, 1.0 - target_fpr, method="higher"))
+    """The threshold that flags at most ``target_fpr`` of new rows exchangeable with these
+    clean scores: the ⌈(n + 1)(1 − target_fpr)⌉-th smallest of the n scores (the split-
+    conformal rank; the plain quantile flags a little more, ``1/n`` at most), or the largest
+    when there are too few."""
+    ordered = np.sort(np.asarray(scores, dtype=float))
+    rank = math.ceil((len(ordered) + 1) * (1.0 - target_fpr))
+    return float(ordered[min(rank, len(ordered)) - 1])
 
 
 class MahalanobisDetector:
@@ -122,21 +136,36 @@ class MahalanobisDetector:
 
     @classmethod
     def fit(cls, frame: pd.DataFrame) -> MahalanobisDetector:
+        return cls.fit_calibrated(frame, [])[0]
+
+    @classmethod
+    def fit_calibrated(cls, frame: pd.DataFrame, folds: list[np.ndarray]
+                       ) -> tuple[MahalanobisDetector, np.ndarray]:
+        """The detector fitted on all rows, and a score for each row in ``folds`` from the
+        estimate without that fold's rows (the robust support is chosen once, on all rows:
+        re-running the MCD search per fold would cost seconds, re-estimating is cheap)."""
         columns = numeric_columns(frame)
         values = numeric_matrix(frame, columns)
+        support = _robust_support(values)
+        scores = np.full(len(values), np.nan)
+        for fold in folds:
+            rest = np.ones(len(values), dtype=bool)
+            rest[fold] = False
+            estimate = cls._estimated(columns, values[rest], support[rest])
+            scores[fold] = estimate.score(frame.iloc[fold])
+        return cls._estimated(columns, values, support), scores
+
+    @classmethod
+    def _estimated(cls, columns: list[str], values: np.ndarray, support: np.ndarray
+                   ) -> MahalanobisDetector:
+        """Location and covariance of the ``support`` rows (the reweighted MCD estimate),
+        shrunk toward the identity (Ledoit-Wolf amount) so rare features stay invertible."""
         center, scale = values.mean(axis=0), values.std(axis=0)
         varying = scale > 0
         standard = (values[:, varying] - center[varying]) / scale[varying]
-        with warnings.catch_warnings():
-            # MCD warns when the robust covariance is near-singular; we fall back below
-            warnings.simplefilter("ignore", RuntimeWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            try:
-                robust = MinCovDet(random_state=0).fit(standard)
-                location, covariance = robust.location_, robust.covariance_
-            except ValueError:
-                location, covariance = standard.mean(axis=0), np.cov(standard.T)
-        # shrink toward the identity (Ledoit-Wolf amount) so rare features stay invertible
+        inliers = standard[support] if support.sum() > 1 else standard
+        location = inliers.mean(axis=0)
+        covariance = np.atleast_2d(np.cov(inliers.T, bias=True))
         shrinkage = LedoitWolf().fit(standard).shrinkage_
         dims = covariance.shape[0]
         covariance = (1 - shrinkage) * covariance + shrinkage * np.trace(covariance) / dims * \
@@ -153,6 +182,10 @@ class MahalanobisDetector:
             if math.isfinite(delta.dot(delta)):
                 return np.array([math.sqrt(max(float(delta.dot(self._raw_form).dot(delta)),
                                                 0.0))])
+        # a missing value counts as the robust centre: typical in that feature (the
+        # missing-value check counts missing values, this score looks at the rest)
+        values = values if not np.isnan(values).any() else np.where(
+            np.isnan(values), self._offset, values)
         with np.errstate(over="ignore", invalid="ignore"):
             delta = finite(values) * self._scale - self._shift
             squared = np.einsum("ij,ij->i", delta @ self._form, delta)
@@ -184,14 +217,32 @@ class IsolationForestDetector:
         self.columns, self.rows, self.threshold = columns, rows, threshold
         self._select = ColumnSelector(columns)
         self.forest = IsolationForest(n_estimators=200, random_state=0).fit(rows)
+        self._medians = np.median(rows, axis=0) if len(rows) else np.zeros(len(columns))
 
     @classmethod
     def fit(cls, frame: pd.DataFrame) -> IsolationForestDetector:
         columns = numeric_columns(frame)
         return cls(columns, numeric_matrix(frame, columns))
 
+    @classmethod
+    def fit_calibrated(cls, frame: pd.DataFrame, folds: list[np.ndarray]
+                       ) -> tuple[IsolationForestDetector, np.ndarray]:
+        """The detector fitted on all rows, and each row in ``folds`` scored by a forest
+        fitted without that fold."""
+        columns = numeric_columns(frame)
+        values = numeric_matrix(frame, columns)
+        scores = np.full(len(values), np.nan)
+        for fold in folds:
+            rest = np.ones(len(values), dtype=bool)
+            rest[fold] = False
+            scores[fold] = cls(columns, values[rest]).score(frame.iloc[fold])
+        return cls(columns, values), scores
+
     def score(self, frame: pd.DataFrame, values: np.ndarray | None = None) -> np.ndarray:
-        result: np.ndarray = -self.forest.score_samples(self._select.matrix(frame, values))
+        raw = self._select.raw(frame, values)
+        if np.isnan(raw).any():  # a missing value counts as the median: typical
+            raw = np.where(np.isnan(raw), self._medians, raw)
+        result: np.ndarray = -self.forest.score_samples(finite(raw))
         return result
 
     def state(self) -> tuple[dict[str, Any], Arrays]:
@@ -200,6 +251,22 @@ class IsolationForestDetector:
     @classmethod
     def from_state(cls, params: dict[str, Any], arrays: Arrays) -> IsolationForestDetector:
         return cls(list(params["columns"]), arrays["rows"], float(params["threshold"]))
+
+
+def _robust_support(values: np.ndarray) -> np.ndarray:
+    """The rows the Minimum Covariance Determinant keeps (all when it cannot be computed)."""
+    scale = values.std(axis=0)
+    varying = scale > 0
+    standard = (values[:, varying] - values.mean(axis=0)[varying]) / scale[varying]
+    with warnings.catch_warnings():
+        # MCD warns when the robust covariance is near-singular; we fall back below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            support: np.ndarray = MinCovDet(random_state=0).fit(standard).support_
+        except ValueError:
+            support = np.ones(len(values), dtype=bool)
+    return support
 
 
 OUTLIER_DETECTORS: dict[str, Any] = {

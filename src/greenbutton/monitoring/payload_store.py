@@ -36,6 +36,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    case,
     create_engine,
     delete,
     event,
@@ -130,9 +131,13 @@ feedback = Table(
     Column("model_version", String(20), nullable=True),
     Column("truth", JSON, nullable=True),
     Column("reward", Float, nullable=True),
-    Column("is_correct", Boolean, nullable=True),
-    Column("abs_error", Float, nullable=True),
+    Column("is_correct", Boolean, nullable=True),  # every row right
+    Column("abs_error", Float, nullable=True),  # mean over the rows
     Column("received_at", DateTime(timezone=True), nullable=False),
+    # added later (on older stores, added when opened; their earlier rows hold NULL):
+    Column("rows", Integer, nullable=True),
+    Column("correct_rows", Integer, nullable=True),
+    Column("outcomes", JSON, nullable=True),  # per row: 1 / 0 right or wrong, or |error|
 )
 feedback_received_at = Index("ix_gb_feedback_received_at", feedback.c.received_at)
 """Retention deletes old feedback by its time; added after the table first shipped, so it is
@@ -206,6 +211,14 @@ class RecentPrediction:
 
 
 @dataclass(frozen=True)
+class RecentFeedback:
+    """A version's newest labelled rows: their truths and outcomes (1 / 0 or |error|)."""
+
+    truths: list[Any]
+    outcomes: list[float]
+
+
+@dataclass(frozen=True)
 class FeedbackSummary:
     """Live quality of one model version from its feedback."""
 
@@ -232,6 +245,7 @@ class PayloadStore:
                                                             mode=0o700)
         try:
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine, feedback, ("rows", "correct_rows", "outcomes"))
             _add_missing_index(self.engine, feedback_received_at)
             _add_missing_index(self.engine, predictions_by_version)
             _continue_row_ids(self.engine)
@@ -421,24 +435,42 @@ class PayloadStore:
         return int(row[0]), dict(row[1])
 
     def summaries(self) -> list[FeedbackSummary]:
-        """Count, accuracy, mean absolute error and mean reward per model version."""
+        """Count, accuracy and mean absolute error (over rows), and mean reward (over
+        feedback) per model version; feedback stored before rows were counted is one row."""
+        rows = func.coalesce(feedback.c.rows, 1)
+        right = func.coalesce(feedback.c.correct_rows, func.cast(feedback.c.is_correct, Integer))
+        labelled = func.sum(case((feedback.c.is_correct.is_not(None), rows), else_=0))
+        measured = func.sum(case((feedback.c.abs_error.is_not(None), rows), else_=0))
         query = select(feedback.c.model_name, feedback.c.model_version, func.count(),
-                       func.avg(func.cast(feedback.c.is_correct, Float)),
-                       func.avg(feedback.c.abs_error), func.avg(feedback.c.reward)
+                       func.sum(right), labelled, func.sum(feedback.c.abs_error * rows),
+                       measured, func.avg(feedback.c.reward)
                        ).group_by(feedback.c.model_name, feedback.c.model_version)
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return [FeedbackSummary(r[0], r[1], int(r[2]), _float(r[3]), _float(r[4]), _float(r[5]))
-                for r in rows]
+            found = connection.execute(query).all()
+        return [FeedbackSummary(r[0], r[1], int(r[2]), _ratio(r[3], r[4]), _ratio(r[5], r[6]),
+                                _float(r[7])) for r in found]
 
-    def recent_truths(self, model_name: str, model_version: str | None, limit: int) -> list[Any]:
-        """The truths of the most recent ``limit`` feedbacks of a version (label drift)."""
-        query = (select(feedback.c.truth).where(feedback.c.model_name == model_name,
-                                                feedback.c.model_version == model_version,
-                                                feedback.c.truth.is_not(None))
-                 .order_by(feedback.c.received_at.desc()).limit(limit))
-        with self.engine.connect() as connection:
-            return [row[0] for row in connection.execute(query)]
+    def recent_feedback(self, model_name: str, model_version: str | None, rows: int
+                        ) -> RecentFeedback:
+        """The truths and per-row outcomes of a version's newest feedback, at least ``rows``
+        rows of it when there are (whole feedbacks, newest first; label and performance
+        drift)."""
+        query = (select(feedback.c.truth, feedback.c.outcomes, feedback.c.is_correct,
+                        feedback.c.abs_error)
+                 .where(feedback.c.model_name == model_name,
+                        feedback.c.model_version == model_version,
+                        feedback.c.truth.is_not(None))
+                 .order_by(feedback.c.received_at.desc())
+                 .execution_options(yield_per=100))
+        truths: list[Any] = []
+        outcomes: list[float] = []
+        with self.engine.connect() as connection, connection.execute(query) as result:
+            for truth, stored, is_correct, abs_error in result:
+                if len(truths) >= rows:
+                    break
+                truths.extend(np.ravel(np.asarray(truth, dtype=object)).tolist())
+                outcomes.extend(_outcomes(stored, is_correct, abs_error))
+        return RecentFeedback(truths, outcomes)
 
     def recent_predictions(self, model_name: str, model_version: str | None,
                            limit: int) -> list[RecentPrediction]:
@@ -809,6 +841,37 @@ def _continue_row_ids(engine: Engine) -> None:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _ratio(total: Any, count: Any) -> float | None:
+    return None if total is None or not count else float(total) / float(count)
+
+
+def _outcomes(stored: Any, is_correct: bool | None, abs_error: float | None) -> list[float]:
+    """A feedback's per-row outcomes; one for feedback stored before they were."""
+    if isinstance(stored, list):
+        return [float(v) for v in stored]
+    if is_correct is not None:
+        return [1.0 if is_correct else 0.0]
+    return [] if abs_error is None else [float(abs_error)]
+
+
+def _add_missing_columns(engine: Engine, table: Table, names: Sequence[str]) -> None:
+    """Add nullable ``names`` to ``table`` on a store made before they existed; a role that
+    may not leaves them missing, and writing feedback then fails (with an error naming the
+    column, so the owner can add it)."""
+    with engine.connect() as connection:
+        present = {c["name"] for c in inspect(connection).get_columns(table.name)}
+    for name in names:
+        if name in present:
+            continue
+        kind = table.c[name].type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}")
+        except SQLAlchemyError as error:
+            logger.warning("cannot add column %s to %s (%s)", name, table.name,
+                           getattr(error, "orig", error))
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:

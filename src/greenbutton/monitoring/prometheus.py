@@ -41,7 +41,8 @@ def alert_rules(*, outlier_rate: float = 0.05, error_rate: float = 0.05,
     rules: list[dict[str, Any]] = [
         _rule("GreenbuttonDrift", 'max by (model, version) '
               '(greenbutton_drift_detected{detector="overall",feature=""}) > 0', "10m",
-              "Input or prediction drift on {{ $labels.model }} v{{ $labels.version }}"),
+              "Drift (inputs, outputs, data quality, labels or performance) on "
+              "{{ $labels.model }} v{{ $labels.version }}"),
         _rule("GreenbuttonOutlierRate",
               f"sum {by} (rate(greenbutton_outlier_rows_total[10m])) / "
               f"sum {by} (rate(greenbutton_prediction_rows_total[10m])) > {outlier_rate}", "10m",
@@ -90,6 +91,10 @@ def grafana_dashboard(deployment: str) -> dict[str, Any]:
                          f"{{{selector}}}[10m]))"),
         ("Mean reward", f"greenbutton_feedback_mean_reward{{{selector}}}"),
         ("Accuracy", f"greenbutton_feedback_accuracy{{{selector}}}"),
+        ("Performance: recent feedback, held-out, estimated without labels",
+         f"max by (version, source) (greenbutton_performance{{{selector}}})"),
+        ("Data quality: worst share of rows failing a check",
+         f"max by (version, check) (greenbutton_data_quality_rate{{{selector}}})"),
         ("Dropped payload records / s",
          f"sum by (version) (rate(greenbutton_payload_dropped_total{{{selector}}}[5m]))"),
     ]

@@ -98,6 +98,16 @@ def model_artifacts(model: ServedModel) -> dict[str, str]:
     return dict(artifacts) if isinstance(artifacts, dict) else {}
 
 
+def model_probabilities(model: ServedModel) -> Callable[[pd.DataFrame], Any] | None:
+    """The model's ``predict_proba(context, model_input)`` bound to its context, if it has
+    one (called off the request path, on drift windows, to estimate accuracy)."""
+    method = getattr(model.python_model, "predict_proba", None)
+    if not callable(method):
+        return None
+    context = getattr(getattr(model.pyfunc, "_model_impl", None), "context", None)
+    return lambda frame: method(context, frame)
+
+
 class MonitoringRuntime:
     """Builds the monitoring hooks and routes of one serving process."""
 
@@ -154,7 +164,9 @@ class MonitoringRuntime:
             monitors, gauges, model=model.name, version=model.version,
             size=self.settings.window_size, interval_s=self.settings.drift_interval_s,
             alpha=self.settings.drift_alpha, store=self.store, alerter=alerter,
-            error_rate=ErrorRate(metrics.registry), flush=self.payload_log.flush)
+            error_rate=ErrorRate(metrics.registry), flush=self.payload_log.flush,
+            feedback_rows=self.settings.feedback_window_rows,
+            probabilities=model_probabilities(model))
         self.window.start()
         return ServingHooks(annotators=annotators,
                             sinks=[WindowAndLog(self.window, self.payload_log)])

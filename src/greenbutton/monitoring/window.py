@@ -12,8 +12,8 @@ Rows reach the store when the payload log flushes (every ``flush_interval_s``);
 Every worker and replica serving the version reads the same rows, so one of them tests them
 per interval: each interval, a worker first publishes the snapshot last stored by whichever
 process tested, then claims the next test in the store (``claim_drift_test``); the one that
-wins tests and stores its snapshot. A digits window costs 50 ms of CPU in a tight loop and
-about 140 ms in a loaded server, holding the interpreter lock for much of it: once per
+wins tests and stores its snapshot. A digits window costs about 100 ms of CPU in a tight
+loop, more in a loaded server, holding the interpreter lock for much of it: once per
 interval per version, not once per worker and replica. A worker whose claim fails (the
 store down) tests anyway, and none waits for another's test.
 """
@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,10 +35,13 @@ from .drift import DriftResult, Window
 from .gauges import MonitoringGauges
 from .monitors import Monitors
 from .payload_store import PayloadStore, RecentPrediction
+from .performance import summary
 
 logger = logging.getLogger(__name__)
 MIN_ROWS = 20
 """Fewer rows than this are not tested (too little power to be worth a gauge)."""
+Probabilities = Callable[[pd.DataFrame], Any]
+"""The model's class probabilities for rows (one row of probabilities per input row)."""
 CLAIM_SHARE = 0.9
 """A test may be claimed once this share of the interval has passed since the last claim:
 a worker ticking every interval wins its own next turn despite the drift of its sleeps."""
@@ -53,10 +57,13 @@ class DriftWindow:
                  version: str | None, size: int, interval_s: float, alpha: float,
                  store: PayloadStore, alerter: Alerter | None = None,
                  error_rate: Callable[[], float | None] = lambda: None,
-                 flush: Callable[[], Awaitable[None]] | None = None) -> None:
+                 flush: Callable[[], Awaitable[None]] | None = None,
+                 feedback_rows: int = 200,
+                 probabilities: Probabilities | None = None) -> None:
         self.monitors, self.gauges, self.model, self.version = monitors, gauges, model, version
         self.size, self.interval_s, self.alpha = size, interval_s, alpha
         self.store, self.alerter, self.error_rate, self.flush = store, alerter, error_rate, flush
+        self.feedback_rows, self.probabilities = feedback_rows, probabilities
         self._newest: int | None = None
         """The newest row id of the last window tested."""
         self._task: asyncio.Task[None] | None = None
@@ -107,6 +114,8 @@ class DriftWindow:
             results = {name: DriftResult.from_json(name, body) for name, body in drift.items()}
             self.gauges.publish_drift(self.model, self.version, results,
                                       int(snapshot.get("window", {}).get("rows", 0)))
+        if snapshot.get("performance"):
+            self.gauges.publish_performance(self.model, self.version, snapshot["performance"])
         self._newest, self.snapshot = newest, snapshot
 
     async def test_now(self, *, refresh: bool = False) -> dict[str, Any]:
@@ -125,17 +134,18 @@ class DriftWindow:
         if len(window.frame) < min(MIN_ROWS, self.size):
             return self.snapshot
         self._newest = logged[-1].id
-        results = await asyncio.to_thread(self._test, window)
+        results, performance = await asyncio.to_thread(self._test, window)
         self.gauges.publish_drift(self.model, self.version, results, len(window.frame))
+        self.gauges.publish_performance(self.model, self.version, performance)
         flags = window.outlier_scores > getattr(self.monitors.outliers, "threshold", np.inf)
-        figures = await asyncio.to_thread(self._figures, results, flags, latencies)
+        figures = await asyncio.to_thread(self._figures, results, flags, latencies, performance)
         self.snapshot = {
             "model": {"name": self.model, "version": self.version},
             "window": {"rows": len(window.frame), "size": self.size, "alpha": self.alpha},
             "drift": {name: result.to_json() for name, result in results.items()},
             "outlier_rate": figures.outlier_rate, "accuracy": figures.accuracy,
             "mean_reward": figures.mean_reward, "error_rate": figures.error_rate,
-            "p99_latency_s": figures.p99_latency_s,
+            "p99_latency_s": figures.p99_latency_s, "performance": performance,
         }
         if self.alerter is not None:
             self.snapshot["alerts_sent"] = await self.alerter.check(figures)
@@ -160,25 +170,44 @@ class DriftWindow:
         window = Window(frame.reset_index(drop=True), outputs, outlier_scores)
         return window, [entry.latency_s for entry in logged]
 
-    def _test(self, window: Window) -> dict[str, DriftResult]:
+    def _test(self, window: Window) -> tuple[dict[str, DriftResult], dict[str, Any]]:
+        """The drift tests, with the newest labelled rows and the model's class
+        probabilities; and the performance figures (see :func:`.performance.summary`)."""
+        recent = self.store.recent_feedback(self.model, self.version, self.feedback_rows)
+        window = replace(window,
+                         truths=np.asarray(recent.truths[:self.feedback_rows], dtype=object),
+                         outcomes=np.asarray(recent.outcomes[:self.feedback_rows], dtype=float),
+                         probabilities=self._probabilities(window.frame))
         results = self.monitors.test(window, self.alpha)
-        labels = self.monitors.drift.get("predictions")
-        if labels is not None:
-            truths = self.store.recent_truths(self.model, self.version, self.size)
-            flat = np.asarray([t for truth in truths for t in np.ravel(truth)], dtype=object)
-            if flat.size >= MIN_ROWS:
-                results["labels"] = labels.test(Window(window.frame, flat), self.alpha)
-        return results
+        return results, summary(self.monitors.performance, self.monitors.confidence, window,
+                                results.get("performance"))
+
+    def _probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's class probabilities for ``frame`` (empty when it gives none)."""
+        if self.probabilities is None or self.monitors.confidence is None:
+            return np.empty(0)
+        try:
+            return np.asarray(self.probabilities(frame), dtype=float)
+        except Exception:  # the user's code: no estimate this time, the tests still run
+            logger.exception("predict_proba failed on the drift window")
+            return np.empty(0)
 
     def _figures(self, results: dict[str, DriftResult], flags: np.ndarray,
-                 latencies: list[float]) -> Figures:
-        summary = next((s for s in self.store.summaries() if s.model_name == self.model
-                        and s.model_version == self.version), None)
+                 latencies: list[float], performance: dict[str, Any]) -> Figures:
+        summary_ = next((s for s in self.store.summaries() if s.model_name == self.model
+                         and s.model_version == self.version), None)
+        recent = performance.get("recent")
+        is_accuracy = performance.get("measure") == "accuracy"
+        estimated = performance.get("estimated") or {}
         return Figures(
             model=self.model, version=self.version, is_drift=results["overall"].is_drift,
+            is_quality_issue="quality" in results and results["quality"].is_drift,
+            is_performance_drop="performance" in results and results["performance"].is_drift,
             outlier_rate=float(flags.mean()) if flags.size else None,
-            accuracy=summary.accuracy if summary else None,
-            mean_reward=summary.mean_reward if summary else None,
+            accuracy=recent if is_accuracy and recent is not None else (
+                summary_.accuracy if summary_ else None),
+            estimated_accuracy=estimated.get("accuracy"),
+            mean_reward=summary_.mean_reward if summary_ else None,
             error_rate=self.error_rate(),
             p99_latency_s=float(np.quantile(latencies, 0.99)) if latencies else None)
 
