@@ -72,7 +72,7 @@ def _wait_ready(client: ControlPlaneClient, log: Path) -> None:
     raise AssertionError(log.read_text())
 
 
-def fuzz(schema: str, token: str, *extra: str) -> None:
+def fuzz(schema: str, token: str, workdir: Path, *extra: str) -> None:
     """Every phase, 0 x 5xx: the coverage phase on one worker (schemathesis's own lambda
     cache is not thread-safe there), examples and fuzzing on four."""
     common = [str(SCHEMATHESIS), "run", schema, "-H", f"Authorization: Bearer {token}",
@@ -81,15 +81,15 @@ def fuzz(schema: str, token: str, *extra: str) -> None:
     for phase, workers, examples in (("coverage", "1", "25"), ("examples,fuzzing", "4", "40")):
         done = subprocess.run([*common, "--phases", phase, "--workers", workers,
                                "--max-examples", examples], capture_output=True, text=True,
-                              timeout=600)
+                              timeout=600, cwd=workdir)  # its cache lands there, not here
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
 
 
-def test_control_plane_answers_no_5xx(live: tuple[str, str]) -> None:
+def test_control_plane_answers_no_5xx(live: tuple[str, str], tmp_path: Path) -> None:
     url, token = live
-    fuzz(f"{url}/openapi.json", token)
+    fuzz(f"{url}/openapi.json", token, tmp_path)
 
 
-def test_served_model_answers_no_5xx(live: tuple[str, str]) -> None:
+def test_served_model_answers_no_5xx(live: tuple[str, str], tmp_path: Path) -> None:
     url, token = live
-    fuzz(f"{url}/endpoints/echo/openapi.json", token, "--url", f"{url}/endpoints/echo")
+    fuzz(f"{url}/endpoints/echo/openapi.json", token, tmp_path, "--url", f"{url}/endpoints/echo")
