@@ -23,7 +23,6 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 from scipy import stats
-from sklearn.isotonic import IsotonicRegression
 
 from .counts import excess_p
 from .drift import Arrays, DriftResult, Window
@@ -104,6 +103,8 @@ class ConfidenceEstimator:
     def fit(cls, probabilities: np.ndarray, is_correct: np.ndarray) -> ConfidenceEstimator:
         """From the held-out rows' class probabilities and whether each prediction was right."""
         top = np.max(np.asarray(probabilities, dtype=float), axis=1)
+        from sklearn.isotonic import IsotonicRegression  # only when a model reports probabilities
+
         curve = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         curve.fit(top, np.asarray(is_correct, dtype=float))
         return cls(curve.X_thresholds_, curve.y_thresholds_, len(top))
