@@ -28,7 +28,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import ElasticNet
 
 import greenbutton
-from greenbutton.cli_governance import local_token
+from greenbutton.cli.governance import local_token
 from greenbutton.client import ControlPlaneClient
 from greenbutton.config import Settings
 

@@ -24,13 +24,13 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from greenbutton.config import Settings
+from greenbutton.dataplane.app import create_app
+from greenbutton.dataplane.core import DataPlane
+from greenbutton.dataplane.loading import load_served_model
 from greenbutton.monitoring.metrics import Metrics
 from greenbutton.monitoring.monitors import fit_monitors
 from greenbutton.monitoring.payload_store import PayloadStore
 from greenbutton.monitoring.runtime import MonitoringRuntime
-from greenbutton.serving.app import create_app
-from greenbutton.serving.dataplane import DataPlane
-from greenbutton.serving.loading import load_served_model
 
 
 class Digits(mlflow.pyfunc.PythonModel):

@@ -27,7 +27,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import greenbutton
-from greenbutton.cli_governance import local_token
+from greenbutton.cli.governance import local_token
 from greenbutton.client import ControlPlaneClient
 from greenbutton.config import Settings
 from greenbutton.launcher import ensure_platform, stop_platform, wait_until_serving

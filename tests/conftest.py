@@ -18,9 +18,9 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from greenbutton.config import Settings
+from greenbutton.dataplane.core import DataPlane
+from greenbutton.dataplane.loading import ServedModel, load_served_model
 from greenbutton.monitoring.metrics import Metrics
-from greenbutton.serving.dataplane import DataPlane
-from greenbutton.serving.loading import ServedModel, load_served_model
 from postgres_server import postgres_uri  # noqa: F401  (session fixture: real PostgreSQL)
 
 

@@ -15,12 +15,12 @@ import greenbutton
 from greenbutton.config import Settings
 from greenbutton.controller.desired import desired_state
 from greenbutton.controller.loop import Controller
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.targets import open_target
+from greenbutton.controlplane.app import create_control_plane
 from greenbutton.governance.access import Access
 from greenbutton.governance.approvals import Approvals
 from greenbutton.registry import Registry
-from greenbutton.server.app import create_control_plane
 from greenbutton.store.deployments import deployment_store_for
 from greenbutton.store.protocol import LifecycleStore
 

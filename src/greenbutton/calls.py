@@ -1,7 +1,7 @@
 """The model calls running now in this process: when each started and on which thread.
 
 Bracketing every call to a served model's code (predictions, explanations) lets a watchdog
-find one that never returns (:mod:`greenbutton.serving.watchdog`)::
+find one that never returns (:mod:`greenbutton.dataplane.watchdog`)::
 
     token = calls.begin()
     try:

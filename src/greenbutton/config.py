@@ -1,6 +1,6 @@
 """Process settings: pydantic-settings, prefix ``GREENBUTTON_``, ``__`` between sections.
 
-Loaded once by :mod:`greenbutton.cli` (or by the public API when called from a notebook)
+Loaded once by :mod:`greenbutton.cli.main` (or by the public API when called from a notebook)
 and passed down; no other module reads the environment.
 """
 

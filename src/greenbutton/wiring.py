@@ -11,11 +11,11 @@ from .config import PAYLOAD_DB, Settings
 if TYPE_CHECKING:  # each builder imports what it builds: `serve` needs none of the control plane
     from starlette.applications import Starlette
 
+    from .dataplane.hooks import ServingPlugins
     from .gates.runner import SandboxedGateRunner
     from .governance.access import Access
     from .governance.approvals import Approvals
     from .registry import Registry
-    from .serving.hooks import ServingPlugins
     from .store.protocol import LifecycleStore
     from .store.sql import SqlStore
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def build_monitoring(settings: Settings) -> ServingPlugins:
     """A serving process's monitoring routes and hooks (none when monitoring is disabled)."""
-    from .serving.hooks import ServingPlugins
+    from .dataplane.hooks import ServingPlugins
 
     if not settings.monitoring.is_enabled:
         return ServingPlugins()
@@ -160,10 +160,10 @@ def build_control_plane(settings: Settings) -> Starlette:
     from .controller.leader import open_elector, terminate_this_process
     from .controller.loop import Controller
     from .controller.rollouts import audit_rollout
-    from .controller.routes import RouteTable
+    from .controller.routing.table import RouteTable
     from .controller.targets import open_target
+    from .controlplane.app import create_control_plane
     from .governance.integrity import LifecycleGuard
-    from .server.app import create_control_plane
     from .store.deployments import deployment_store_for
 
     prepare_home(settings)
@@ -185,6 +185,6 @@ def build_control_plane(settings: Settings) -> Starlette:
                                elector=open_elector(settings),
                                on_leadership_lost=terminate_this_process)
     app.state.is_bootstrapped = bootstrap_admin(settings, access)  # said once by the CLI
-    app.state.deployment_store = specs  # read by server/api_deployments.py
-    app.state.guard = guard  # read by server/api.py (GET /api/v1/integrity)
+    app.state.deployment_store = specs  # read by controlplane/api_deployments.py
+    app.state.guard = guard  # read by controlplane/api.py (GET /api/v1/integrity)
     return app

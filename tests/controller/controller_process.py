@@ -14,7 +14,7 @@ from pathlib import Path
 from greenbutton.config import Settings
 from greenbutton.controller.loop import Controller
 from greenbutton.controller.reconcile import DeploymentSpec, VersionRef
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.targets.local import LocalTarget
 
 FAKE_SERVER = Path(__file__).with_name("fake_server.py")

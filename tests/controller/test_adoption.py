@@ -17,7 +17,7 @@ import pytest
 from greenbutton.config import Settings
 from greenbutton.controller.loop import Controller
 from greenbutton.controller.reconcile import DeploymentSpec, InstanceState, VersionRef
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.targets.local import LocalTarget
 from greenbutton.controller.targets.local_records import is_alive, load_records
 

@@ -14,8 +14,8 @@ from starlette.routing import Route
 
 from greenbutton.config import Settings
 from greenbutton.controller.reconcile import Backend
-from greenbutton.controller.routes import RouteTable
-from greenbutton.server.gateway import create_gateway
+from greenbutton.controller.routing.table import RouteTable
+from greenbutton.controlplane.gateway import create_gateway
 
 BACKEND = Backend(1, "http://backend-one")
 

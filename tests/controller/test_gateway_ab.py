@@ -13,8 +13,8 @@ from starlette.routing import Route
 
 from greenbutton.config import Settings
 from greenbutton.controller.reconcile import Backend
-from greenbutton.controller.routes import RouteTable
-from greenbutton.server.gateway import create_gateway
+from greenbutton.controller.routing.table import RouteTable
+from greenbutton.controlplane.gateway import create_gateway
 
 A, B, SHADOW = (Backend(1, "http://v1", 80), Backend(2, "http://v2", 20),
                 Backend(3, "http://v3", 0, 100))

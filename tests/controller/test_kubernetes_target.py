@@ -21,11 +21,11 @@ from greenbutton.controller.reconcile import (
     RouteSpec,
     VersionRef,
 )
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.targets import SpecAwareTarget, open_target
-from greenbutton.controller.targets.kubernetes import KubernetesTarget
-from greenbutton.controller.targets.kubernetes_sinks import ClusterSink, DirSink
-from greenbutton.deploy.kubernetes import KubernetesOptions
+from greenbutton.controller.targets.kubernetes.manifests import KubernetesOptions
+from greenbutton.controller.targets.kubernetes.sinks import ClusterSink, DirSink
+from greenbutton.controller.targets.kubernetes.target import KubernetesTarget
 from greenbutton.errors import NotReady
 
 pytest.importorskip("kubernetes")

@@ -15,7 +15,7 @@ from greenbutton.controller.reconcile import (
     ObservedDeployment,
     VersionRef,
 )
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 
 Wait = Callable[[Callable[[], Awaitable[bool]], float], Awaitable[None]]
 V1, V2 = VersionRef("digits", "digits", 1), VersionRef("digits", "digits", 2)

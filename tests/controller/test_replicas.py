@@ -30,7 +30,7 @@ from greenbutton.controller.reconcile import (
     VersionRef,
     plan,
 )
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.targets.local import LocalTarget
 from greenbutton.controller.targets.local_records import is_alive, load_records
 

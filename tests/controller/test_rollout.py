@@ -18,9 +18,9 @@ import uvicorn
 from greenbutton.config import Settings
 from greenbutton.controller.loop import Controller, DeploymentState
 from greenbutton.controller.reconcile import DeploymentSpec
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.targets.local import LocalTarget
-from greenbutton.server.gateway import create_gateway
+from greenbutton.controlplane.gateway import create_gateway
 
 pytestmark = pytest.mark.slow
 Wait = Callable[[Callable[[], Awaitable[bool]], float], Awaitable[None]]

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from greenbutton.controller.reconcile import Backend
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 from greenbutton.errors import DeploymentNotFound, NotReady
 
 OLD, NEW = Backend(1, "http://127.0.0.1:40001"), Backend(2, "http://127.0.0.1:40002")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from greenbutton.controller.reconcile import Backend
-from greenbutton.controller.routes import RouteTable
-from greenbutton.controller.routing import choose_variant, is_mirrored
+from greenbutton.controller.routing.split import choose_variant, is_mirrored
+from greenbutton.controller.routing.table import RouteTable
 
 SPLIT = (Backend(1, "http://a", 80), Backend(2, "http://b", 20))
 

@@ -14,10 +14,10 @@ from greenbutton.controller.desired import desired_state
 from greenbutton.controller.loop import Controller
 from greenbutton.controller.reconcile import DeploymentSpec
 from greenbutton.controller.rollouts import audit_rollout
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.targets import open_target
+from greenbutton.controlplane.app import create_control_plane
 from greenbutton.governance.access import Access
-from greenbutton.server.app import create_control_plane
 from greenbutton.store.deployments import deployment_store_for
 from greenbutton.wiring import build_governance, build_registry, build_store
 

@@ -15,13 +15,13 @@ from greenbutton.config import Settings
 from greenbutton.controller.desired import desired_state
 from greenbutton.controller.loop import Controller
 from greenbutton.controller.reconcile import InstanceState, ObservedDeployment, VersionRef
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.specs import check_spec_change
+from greenbutton.controlplane.app import create_control_plane
+from greenbutton.controlplane.dashboard.session import COOKIE
 from greenbutton.governance.access import Access
 from greenbutton.governance.approvals import Approvals
 from greenbutton.registry import Registry, Stage
-from greenbutton.server.app import create_control_plane
-from greenbutton.server.dashboard.session import COOKIE
 from greenbutton.store.deployments import deployment_store_for
 from greenbutton.store.governance_records import GateOutcome
 from greenbutton.store.governance_sql import open_governance_store

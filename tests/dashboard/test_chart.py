@@ -16,7 +16,7 @@ from .browser import chromium
 
 pytestmark = pytest.mark.slow
 
-STATIC = Path(__file__).resolve().parents[2] / "src/greenbutton/server/dashboard/static"
+STATIC = Path(__file__).resolve().parents[2] / "src/greenbutton/controlplane/dashboard/static"
 T0 = 1_700_000_000.0
 
 

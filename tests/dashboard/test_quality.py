@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from greenbutton.controlplane.dashboard.quality import QualityHistory, parse_test
 from greenbutton.errors import NotReady
 from greenbutton.monitoring.payload_store import PayloadStore, utc_now
-from greenbutton.server.dashboard.quality import QualityHistory, parse_test
 
 
 def snapshot(overall_p: float, pixel_p: float, *, rows: int = 100,

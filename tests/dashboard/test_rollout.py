@@ -6,7 +6,7 @@ from typing import Any
 
 from greenbutton.controller.loop import DeploymentState, DeploymentStatus, TrafficShare
 from greenbutton.controller.reconcile import DeploymentSpec, RouteSpec, ShadowSpec
-from greenbutton.server.dashboard.rollout import Step, rollout_of
+from greenbutton.controlplane.dashboard.rollout import Step, rollout_of
 
 
 def status(state: DeploymentState, version: int | None, serving: int | None,

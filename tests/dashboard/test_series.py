@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from greenbutton.monitoring.metrics import Metrics
-from greenbutton.server.dashboard.series import (
+from greenbutton.controlplane.dashboard.series import (
     MetricsHistory,
     Scrape,
     VersionCounters,
@@ -13,6 +12,7 @@ from greenbutton.server.dashboard.series import (
     points_between,
     quantile,
 )
+from greenbutton.monitoring.metrics import Metrics
 
 
 def _exposition(requests: int, latency_s: float, errors: int = 0, version: str = "3") -> str:

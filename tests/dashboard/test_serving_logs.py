@@ -7,7 +7,7 @@ from pathlib import Path
 
 from greenbutton.config import Settings
 from greenbutton.controller.targets.local_records import InstanceRecord, save_records
-from greenbutton.server.dashboard.serving_logs import MAX_BYTES, ServingLogs
+from greenbutton.controlplane.dashboard.serving_logs import MAX_BYTES, ServingLogs
 
 
 def _record(settings: Settings, name: str, version: int, log: Path) -> InstanceRecord:

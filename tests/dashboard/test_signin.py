@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from greenbutton.server.dashboard.session import safe_next
+from greenbutton.controlplane.dashboard.session import safe_next
 
 from .conftest import Governed
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from greenbutton.cli.deploy import spec_from_args
 from greenbutton.controller.specs import RouteRule, ShadowRule
-from greenbutton.deploy.commands import spec_from_args
 from greenbutton.errors import InvalidInput
 
 

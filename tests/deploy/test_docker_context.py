@@ -21,7 +21,12 @@ from sklearn.linear_model import ElasticNet
 
 import greenbutton
 from greenbutton.config import Settings
-from greenbutton.deploy.docker import SERVE_ARGV, BuildContext, docker_build, write_build_context
+from greenbutton.controller.targets.docker import (
+    SERVE_ARGV,
+    BuildContext,
+    docker_build,
+    write_build_context,
+)
 from greenbutton.errors import NotReady
 
 

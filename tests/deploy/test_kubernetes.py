@@ -10,8 +10,12 @@ import pytest
 import yaml
 
 from greenbutton.controller.specs import DeploySpec, RouteRule, ShadowRule, resolve
-from greenbutton.deploy.kubernetes import KubernetesOptions, render
-from greenbutton.deploy.kubernetes_apply import apply_manifests, parse_target, write_manifests
+from greenbutton.controller.targets.kubernetes.apply import (
+    apply_manifests,
+    parse_target,
+    write_manifests,
+)
+from greenbutton.controller.targets.kubernetes.manifests import KubernetesOptions, render
 from greenbutton.errors import GreenbuttonError, NotReady
 from greenbutton.store import Stage
 

@@ -25,12 +25,12 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from greenbutton.config import Settings
+from greenbutton.dataplane.hooks import ServingPlugins
+from greenbutton.dataplane.process import build_serving_app
 from greenbutton.monitoring.monitors import fit_monitors
 from greenbutton.monitoring.payload_store import PayloadStore
 from greenbutton.monitoring.prometheus import alert_rules, render_yaml, scrape_config
 from greenbutton.monitoring.runtime import MonitoringRuntime
-from greenbutton.serving.hooks import ServingPlugins
-from greenbutton.serving.process import build_serving_app
 
 pytestmark = [
     pytest.mark.slow,

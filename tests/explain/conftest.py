@@ -26,11 +26,11 @@ from starlette.applications import Starlette
 
 import greenbutton
 from greenbutton.config import ExplainSettings, Settings
+from greenbutton.dataplane.app import create_app
+from greenbutton.dataplane.core import DataPlane
+from greenbutton.dataplane.loading import ServedModel
 from greenbutton.explain.service import ExplainMetrics, ExplainService
 from greenbutton.monitoring.metrics import Metrics
-from greenbutton.serving.app import create_app
-from greenbutton.serving.dataplane import DataPlane
-from greenbutton.serving.loading import ServedModel
 
 REFERENCE_ROWS = 300
 

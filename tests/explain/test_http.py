@@ -13,7 +13,7 @@ import pytest
 from starlette.applications import Starlette
 
 from greenbutton.config import ExplainSettings
-from greenbutton.serving.loading import ServedModel
+from greenbutton.dataplane.loading import ServedModel
 
 AppFactory = Callable[[ServedModel, ExplainSettings], Starlette]
 

@@ -14,13 +14,13 @@ from mlflow import MlflowClient
 
 from greenbutton.config import Settings
 from greenbutton.controller.loop import Controller
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.specs import check_spec_change
 from greenbutton.controller.targets import open_target
+from greenbutton.controlplane.app import create_control_plane
 from greenbutton.governance.access import Access, Caller
 from greenbutton.governance.approvals import Approvals
 from greenbutton.registry import Registry
-from greenbutton.server.app import create_control_plane
 from greenbutton.store import open_store
 from greenbutton.store.governance_records import GateOutcome
 from greenbutton.store.governance_sql import SqlGovernanceStore

@@ -16,14 +16,14 @@ from mlflow import MlflowClient
 
 from greenbutton.config import Settings
 from greenbutton.controller.loop import Controller
-from greenbutton.controller.routes import RouteTable
+from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.targets import open_target
+from greenbutton.controlplane.app import create_control_plane
+from greenbutton.dataplane.app import create_app
+from greenbutton.dataplane.auth import EndpointAuthority
+from greenbutton.dataplane.core import DataPlane
 from greenbutton.governance.access import Access
 from greenbutton.registry import Registry
-from greenbutton.server.app import create_control_plane
-from greenbutton.serving.app import create_app
-from greenbutton.serving.auth import EndpointAuthority
-from greenbutton.serving.dataplane import DataPlane
 from greenbutton.store import open_store
 
 MODEL = "digits"  # what the root conftest's data plane serves

@@ -220,7 +220,7 @@ def test_serving_an_alias_serves_the_governed_version(
 
 
 def test_doctor_reports_what_changed_behind_our_back(sealed: Sealed) -> None:
-    from greenbutton.doctor_integrity import check_integrity
+    from greenbutton.doctor.integrity import check_integrity
 
     sealed.sql("INSERT INTO version_stages VALUES (:key, 7, 'm', 'Production', "
                "'2026-01-01 00:00:00', 'mallory')", key="0" * 64)

@@ -9,8 +9,8 @@ import pytest
 from starlette.applications import Starlette
 
 from greenbutton.config import Settings
-from greenbutton.serving.app import create_app
-from greenbutton.serving.dataplane import DataPlane
+from greenbutton.dataplane.app import create_app
+from greenbutton.dataplane.core import DataPlane
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from greenbutton.config import Settings
+from greenbutton.dataplane.app import create_app
+from greenbutton.dataplane.core import DataPlane
+from greenbutton.dataplane.loading import ServedModel
 from greenbutton.monitoring.metrics import Metrics
-from greenbutton.serving.app import create_app
-from greenbutton.serving.dataplane import DataPlane
-from greenbutton.serving.loading import ServedModel
 
 
 class FailingModel(mlflow.pyfunc.PythonModel):

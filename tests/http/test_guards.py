@@ -9,8 +9,8 @@ import pandas as pd
 from starlette.applications import Starlette
 
 from greenbutton.config import Settings
-from greenbutton.serving.app import create_app
-from greenbutton.serving.dataplane import DataPlane
+from greenbutton.dataplane.app import create_app
+from greenbutton.dataplane.core import DataPlane
 
 
 async def test_pickle_body_refused_415(client: httpx.AsyncClient) -> None:

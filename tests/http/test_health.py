@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 
 from greenbutton.config import Settings
+from greenbutton.dataplane.app import create_app
+from greenbutton.dataplane.core import DataPlane
+from greenbutton.dataplane.loading import ServedModel
 from greenbutton.monitoring.metrics import Metrics
-from greenbutton.serving.app import create_app
-from greenbutton.serving.dataplane import DataPlane
-from greenbutton.serving.loading import ServedModel
 
 
 def client_for(settings: Settings, dataplane: DataPlane) -> httpx.AsyncClient:

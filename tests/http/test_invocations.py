@@ -14,8 +14,8 @@ import pytest
 from mlflow.pyfunc import PyFuncModel, scoring_server
 
 from greenbutton.config import Settings
-from greenbutton.serving.dataplane import DataPlane
-from greenbutton.serving.hooks import PredictionRecord
+from greenbutton.dataplane.core import DataPlane
+from greenbutton.dataplane.hooks import PredictionRecord
 
 FORMATS: dict[str, Callable[[pd.DataFrame], dict[str, Any]]] = {
     "dataframe_split": lambda frame: {"dataframe_split": frame.to_dict(orient="split")},

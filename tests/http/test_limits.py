@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from greenbutton.serving.dataplane import DataPlane
+from greenbutton.dataplane.core import DataPlane
 
 ENDPOINTS = ["/predict", "/invocations"]
 TEN_MB = 10 * 1024 * 1024

@@ -8,9 +8,9 @@ import httpx
 from starlette.routing import Route
 
 from greenbutton.config import Settings
-from greenbutton.serving.app import create_app
-from greenbutton.serving.dataplane import DataPlane
-from greenbutton.serving.openapi import build_openapi
+from greenbutton.dataplane.app import create_app
+from greenbutton.dataplane.core import DataPlane
+from greenbutton.dataplane.openapi import build_openapi
 
 PIXELS = [f"pixel_{i}" for i in range(64)]
 
@@ -45,7 +45,7 @@ async def test_docs_serves_swagger_ui_assets_locally(client: httpx.AsyncClient) 
 
 async def test_openapi_lists_every_route_and_its_security(
         settings: Settings, dataplane: DataPlane) -> None:
-    from greenbutton.serving.auth import EndpointAuthority
+    from greenbutton.dataplane.auth import EndpointAuthority
 
     secured = settings.listening(serving_host="0.0.0.0")
     authority = EndpointAuthority(httpx.AsyncClient(base_url="http://127.0.0.1:9"), 2.0)

@@ -8,7 +8,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from greenbutton.serving.dataplane import DataPlane
+from greenbutton.dataplane.core import DataPlane
 
 PIXELS = [f"pixel_{i}" for i in range(64)]
 

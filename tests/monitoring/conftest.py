@@ -18,13 +18,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from greenbutton.config import Settings
+from greenbutton.dataplane.app import create_app
+from greenbutton.dataplane.core import DataPlane
+from greenbutton.dataplane.loading import ServedModel, load_served_model
 from greenbutton.monitoring.metrics import Metrics
 from greenbutton.monitoring.monitors import MONITORS_ARTIFACT, HeldOut, Monitors, fit, save
 from greenbutton.monitoring.payload_store import PayloadStore
 from greenbutton.monitoring.runtime import MonitoringRuntime
-from greenbutton.serving.app import create_app
-from greenbutton.serving.dataplane import DataPlane
-from greenbutton.serving.loading import ServedModel, load_served_model
 
 
 class RewardedDigits(mlflow.pyfunc.PythonModel):

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from greenbutton.cli.monitoring import Progress
 from greenbutton.config import Settings
-from greenbutton.monitoring.commands import Progress
 from greenbutton.monitoring.export import (
     ExportError,
     chunks,

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import create_engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from greenbutton.dataplane.hooks import PredictionRecord, utc_now
 from greenbutton.monitoring.export import collect
 from greenbutton.monitoring.gauges import MonitoringGauges
 from greenbutton.monitoring.input_columns import UnknownColumnSet, column_set_key
@@ -27,7 +28,6 @@ from greenbutton.monitoring.payload_store import (
     payload_batches,
     predictions,
 )
-from greenbutton.serving.hooks import PredictionRecord, utc_now
 
 SINCE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 

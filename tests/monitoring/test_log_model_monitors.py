@@ -13,9 +13,9 @@ import pytest
 
 import greenbutton
 from greenbutton.config import Settings
+from greenbutton.dataplane.loading import load_served_model
 from greenbutton.monitoring.monitors import load_monitors
 from greenbutton.monitoring.runtime import model_artifacts
-from greenbutton.serving.loading import load_served_model
 
 
 def _model(train: pd.DataFrame, labels: np.ndarray) -> greenbutton.Model:

@@ -48,7 +48,7 @@ def test_render_returns_text_exposition() -> None:
 
 
 def test_merged_expositions_sum_counters_and_max_gauges() -> None:
-    from greenbutton.serving.shared_metrics import merge_expositions
+    from greenbutton.dataplane.shared_metrics import merge_expositions
 
     workers = [Metrics(), Metrics()]
     for metrics, ready in zip(workers, (True, False), strict=True):
@@ -70,7 +70,7 @@ def test_merged_expositions_sum_counters_and_max_gauges() -> None:
 
 
 def test_a_retired_worker_keeps_its_counts_but_not_its_gauges(tmp_path: Path) -> None:
-    from greenbutton.serving.shared_metrics import SharedMetrics, merge_expositions, retire
+    from greenbutton.dataplane.shared_metrics import SharedMetrics, merge_expositions, retire
 
     dead, live = Metrics(), Metrics()
     for metrics in (dead, live):
@@ -91,9 +91,9 @@ def test_a_retired_worker_keeps_its_counts_but_not_its_gauges(tmp_path: Path) ->
 def test_drift_series_render_with_the_metrics_and_follow_each_published_test() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
+    from greenbutton.dataplane.shared_metrics import merge_expositions
     from greenbutton.monitoring.drift import DriftResult
     from greenbutton.monitoring.gauges import MonitoringGauges
-    from greenbutton.serving.shared_metrics import merge_expositions
 
     metrics = Metrics()
     gauges = MonitoringGauges(metrics.registry)
@@ -116,9 +116,9 @@ def test_drift_series_render_with_the_metrics_and_follow_each_published_test() -
 def test_merged_drift_series_report_the_worker_that_found_drift() -> None:
     # each worker tests its own window: the merged flag is any worker's, and the p-value
     # beside it is that worker's (the smallest), not a calmer sibling's
+    from greenbutton.dataplane.shared_metrics import merge_expositions
     from greenbutton.monitoring.drift import DriftResult
     from greenbutton.monitoring.gauges import MonitoringGauges
-    from greenbutton.serving.shared_metrics import merge_expositions
 
     texts = []
     for p_value in (0.002, 0.6):

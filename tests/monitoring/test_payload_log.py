@@ -16,6 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select, update
 
+from greenbutton.dataplane.hooks import PredictionRecord, utc_now
 from greenbutton.errors import InvalidInput
 from greenbutton.monitoring.export import export_dataset, parse_since
 from greenbutton.monitoring.feedback import Feedback, FeedbackService
@@ -23,7 +24,6 @@ from greenbutton.monitoring.gauges import MonitoringGauges
 from greenbutton.monitoring.payload_batches import UnreadableBatch, runs
 from greenbutton.monitoring.payload_log import PayloadLog
 from greenbutton.monitoring.payload_store import FeedbackExists, PayloadStore, payload_batches
-from greenbutton.serving.hooks import PredictionRecord, utc_now
 from sqlite_writer import holding_write_lock
 
 

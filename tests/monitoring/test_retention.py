@@ -12,7 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import event, func, select, text
 
-from greenbutton.cli import main
+from greenbutton.cli.main import main
+from greenbutton.dataplane.hooks import PredictionRecord, utc_now
 from greenbutton.monitoring.gauges import MonitoringGauges
 from greenbutton.monitoring.payload_log import PayloadLog
 from greenbutton.monitoring.payload_store import (
@@ -22,7 +23,6 @@ from greenbutton.monitoring.payload_store import (
     payload_requests,
 )
 from greenbutton.monitoring.retention import Retention
-from greenbutton.serving.hooks import PredictionRecord, utc_now
 from payload_rows import logged_ids, write_each, write_rows_before_batches
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)

@@ -17,9 +17,9 @@ WHITE = {f"pixel_{i}": 16.0 for i in range(64)}
 def second_worker(settings: Any, model: Any, store: Any) -> tuple[Any, Any]:
     """Another worker of the same server: its own monitoring runtime and data plane, the same
     payload store; (runtime, plane), the plane to be closed by the caller."""
+    from greenbutton.dataplane.core import DataPlane
     from greenbutton.monitoring.metrics import Metrics
     from greenbutton.monitoring.runtime import MonitoringRuntime
-    from greenbutton.serving.dataplane import DataPlane
 
     runtime = MonitoringRuntime(settings.monitoring, store)
     plane = DataPlane(settings.serving, Metrics(), model)

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from greenbutton.dataplane.hooks import PredictionRecord, utc_now
 from greenbutton.monitoring.stacking import (
     Answered,
     annotate_records,
     stack_inputs,
     stack_predictions,
 )
-from greenbutton.serving.hooks import PredictionRecord, utc_now
 
 INDEX = pd.Index(["a", "b"])
 

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from greenbutton.config import Settings
-from greenbutton.doctor import check_all, render
+from greenbutton.doctor.checks import check_all, render
 from greenbutton.store.migrate import upgrade
 
 from .conftest import BUCKET, env_without_greenbutton, mlflow_pg

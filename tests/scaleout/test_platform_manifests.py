@@ -9,7 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from greenbutton.doctor_kubernetes import NEEDED
+from greenbutton.doctor.kubernetes import NEEDED
 
 PLATFORM = Path(__file__).resolve().parents[2] / "deploy" / "platform"
 K8S_VERSIONS = ["1.36.0", "1.37.0"]  # the versions the model manifests are validated for

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from greenbutton.controller.reconcile import Backend
-from greenbutton.controller.routes import RouteTable
-from greenbutton.controller.shared_routes import SharedRoutes
+from greenbutton.controller.routing.shared import SharedRoutes
+from greenbutton.controller.routing.table import RouteTable
 
 
 def test_follower_mirrors_switches_sticky_headers_and_removals(tmp_path: Path) -> None:

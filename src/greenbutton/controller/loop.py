@@ -35,7 +35,7 @@ from .reconcile import (
     plan,
 )
 from .rollouts import WORST_FIRST, RolloutWatch, shares_by_version
-from .routes import RouteTable
+from .routing.table import RouteTable
 from .targets import SpecAwareTarget, Target
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from .payload_store import PayloadStore
 from .stacking import Answered, annotate_records
 
 if TYPE_CHECKING:  # the seam is defined by serving; this module only implements it
-    from ..serving.hooks import PredictionRecord, RowAnnotator
+    from ..dataplane.hooks import PredictionRecord, RowAnnotator
     from .retention import Retention
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ _column_names = _ColumnNames()
 
 
 class PayloadLog:
-    """A :class:`~greenbutton.serving.hooks.PredictionSink` writing to a :class:`PayloadStore`.
+    """A :class:`~greenbutton.dataplane.hooks.PredictionSink` writing to a :class:`PayloadStore`.
 
     ``annotators``: the row annotators of the serving process. Records that arrive without
     their values (endpoints that do not render them, such as ``/invocations``) are annotated

@@ -35,8 +35,8 @@ from .retention import Retention
 from .window import DriftWindow
 
 if TYPE_CHECKING:
-    from ..serving.hooks import PredictionRecord, ServingHooks
-    from ..serving.loading import ServedModel
+    from ..dataplane.hooks import PredictionRecord, ServingHooks
+    from ..dataplane.loading import ServedModel
     from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -120,8 +120,8 @@ class MonitoringRuntime:
 
     def routes(self) -> list[BaseRoute]:
         """``POST /feedback`` and ``GET /monitoring``, bound to this runtime."""
-        from ..serving.protocols.feedback import post_feedback
-        from ..serving.protocols.monitoring import get_monitoring
+        from ..dataplane.protocols.feedback import post_feedback
+        from ..dataplane.protocols.monitoring import get_monitoring
 
         return [Route("/feedback", post_feedback(self), methods=["POST"]),
                 Route("/monitoring", get_monitoring(self), methods=["GET"])]
@@ -129,7 +129,7 @@ class MonitoringRuntime:
     def hooks(self, model: ServedModel, metrics: Metrics) -> ServingHooks:
         """Annotators and sinks for ``model``; registers the gauges on ``metrics`` (the drift
         series as a cached exposition)."""
-        from ..serving.hooks import ServingHooks
+        from ..dataplane.hooks import ServingHooks
 
         gauges = MonitoringGauges(metrics.registry)
         metrics.expositions.append(gauges.render_drift)

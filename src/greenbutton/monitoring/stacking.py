@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # the seam is defined by serving; this module only uses it
-    from ..serving.hooks import PredictionRecord, RowAnnotator
+    from ..dataplane.hooks import PredictionRecord, RowAnnotator
 
 logger = logging.getLogger(__name__)
 
 
 class Answered(NamedTuple):
-    """A :class:`~greenbutton.serving.hooks.PredictionRecord` as a buffer keeps it.
+    """A :class:`~greenbutton.dataplane.hooks.PredictionRecord` as a buffer keeps it.
 
     Inputs that are one numeric block are kept as that array and the (shared) columns index,
     not as a DataFrame: a payload log holds a second of traffic, and a thousand live

@@ -65,10 +65,10 @@ def _local(uri: str, settings: Settings) -> Target:
 
 
 def _kubernetes(uri: str, settings: Settings) -> Target:
-    from ...deploy.kubernetes import KubernetesOptions
-    from ...deploy.kubernetes_apply import parse_target
-    from .kubernetes import KubernetesTarget
-    from .kubernetes_sinks import ClusterSink
+    from .kubernetes.apply import parse_target
+    from .kubernetes.manifests import KubernetesOptions
+    from .kubernetes.sinks import ClusterSink
+    from .kubernetes.target import KubernetesTarget
 
     context, namespace = parse_target(uri)
     return KubernetesTarget(ClusterSink(context, namespace),
@@ -76,9 +76,9 @@ def _kubernetes(uri: str, settings: Settings) -> Target:
 
 
 def _kubernetes_dir(uri: str, settings: Settings) -> Target:
-    from ...deploy.kubernetes import KubernetesOptions
-    from .kubernetes import KubernetesTarget
-    from .kubernetes_sinks import DirSink
+    from .kubernetes.manifests import KubernetesOptions
+    from .kubernetes.sinks import DirSink
+    from .kubernetes.target import KubernetesTarget
 
     path = uri.partition("://")[2]
     if not path.startswith("/"):

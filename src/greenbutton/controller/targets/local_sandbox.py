@@ -49,7 +49,7 @@ class ModelCopies:
     def ensure(self, model: str, version: int) -> Path:
         """The copy's model folder, downloading it first if there is none (write, then
         rename: a crash leaves no half copy)."""
-        from ...serving.loading import fetch_model
+        from ...dataplane.loading import fetch_model
 
         folder = self.folder(model, version)
         if (folder / _COMPLETE).is_file():

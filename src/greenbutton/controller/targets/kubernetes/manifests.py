@@ -1,0 +1,218 @@
+"""Kubernetes manifests for one deployment, as plain dicts (YAML/JSON-ready).
+
+Per routed or shadow version: a Deployment (probes on /health/live and /health/ready,
+resources, non-root read-only security context, token secret by reference), a Service, an
+HorizontalPodAutoscaler and a PodDisruptionBudget. Per deployment: an Ingress at
+``/endpoints/<name>/`` (ingress-nginx; a second weighted version becomes a canary Ingress,
+a shadow a ``mirror-target``), a NetworkPolicy, and a ServiceMonitor when the Prometheus
+operator is present. Usage::
+
+    manifests = render(resolved_spec, endpoint_spec, KubernetesOptions(namespace="ml"))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ...reconcile import DeploymentSpec
+from ...specs import DeploySpec
+
+Manifest = dict[str, Any]
+PORT = 8080
+DEPLOYMENT_ANNOTATION = "greenbutton.dev/deployment"
+"""On each Deployment: the greenbutton deployment name (labels are lower-cased)."""
+_RUN_AS = 10001
+
+
+class KubernetesOptions(BaseModel):
+    """Cluster-specific choices that are not part of the user's deployment spec."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    namespace: str = "default"
+    image_prefix: str = "greenbutton/"
+    """Images are ``<prefix><model>:<version>`` (built from ``greenbutton`` Docker contexts)."""
+    ingress_class: str = "nginx"
+    ingress_host: str | None = None
+    ingress_namespace: str = "ingress-nginx"
+    monitoring_namespace: str = "monitoring"
+    has_prometheus_operator: bool = False
+    token_secret: str | None = "greenbutton-serving-tokens"
+    """Secret whose keys become the serving process' environment (optional at runtime)."""
+
+
+def render(spec: DeploymentSpec, endpoint: DeploySpec, options: KubernetesOptions
+           ) -> list[Manifest]:
+    """Every manifest of ``spec`` (already resolved to versions), in apply order."""
+    versions = [r.version for r in spec.routes] + sorted(spec.mirrors)
+    manifests: list[Manifest] = []
+    for version in versions:
+        manifests += [_deployment(spec, endpoint, version, options),
+                      _service(spec, version, options),
+                      _hpa(spec, endpoint, version, options),
+                      _pdb(spec, version, options)]
+    manifests += _ingresses(spec, options)
+    manifests.append(_network_policy(spec, options))
+    if options.has_prometheus_operator:
+        manifests.append(_service_monitor(spec, options))
+    return manifests
+
+
+def _object_name(spec: DeploymentSpec, version: int) -> str:
+    return f"{spec.name}-v{version}".lower().replace("_", "-").replace(".", "-")[:63]
+
+
+def _labels(spec: DeploymentSpec, version: int | None = None) -> dict[str, str]:
+    labels = {"app.kubernetes.io/name": "greenbutton-serving",
+              "app.kubernetes.io/instance": spec.name.lower(),
+              "app.kubernetes.io/managed-by": "greenbutton",
+              "greenbutton.dev/model": spec.model}
+    if version is not None:
+        labels["greenbutton.dev/version"] = str(version)
+    return labels
+
+
+def _meta(name: str, options: KubernetesOptions, labels: dict[str, str],
+          annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": options.namespace, "labels": labels}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def _resources(endpoint: DeploySpec) -> dict[str, dict[str, str]]:
+    r = endpoint.resources
+    requests = {k: v for k, v in (("cpu", r.cpu_request), ("memory", r.memory_request)) if v}
+    limits = {k: v for k, v in (("cpu", r.cpu_limit), ("memory", r.memory_limit)) if v}
+    return {"requests": requests, "limits": limits}
+
+
+def _deployment(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
+                options: KubernetesOptions) -> Manifest:
+    name, labels = _object_name(spec, version), _labels(spec, version)
+    probe = {"httpGet": {"path": "/health/ready", "port": "http"}, "periodSeconds": 5,
+             "timeoutSeconds": 2, "failureThreshold": 3}
+    container: dict[str, Any] = {
+        "name": "serving",
+        "image": f"{options.image_prefix}{spec.model.lower()}:{version}",
+        "args": ["--host", "0.0.0.0", "--port", str(PORT)],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "httpGet": {"path": "/health/live", "port": "http"},
+                          "periodSeconds": 10},
+        "startupProbe": {**probe, "failureThreshold": 60, "periodSeconds": 2},
+        "resources": _resources(endpoint),
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "runAsUser": _RUN_AS,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if options.token_secret:
+        container["envFrom"] = [{"secretRef": {"name": options.token_secret, "optional": True}}]
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _meta(name, options, labels, {DEPLOYMENT_ANNOTATION: spec.name}),
+        "spec": {
+            "replicas": endpoint.replicas,
+            "selector": {"matchLabels": labels},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": 40,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": _RUN_AS,
+                                        "fsGroup": _RUN_AS,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+                },
+            },
+        },
+    }
+
+
+def _service(spec: DeploymentSpec, version: int, options: KubernetesOptions) -> Manifest:
+    labels = _labels(spec, version)
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": _meta(_object_name(spec, version), options, labels),
+            "spec": {"selector": labels, "ports": [
+                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
+
+
+def _hpa(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
+         options: KubernetesOptions) -> Manifest:
+    name = _object_name(spec, version)
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": _meta(name, options, _labels(spec, version)),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": endpoint.replicas,
+                "maxReplicas": endpoint.max_replicas or max(2, endpoint.replicas * 2),
+                "metrics": [{"type": "Resource", "resource": {
+                    "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
+            }}
+
+
+def _pdb(spec: DeploymentSpec, version: int, options: KubernetesOptions) -> Manifest:
+    labels = _labels(spec, version)
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": _meta(_object_name(spec, version), options, labels),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}}
+
+
+def _ingress(spec: DeploymentSpec, name: str, version: int, options: KubernetesOptions,
+             annotations: dict[str, str]) -> Manifest:
+    path = f"/endpoints/{spec.name}(/|$)(.*)"
+    rule: dict[str, Any] = {"http": {"paths": [{
+        "path": path, "pathType": "ImplementationSpecific",
+        "backend": {"service": {"name": _object_name(spec, version),
+                                "port": {"name": "http"}}}}]}}
+    if options.ingress_host:
+        rule["host"] = options.ingress_host
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": _meta(name, options, _labels(spec), {
+                "nginx.ingress.kubernetes.io/use-regex": "true",
+                "nginx.ingress.kubernetes.io/rewrite-target": "/$2", **annotations}),
+            "spec": {"ingressClassName": options.ingress_class, "rules": [rule]}}
+
+
+def _ingresses(spec: DeploymentSpec, options: KubernetesOptions) -> list[Manifest]:
+    """The primary version's Ingress, plus one canary Ingress for a second weighted version
+    (ingress-nginx allows one canary per path)."""
+    routes = sorted(spec.routes, key=lambda r: (-r.weight, r.version))
+    total = sum(r.weight for r in routes)
+    main: dict[str, str] = {}
+    for version, percent in sorted(spec.mirrors.items())[:1]:
+        host = f"{_object_name(spec, version)}.{options.namespace}.svc.cluster.local"
+        main["nginx.ingress.kubernetes.io/mirror-target"] = f"http://{host}$request_uri"
+        main["greenbutton.dev/mirror-percent"] = str(percent)
+    manifests = [_ingress(spec, spec.name.lower(), routes[0].version, options, main)]
+    if len(routes) > 1:
+        canary = {"nginx.ingress.kubernetes.io/canary": "true",
+                  "nginx.ingress.kubernetes.io/canary-weight": str(routes[1].weight),
+                  "nginx.ingress.kubernetes.io/canary-weight-total": str(total)}
+        manifests.append(_ingress(spec, f"{spec.name.lower()}-canary", routes[1].version,
+                                  options, canary))
+    return manifests
+
+
+def _network_policy(spec: DeploymentSpec, options: KubernetesOptions) -> Manifest:
+    """Only the ingress controller and the monitoring namespace may reach the pods."""
+    sources = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+               for ns in (options.ingress_namespace, options.monitoring_namespace)]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": _meta(spec.name.lower(), options, _labels(spec)),
+            "spec": {"podSelector": {"matchLabels": _labels(spec)},
+                     "policyTypes": ["Ingress"],
+                     "ingress": [{"from": sources, "ports": [{"port": "http",
+                                                              "protocol": "TCP"}]}]}}
+
+
+def _service_monitor(spec: DeploymentSpec, options: KubernetesOptions) -> Manifest:
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+            "metadata": _meta(spec.name.lower(), options, _labels(spec)),
+            "spec": {"selector": {"matchLabels": _labels(spec)},
+                     "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}]}}

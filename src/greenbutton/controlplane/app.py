@@ -1,0 +1,109 @@
+"""``create_control_plane``: the API, the stable endpoint URLs and the controller, in one app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+
+from .. import __version__
+from ..config import Settings
+from ..controller.leader import AlwaysLeader, Elector, Leadership, lead
+from ..controller.loop import Controller
+from ..controller.routing.shared import SharedRoutes
+from ..controller.routing.table import RouteTable
+from ..controller.targets import Target
+from ..dataplane.guards import guard
+from ..dataplane.responses import (
+    handle_greenbutton_error,
+    handle_http_exception,
+    internal_error_response,
+)
+from ..errors import GreenbuttonError
+from ..governance.access import Access
+from ..governance.approvals import Approvals
+from ..registry import Registry
+from . import api, dashboard
+from .gateway import create_gateway
+from .openapi import openapi_route
+
+log = logging.getLogger(__name__)
+
+
+def create_control_plane(
+    settings: Settings,
+    registry: Registry,
+    controller: Controller,
+    routes: RouteTable,
+    target: Target,
+    *,
+    access: Access | None = None,
+    approvals: Approvals | None = None,
+    elector: Elector | None = None,
+    on_leadership_lost: Callable[[], None] | None = None,
+) -> Starlette:
+    """The control-plane ASGI app; its lifespan runs the reconcile loop while this replica is
+    the leader (``controller/leader.py``), then closes the target (stopping what it runs) —
+    except when other replicas may take over: they adopt what runs."""
+    gateway = create_gateway(routes, settings)
+    board = dashboard.build_dashboard(settings, registry, controller, routes)
+    elector = elector or AlwaysLeader()
+    leadership = Leadership()
+    # replicas on one home (local target): followers' gateways take the leader's routes
+    shared = SharedRoutes(routes, settings.home / "run" / "routes.json")
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        async with gateway.router.lifespan_context(gateway):
+            loop_task = asyncio.create_task(
+                lead(elector, controller.run, stop, leadership=leadership,
+                     poll_interval_s=settings.controller.leader_poll_interval_s,
+                     on_lost=on_leadership_lost,
+                     on_tick=(lambda is_leader: shared.tick(is_leader=is_leader))
+                     if elector.is_shared else None), name="leader-election")
+            sampling = asyncio.create_task(board.sample(stop), name="dashboard-sampling")
+            try:
+                yield
+            finally:
+                stop.set()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampling
+                if not (elector.is_shared or leadership.is_lost):
+                    await target.close()
+
+    app = Starlette(
+        routes=[*api.routes(), openapi_route(api.routes, __version__),
+                Mount("/endpoints", app=gateway), *board.routes],
+        exception_handlers={
+            GreenbuttonError: handle_greenbutton_error,
+            HTTPException: handle_http_exception,
+            Exception: unexpected_response,
+        },
+        lifespan=lifespan,
+    )
+    app.state.registry = registry
+    app.state.controller = controller
+    app.state.leadership = leadership
+    app.state.access = access  # None: no auth (tests of the bare API); see controlplane/auth.py
+    app.state.approvals = approvals
+    app.state.is_endpoint_auth_required = settings.is_endpoint_auth_required
+    guard(app, settings.server.host)
+    app.add_middleware(dashboard.CookieBearer)  # dashboard sign-in cookie → bearer token
+    return app
+
+
+async def unexpected_response(request: Request, error: Exception) -> Response:
+    """Anything else: 500 with a generic message; the details go to the log."""
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return internal_error_response(getattr(request.state, "request_id", None) or "")

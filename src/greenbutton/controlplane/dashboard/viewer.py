@@ -1,0 +1,82 @@
+"""Who is looking at a page, and what they may do: the API's own checks, asked in advance.
+
+Hiding a button is a courtesy; the API refuses the call anyway (``controlplane/auth.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...errors import GreenbuttonError, PermissionDenied, Unauthenticated, http_status_for
+from ...governance.access import Caller
+from ...governance.permissions import Action, Resource
+from ..auth import access_of, authenticate
+from .session import signin_redirect
+from .templating import render
+
+Handler = Callable[[Any, Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in caller (None without governance) and the checks already made."""
+
+    caller: Caller | None
+    has_governance: bool
+    can_audit: bool = False
+    extra: dict[str, bool] = field(default_factory=dict)
+
+    def context(self) -> dict[str, Any]:
+        """What every page's header needs."""
+        return {"caller": self.caller, "can_audit": self.can_audit,
+                "has_governance": self.has_governance}
+
+
+async def can(request: Request, caller: Caller | None, resource: Resource, action: Action,
+              model: str | None = None) -> bool:
+    """Whether ``caller`` may do it; always True when governance is not wired."""
+    access = access_of(request)
+    if access is None or caller is None:
+        return True
+    return await run_in_threadpool(access.is_allowed_to, caller, resource, action, model)
+
+
+async def viewer_of(request: Request) -> Viewer:
+    """The caller (``Unauthenticated`` without a live token when governance is on)."""
+    caller = await authenticate(request)
+    has_governance = access_of(request) is not None
+    can_audit = has_governance and await can(request, caller, Resource.AUDIT, Action.READ)
+    return Viewer(caller, has_governance, can_audit)
+
+
+def page(handler: Handler) -> Handler:
+    """A page handler: no token → the sign-in page; not allowed → a 403 page; any other
+    greenbutton error → an error page with the API's status for it (404, 422, 503…)."""
+
+    @wraps(handler)
+    async def wrapped(self: Any, request: Request) -> Response:
+        try:
+            return await handler(self, request)
+        except Unauthenticated:
+            return signin_redirect(request)
+        except PermissionDenied as error:
+            return _error_page("Not allowed", error, 403)
+        except GreenbuttonError as error:
+            status = http_status_for(error)
+            return _error_page("Not found" if status == 404 else "Cannot show this page",
+                               error, status)
+
+    return wrapped
+
+
+def _error_page(title: str, error: GreenbuttonError, status: int) -> Response:
+    return render("error.html", {"page": "", "caller": None, "can_audit": False,
+                                 "has_governance": True, "title": title,
+                                 "message": error.message}, status=status)

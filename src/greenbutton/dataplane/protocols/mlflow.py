@@ -1,0 +1,138 @@
+"""MLflow's scoring protocol on ``POST /invocations``, parsed by MLflow's own functions.
+
+JSON bodies carry exactly one of ``dataframe_split``, ``dataframe_records``, ``instances``
+or ``inputs`` (plus optional ``params``); ``text/csv`` bodies are a DataFrame's CSV. The
+answer is MLflow's ``{"predictions": ...}``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import scoring_server
+from mlflow.types import Schema
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...errors import InvalidInput, PayloadTooLarge, SchemaMismatch
+from ..core import DataPlane
+from ..encoding import CSV, JSON, media_type_of, parse_json, read_body, to_jsonable
+from ..fastpath import Built, FastConformer, frame_from_columns, frame_from_split
+from ..responses import json_response
+
+ACCEPTED_MEDIA_TYPES = frozenset({JSON, CSV})
+INPUT_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+async def invocations(request: Request) -> Response:
+    """Score a request in any MLflow scoring format; answer ``{"predictions": [...]}``."""
+    dataplane: DataPlane = request.app.state.dataplane
+    media_type = media_type_of(request, ACCEPTED_MEDIA_TYPES)
+    body = await read_body(request, dataplane.settings.max_body_bytes)
+    metadata = dataplane.model.pyfunc.metadata
+    schema = metadata.get_input_schema()  # type: ignore[no-untyped-call]
+    values = None
+    if media_type == CSV:
+        data, params = parse_csv(body, schema), None
+    else:
+        is_type_hinted = getattr(metadata, "_is_signature_from_type_hint", lambda: False)()
+        data, params, values = parse_scoring_json(
+            body, schema, is_type_hinted=is_type_hinted, conformer=dataplane.model.conformer
+        )
+    if hasattr(data, "__len__") and len(data) > dataplane.settings.max_rows:
+        raise PayloadTooLarge(
+            f"{len(data)} rows, at most {dataplane.settings.max_rows} accepted", field="rows"
+        )
+    # MLflow's response shape has no place for row annotations (outlier flags): sinks get
+    # the record without them and the payload log scores them in batches
+    result = await dataplane.predict(
+        data, params, request_id=request.state.request_id, endpoint="/invocations",
+        with_annotations=False, values=values,
+    )
+    return json_response({"predictions": to_jsonable(result.predictions)})
+
+
+def parse_scoring_json(
+    body: bytes,
+    schema: Schema | None,
+    *,
+    is_type_hinted: bool = False,
+    conformer: FastConformer | None = None,
+) -> tuple[Any, dict[str, Any] | None, np.ndarray | None]:
+    """Model input and params from a JSON scoring request, as MLflow's scoring server parses
+    it, and the input's rows as one array when they were built from one (else None).
+
+    With a ``conformer``, a ``dataframe_split`` of plain numbers is built in one vectorised
+    step instead of MLflow's column-by-column cast (same result, a fraction of the time).
+    """
+    payload = _decode(body)
+    if not isinstance(payload, dict):
+        raise InvalidInput("body: expected a JSON object with one input format key", field="body")
+    formats = [key for key in INPUT_FORMATS if key in payload]
+    if len(formats) != 1:
+        raise InvalidInput(
+            f"body: expected exactly one of {', '.join(INPUT_FORMATS)}; got keys {sorted(payload)}",
+            field="body",
+        )
+    params = payload.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise InvalidInput("params: expected an object", field="params")
+    if is_type_hinted:  # MLflow passes type-hinted models the raw "inputs" value
+        if formats[0] != "inputs":
+            raise InvalidInput("body: this model takes its data under 'inputs'", field="body")
+        return payload["inputs"], params, None
+    if conformer is not None:
+        fast = _fast_frame(formats[0], payload[formats[0]], conformer)
+        if fast is not None:
+            return fast[0], params, fast[1]
+    try:
+        data = scoring_server.infer_and_parse_data(
+            {formats[0]: payload[formats[0]]},
+            schema,  # type: ignore[arg-type]
+        )
+    except MlflowException as error:
+        raise SchemaMismatch(f"{formats[0]}: {error.message}", field=formats[0]) from error
+    except (ValueError, TypeError, KeyError) as error:  # pandas rejecting the shape
+        raise SchemaMismatch(f"{formats[0]}: {error}", field=formats[0]) from error
+    return data, params, None
+
+
+def _fast_frame(input_format: str, value: Any, conformer: FastConformer) -> Built | None:
+    if input_format == "dataframe_split":
+        return frame_from_split(value, conformer)
+    if input_format in ("inputs", "instances"):
+        return frame_from_columns(value, conformer)
+    return None
+
+
+def parse_csv(body: bytes, schema: Schema | None) -> pd.DataFrame:
+    """A DataFrame from a CSV body, as MLflow's scoring server parses it."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("body: CSV is not valid UTF-8", field="body") from None
+    try:
+        frame: pd.DataFrame = scoring_server.parse_csv_input(
+            io.StringIO(text),
+            schema,  # type: ignore[arg-type]
+        )
+    except MlflowException as error:
+        raise InvalidInput(f"body: {error.message}", field="body") from error
+    return frame
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return parse_json(body)
+    except InvalidInput:
+        # MLflow's own clients write NaN and Infinity, which only the standard library reads
+        try:
+            return json.loads(body)
+        except ValueError:
+            pass
+        raise
