@@ -43,9 +43,10 @@ test-deps:
 	@# S3-compatible server for tests/scaleout (a real separate process; see docs/scale-out.md)
 	@command -v s3rver >/dev/null || npm install -g --no-audit --no-fund s3rver@3.7.1
 
-## make test: lint, then the default suite (everything but the load/soak tiers).
+## make test: lint (code, then the layer contract), then the default suite (everything but the load/soak tiers).
 test: $(STAMP) bytecode test-deps
 	$(BIN)/ruff check src tests examples bench
+	$(BIN)/lint-imports
 	$(BIN)/pytest -m "not bench" $(PYTEST_ARGS)
 
 ## make test-fast: unit and in-process HTTP tests only (no real processes).

@@ -27,7 +27,7 @@ from greenbutton.config import Settings
 from greenbutton.dataplane.app import create_app
 from greenbutton.dataplane.core import DataPlane
 from greenbutton.dataplane.loading import load_served_model
-from greenbutton.monitoring.metrics import Metrics
+from greenbutton.dataplane.metrics import Metrics
 from greenbutton.monitoring.monitors import fit_monitors
 from greenbutton.monitoring.payload_store import PayloadStore
 from greenbutton.monitoring.runtime import MonitoringRuntime

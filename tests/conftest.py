@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from greenbutton.config import Settings
 from greenbutton.dataplane.core import DataPlane
 from greenbutton.dataplane.loading import ServedModel, load_served_model
-from greenbutton.monitoring.metrics import Metrics
+from greenbutton.dataplane.metrics import Metrics
 from postgres_server import postgres_uri  # noqa: F401  (session fixture: real PostgreSQL)
 
 

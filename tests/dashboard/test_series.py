@@ -12,7 +12,7 @@ from greenbutton.controlplane.dashboard.series import (
     points_between,
     quantile,
 )
-from greenbutton.monitoring.metrics import Metrics
+from greenbutton.dataplane.metrics import Metrics
 
 
 def _exposition(requests: int, latency_s: float, errors: int = 0, version: str = "3") -> str:

@@ -14,8 +14,8 @@ import pytest
 from greenbutton.config import Settings
 from greenbutton.dataplane.core import DataPlane, request_id_from
 from greenbutton.dataplane.loading import ServedModel
+from greenbutton.dataplane.metrics import Metrics
 from greenbutton.errors import ModelNotReady, RequestTimeout, SchemaMismatch
-from greenbutton.monitoring.metrics import Metrics
 
 SaveModel = Callable[[mlflow.pyfunc.PythonModel], ServedModel]
 

@@ -11,7 +11,7 @@ from greenbutton.config import Settings
 from greenbutton.dataplane.core import DataPlane
 from greenbutton.dataplane.hooks import PredictionRecord
 from greenbutton.dataplane.loading import ServedModel
-from greenbutton.monitoring.metrics import Metrics
+from greenbutton.dataplane.metrics import Metrics
 
 
 class RowCount:

@@ -29,8 +29,8 @@ from greenbutton.config import ExplainSettings, Settings
 from greenbutton.dataplane.app import create_app
 from greenbutton.dataplane.core import DataPlane
 from greenbutton.dataplane.loading import ServedModel
+from greenbutton.dataplane.metrics import Metrics
 from greenbutton.explain.service import ExplainMetrics, ExplainService
-from greenbutton.monitoring.metrics import Metrics
 
 REFERENCE_ROWS = 300
 

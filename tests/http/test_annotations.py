@@ -11,7 +11,7 @@ from greenbutton.config import Settings
 from greenbutton.dataplane.app import create_app
 from greenbutton.dataplane.core import DataPlane
 from greenbutton.dataplane.loading import ServedModel
-from greenbutton.monitoring.metrics import Metrics
+from greenbutton.dataplane.metrics import Metrics
 
 
 class Flags:

@@ -21,7 +21,7 @@ from greenbutton.config import Settings
 from greenbutton.dataplane.app import create_app
 from greenbutton.dataplane.core import DataPlane
 from greenbutton.dataplane.loading import ServedModel, load_served_model
-from greenbutton.monitoring.metrics import Metrics
+from greenbutton.dataplane.metrics import Metrics
 from greenbutton.monitoring.monitors import MONITORS_ARTIFACT, HeldOut, Monitors, fit, save
 from greenbutton.monitoring.payload_store import PayloadStore
 from greenbutton.monitoring.runtime import MonitoringRuntime

@@ -18,7 +18,7 @@ def second_worker(settings: Any, model: Any, store: Any) -> tuple[Any, Any]:
     """Another worker of the same server: its own monitoring runtime and data plane, the same
     payload store; (runtime, plane), the plane to be closed by the caller."""
     from greenbutton.dataplane.core import DataPlane
-    from greenbutton.monitoring.metrics import Metrics
+    from greenbutton.dataplane.metrics import Metrics
     from greenbutton.monitoring.runtime import MonitoringRuntime
 
     runtime = MonitoringRuntime(settings.monitoring, store)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from ..bearer import bearer_secret
 from ..governance.access import Access, Caller
 from ..governance.permissions import Action, Resource
-from ..governance.tokens import bearer_secret
 from ..store.governance_records import AuditEvent
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -18,8 +18,8 @@ import httpx
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..bearer import bearer_secret, hash_secret
 from ..config import Settings
-from ..governance.tokens import bearer_secret, hash_secret
 from .responses import error_response
 
 OPEN_PREFIXES = ("/health/", "/v2/health/")

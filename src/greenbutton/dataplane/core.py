@@ -18,10 +18,10 @@ from mlflow.exceptions import MlflowException
 from ..config import ServingSettings
 from ..errors import ModelNotReady, RequestTimeout, SchemaMismatch
 from ..ids import new_request_id
-from ..monitoring.metrics import Metrics
 from .batching import BatchedModel, BatchLimits, batch_limits_of
 from .hooks import PredictionRecord, PredictionSink, RowAnnotator, ServingHooks, utc_now
 from .loading import ServedModel
+from .metrics import Metrics
 from .schema import RequestSchema
 
 logger = logging.getLogger(__name__)

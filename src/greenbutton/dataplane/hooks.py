@@ -20,17 +20,17 @@ has loaded (annotators usually need artifacts logged with the model)::
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 from starlette.routing import BaseRoute
 
 if TYPE_CHECKING:
-    from ..monitoring.metrics import Metrics
     from .loading import ServedModel
+    from .metrics import Metrics
 
 
 class RowAnnotator(Protocol):
@@ -103,6 +103,34 @@ class ServingHooks:
 
     annotators: Sequence[RowAnnotator] = ()
     sinks: Sequence[PredictionSink] = ()
+
+
+@dataclass(frozen=True)
+class RouteDoc:
+    """What the OpenAPI document says of a plug-in route beyond its path and docstring: the
+    request body's schema (under ``body_name`` in the components) and the success status."""
+
+    body_name: str
+    body_schema: Mapping[str, Any]
+    success_status: int = 200
+
+
+ROUTE_DOC = "route_doc"
+"""The attribute of an endpoint function that holds its :class:`RouteDoc`."""
+
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+
+
+def document(endpoint: _Endpoint, doc: RouteDoc) -> _Endpoint:
+    """``endpoint``, carrying ``doc`` for :func:`route_doc` (the serving OpenAPI document)."""
+    setattr(endpoint, ROUTE_DOC, doc)
+    return endpoint
+
+
+def route_doc(endpoint: Any) -> RouteDoc | None:
+    """The :class:`RouteDoc` a plug-in attached to ``endpoint``, if any."""
+    doc = getattr(endpoint, ROUTE_DOC, None)
+    return doc if isinstance(doc, RouteDoc) else None
 
 
 HooksFactory = Callable[["ServedModel", "Metrics"], ServingHooks]

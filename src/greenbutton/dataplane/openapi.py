@@ -11,9 +11,9 @@ from starlette.routing import BaseRoute, Route
 
 from .core import DataPlane
 from .encoding import CSV, JSON, to_jsonable
+from .hooks import route_doc
 from .jsonschema import predict_components
 from .protocols.explain import explain_response_schema
-from .protocols.feedback import FeedbackRequest
 from .responses import ERROR_SCHEMA, json_response
 
 REF = "#/components/schemas/"
@@ -79,11 +79,13 @@ def build_openapi(dataplane: DataPlane, routes: Sequence[BaseRoute] = (),
     document = _model_operations(dataplane)
     paths: dict[str, Any] = document["paths"]
     components = document["components"]["schemas"]
-    components.update({"V2InferRequest": V2_INFER_REQUEST_SCHEMA,
-                       "FeedbackRequest": FeedbackRequest.model_json_schema()})
+    components["V2InferRequest"] = V2_INFER_REQUEST_SCHEMA
     for route in routes:
         if not isinstance(route, Route) or route.path in ("/openapi.json", "/docs"):
             continue
+        doc = route_doc(route.endpoint)
+        if doc is not None:  # a plug-in's route (monitoring's /feedback) brings its schema
+            components[doc.body_name] = dict(doc.body_schema)
         for method in sorted((route.methods or set()) - {"HEAD"}):
             paths.setdefault(route.path, {}).setdefault(method.lower(),
                                                         _generic_operation(route, method))
@@ -109,14 +111,15 @@ def _generic_operation(route: Route, method: str) -> dict[str, Any]:
             "type": "object"}}}}, "4XX": {"description": "The request was refused.",
                                          "content": {JSON: {"schema": {"$ref": f"{REF}Error"}}}}},
     }
-    body = {"/feedback": "FeedbackRequest"}.get(route.path)
+    doc = route_doc(route.endpoint)
+    body = doc.body_name if doc is not None else None
     if route.path.endswith("/infer"):
         body = "V2InferRequest"
     if method == "POST":
         operation["requestBody"] = {"required": True, "content": {JSON: {"schema": {
             "$ref": f"{REF}{body}"} if body else {"type": "object"}}}}
-        if route.path == "/feedback":
-            operation["responses"]["201"] = operation["responses"].pop("200")
+    if doc is not None and doc.success_status != 200:
+        operation["responses"][str(doc.success_status)] = operation["responses"].pop("200")
     return operation
 
 

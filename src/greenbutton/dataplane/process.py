@@ -34,12 +34,12 @@ from starlette.applications import Starlette
 from ..config import Settings
 from ..errors import ModelNotReady
 from ..explain.service import ExplainMetrics, ExplainService
-from ..monitoring.metrics import Metrics
 from .app import create_app
 from .balance import WorkerBalancer
 from .core import DataPlane
 from .hooks import ServingHooks, ServingPlugins
 from .loading import ServedModel
+from .metrics import Metrics
 from .prefetch import ModelFetch
 from .shared_metrics import SharedMetrics, retire
 from .threads import limit_native_threads

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 from pathlib import Path
+
+from ..bearer import bearer_secret, hash_secret
+
+__all__ = ["TOKEN_FILE", "TOKEN_PREFIX", "bearer_secret", "hash_secret", "new_token",
+           "write_token_file"]
 
 TOKEN_PREFIX = "gb_"
 TOKEN_FILE = "admin.token"
@@ -15,20 +19,6 @@ TOKEN_FILE = "admin.token"
 def new_token() -> tuple[str, str]:
     """A fresh ``(token_id, secret)``; the secret is what callers send as a bearer token."""
     return secrets.token_hex(8), TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_secret(secret: str) -> str:
-    """The stored form of a token (its secret has 256 random bits: no slow hash needed)."""
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def bearer_secret(authorization: str | None) -> str | None:
-    """The token in an ``Authorization: Bearer …`` header value, else ``None``."""
-    if not authorization:
-        return None
-    scheme, _, value = authorization.partition(" ")
-    value = value.strip()
-    return value if scheme.lower() == "bearer" and value else None
 
 
 def write_token_file(home: Path, secret: str) -> Path:

@@ -65,6 +65,11 @@ class FeatureSqueezingDetector:
         return [{"is_adversarial": bool(f), "score": float(s)} for f, s in zip(flags, change,
                                                                                  strict=True)]
 
+    def bound_to(self, predict: Predict) -> FeatureSqueezingDetector:
+        """The same detector, asking ``predict`` (the served model's) about squeezed rows."""
+        return FeatureSqueezingDetector(self.columns, self.lower, self.upper, self.levels,
+                                        self.tolerance, predict)
+
     def state(self) -> tuple[dict[str, Any], Arrays]:
         params = {"columns": self.columns, "levels": self.levels, "tolerance": self.tolerance}
         return params, {"lower": self.lower, "upper": self.upper}

@@ -37,7 +37,7 @@ from .window import DriftWindow
 if TYPE_CHECKING:
     from ..dataplane.hooks import PredictionRecord, ServingHooks
     from ..dataplane.loading import ServedModel
-    from .metrics import Metrics
+    from ..dataplane.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +120,7 @@ class MonitoringRuntime:
 
     def routes(self) -> list[BaseRoute]:
         """``POST /feedback`` and ``GET /monitoring``, bound to this runtime."""
-        from ..dataplane.protocols.feedback import post_feedback
-        from ..dataplane.protocols.monitoring import get_monitoring
+        from .endpoints import get_monitoring, post_feedback
 
         return [Route("/feedback", post_feedback(self), methods=["POST"]),
                 Route("/monitoring", get_monitoring(self), methods=["GET"])]
@@ -142,8 +141,8 @@ class MonitoringRuntime:
         if monitors is not None:
             annotators.append(OutlierAnnotator(monitors, gauges, labels))
             if self.settings.is_adversarial_enabled and monitors.adversarial is not None:
-                monitors.adversarial.predict = model.pyfunc.predict
-                annotators.append(AdversarialAnnotator(monitors.adversarial, gauges, labels))
+                detector = monitors.adversarial.bound_to(model.pyfunc.predict)
+                annotators.append(AdversarialAnnotator(detector, gauges, labels))
         self.payload_log = PayloadLog(self.store, gauges, capacity=self.settings.buffer_size,
                                       flush_interval_s=self.settings.flush_interval_s,
                                       annotators=annotators, retention=Retention.from_settings(

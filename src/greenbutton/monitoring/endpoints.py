@@ -1,4 +1,6 @@
-"""``POST /feedback``: ground truth or a reward for an earlier prediction, by request id."""
+"""The routes monitoring adds to a serving process: ``POST /feedback`` (ground truth or a
+reward for an earlier prediction, by request id) and ``GET /monitoring`` (the latest drift
+window, outlier rate and live quality)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...errors import InvalidInput
-from ...monitoring.feedback import Feedback
-from ..encoding import JSON, media_type_of, parse_json, read_body
-from ..responses import json_response
+from ..dataplane.encoding import JSON, media_type_of, parse_json, read_body
+from ..dataplane.hooks import RouteDoc, document
+from ..dataplane.responses import json_response
+from ..errors import InvalidInput, ModelNotReady
+from .feedback import Feedback
 
 if TYPE_CHECKING:
-    from ...monitoring.runtime import MonitoringRuntime
+    from .runtime import MonitoringRuntime
 
 MAX_FEEDBACK_BYTES = 1024 * 1024
 
@@ -46,4 +49,22 @@ def post_feedback(runtime: MonitoringRuntime) -> Callable[[Request], Awaitable[R
                                                parsed.replace))
         return json_response({"status": "stored", **result}, status_code=201)
 
-    return feedback
+    return document(feedback, RouteDoc("FeedbackRequest", FeedbackRequest.model_json_schema(),
+                                       success_status=201))
+
+
+def get_monitoring(runtime: MonitoringRuntime) -> Callable[[Request], Awaitable[Response]]:
+    """The ``/monitoring`` endpoint bound to ``runtime``; ``?refresh=1`` writes this worker's
+    buffered payload records and tests the window now."""
+
+    async def monitoring(request: Request) -> Response:
+        window = runtime.window
+        if window is None:
+            if runtime.feedback is None:
+                raise ModelNotReady("the model is still loading")
+            return json_response({"drift": None, "reason": "model logged without monitors"})
+        if request.query_params.get("refresh") in ("1", "true"):
+            return json_response(await window.test_now(refresh=True))
+        return json_response(window.snapshot)
+
+    return monitoring

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from greenbutton.monitoring.metrics import Metrics
+from greenbutton.dataplane.metrics import Metrics
 
 LABELS = {"model": "digits", "version": "3"}
 
