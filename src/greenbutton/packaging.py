@@ -35,6 +35,7 @@ from .conformance import call_predict, check
 from .errors import InvalidInput, NonConformingModel
 from .gates import spec as gate_spec
 from .model import Model
+from .registry.tracking import experiment_id, open_mlflow
 
 REFERENCE_ARTIFACT = "greenbutton_reference"
 """Artifact key of the reference sample (Parquet) inside the logged model."""
@@ -94,7 +95,7 @@ def log_model(
         raise NonConformingModel([str(p) for p in report.problems])
     frame = reference.sample(reference.as_frame(reference_data))
     settings = settings or Settings()
-    _point_mlflow_at(settings)
+    client = _point_mlflow_at(settings)
     with tempfile.TemporaryDirectory(prefix="greenbutton-") as tmp:
         all_artifacts = _write_reference(frame, Path(tmp), artifacts or {})
         gate_artifacts, gate_tag = gate_spec.prepare(held_out, gates, Path(tmp))
@@ -103,7 +104,7 @@ def log_model(
         signature = infer_signature(frame, predictions)
         all_artifacts.update(_fit_monitors(frame, predictions, Path(tmp), settings, held,
                                            categorical))
-        with _run(settings, name) as run_id:
+        with _run(client, settings, name) as run_id:
             dataset = mlflow.data.pandas_dataset.from_pandas(frame, name=f"{name}-reference")
             mlflow.log_input(dataset, context="reference")
             commit = _git_commit()
@@ -128,19 +129,22 @@ def log_model(
                     code_paths=code_paths,
                 )
     version = int(info.registered_model_version)
-    _tag_version(settings, name, version, run_tags, description)
+    _tag_version(client, name, version, run_tags, description)
     if gate_tag is not None:
-        MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri
-                     ).set_model_version_tag(name, str(version), gate_spec.GATES_TAG, gate_tag)
+        client.set_model_version_tag(name, str(version), gate_spec.GATES_TAG, gate_tag)
     return LoggedModel(name, version, run_id, f"models:/{name}/{version}",
                        run_tags[TAG_DIGEST], commit)
 
 
-def _point_mlflow_at(settings: Settings) -> None:
+def _point_mlflow_at(settings: Settings) -> MlflowClient:
+    """A client on the settings' MLflow stores, opened (created and migrated) before any other
+    MLflow call of this process; the fluent API is pointed there too, unless a run is active."""
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    client = open_mlflow(settings.mlflow)
     if mlflow.active_run() is None:
         mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
         mlflow.set_registry_uri(settings.mlflow.registry_uri)
+    return client
 
 
 def _write_reference(frame: Any, folder: Path, user: dict[str, str]) -> dict[str, str]:
@@ -211,21 +215,15 @@ def _fit_monitors(frame: Any, predictions: Any, folder: Path, settings: Settings
 
 
 @contextmanager
-def _run(settings: Settings, name: str) -> Iterator[str]:
+def _run(client: MlflowClient, settings: Settings, name: str) -> Iterator[str]:
     active = mlflow.active_run()
     if active is not None:
         yield active.info.run_id
         return
-    client = MlflowClient(settings.mlflow.tracking_uri)
-    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
-    if experiment is None:
-        experiment_id = client.create_experiment(
-            settings.mlflow.experiment,
-            artifact_location=f"{settings.mlflow.artifact_root}/{settings.mlflow.experiment}",
-        )
-    else:
-        experiment_id = experiment.experiment_id
-    with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+    where = settings.mlflow
+    experiment = experiment_id(client, where.experiment,
+                               artifact_location=f"{where.artifact_root}/{where.experiment}")
+    with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
         yield run.info.run_id
 
 
@@ -239,9 +237,8 @@ def _model_module_by_value() -> Iterator[None]:
         cloudpickle.unregister_pickle_by_value(model_module)
 
 
-def _tag_version(settings: Settings, name: str, version: int, tags: dict[str, str],
+def _tag_version(client: MlflowClient, name: str, version: int, tags: dict[str, str],
                  description: str | None) -> None:
-    client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri)
     for key in (TAG_DIGEST, TAG_COMMIT):
         if key in tags:
             client.set_model_version_tag(name, str(version), key, tags[key])

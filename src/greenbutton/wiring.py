@@ -44,16 +44,22 @@ def build_monitoring(settings: Settings) -> ServingPlugins:
 def prepare_home(settings: Settings) -> None:
     """Create the embedded defaults' folder, private to the user, and make what is already in
     it private too (``log_model`` may have created the MLflow database with the user's
-    umask)."""
+    umask); one process at a time (see store/init_lock.py)."""
     import os
     import stat
 
+    from .store.init_lock import initialising
+
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _move_old_payload_store(settings.home)
+    with initialising(settings.home):
+        _move_old_payload_store(settings.home)
     for path in (settings.home, *settings.home.iterdir()):
-        mode = path.lstat().st_mode
-        if not stat.S_ISLNK(mode) and mode & 0o077:
-            os.chmod(path, stat.S_IMODE(mode) & ~0o077)
+        try:
+            mode = path.lstat().st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                os.chmod(path, stat.S_IMODE(mode) & ~0o077)
+        except FileNotFoundError:  # another process's SQLite journal, gone meanwhile
+            continue
 
 
 def _move_old_payload_store(home: Path) -> None:
@@ -93,13 +99,12 @@ def build_store(settings: Settings) -> SqlStore:
 
 
 def build_registry(settings: Settings, store: LifecycleStore) -> Registry:
-    """The lifecycle over the MLflow client named by the settings."""
-    from mlflow import MlflowClient
-
+    """The lifecycle over the MLflow client named by the settings (MLflow's embedded database
+    created and migrated first)."""
     from .registry import Registry
+    from .registry.tracking import open_mlflow
 
-    client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri)
-    return Registry(client, store)
+    return Registry(open_mlflow(settings.mlflow), store)
 
 
 def governed_model_uri(settings: Settings, uri: str) -> str:
@@ -155,8 +160,10 @@ def bootstrap_admin(settings: Settings, access: Access) -> bool:
 
 
 def build_control_plane(settings: Settings) -> Starlette:
-    """Everything ``greenbutton up`` runs: API, stable endpoint URLs, reconcile loop."""
+    """Everything ``greenbutton up`` runs: API, stable endpoint URLs, reconcile loop. On an
+    embedded store it claims the home first: a second ``up`` there refuses."""
     from .controller.desired import desired_state
+    from .controller.home_claim import claim_home
     from .controller.leader import open_elector, terminate_this_process
     from .controller.loop import Controller
     from .controller.rollouts import audit_rollout
@@ -167,6 +174,8 @@ def build_control_plane(settings: Settings) -> Starlette:
     from .store.deployments import deployment_store_for
 
     prepare_home(settings)
+    elector = open_elector(settings)
+    claim = None if elector.is_shared else claim_home(settings.home, settings.server.url)
     store = build_store(settings)
     registry = build_registry(settings, store)
     routes = RouteTable()
@@ -182,9 +191,10 @@ def build_control_plane(settings: Settings) -> Starlette:
                             on_rollout=audit_rollout(access.store.append_audit))
     app = create_control_plane(settings, registry, controller, routes, target,
                                access=access, approvals=approvals,
-                               elector=open_elector(settings),
+                               elector=elector,
                                on_leadership_lost=terminate_this_process)
     app.state.is_bootstrapped = bootstrap_admin(settings, access)  # said once by the CLI
     app.state.deployment_store = specs  # read by controlplane/api_deployments.py
     app.state.guard = guard  # read by controlplane/api.py (GET /api/v1/integrity)
+    app.state.home_claim = claim  # held for the life of the process
     return app

@@ -372,7 +372,9 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
 
 def _explain(settings: Settings, args: argparse.Namespace) -> int:
     from ..explain.report import explain_reference_row
+    from ..registry.tracking import open_mlflow
 
+    open_mlflow(settings.mlflow)  # MLflow's database created first, one process at a time
     print(explain_reference_row(settings, args.model_uri, args.row, png=args.png,
                                 output=args.output))
     return 0
@@ -382,7 +384,9 @@ def _check(settings: Settings, args: argparse.Namespace) -> int:
     import mlflow
 
     from ..conformance import check
+    from ..registry.tracking import open_mlflow
 
+    open_mlflow(settings.mlflow)
     mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
     mlflow.set_registry_uri(settings.mlflow.registry_uri)
     report = check(args.model_uri)

@@ -26,6 +26,9 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
         if args.log_to_mlflow:
             import mlflow
 
+            from ..registry.tracking import open_mlflow
+
+            open_mlflow(settings.mlflow)
             mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
         result = export_dataset(
             store, args.model, parse_since(args.since),

@@ -24,6 +24,7 @@ from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatch
 from ..calls import ModelCalls
 from ..config import MlflowSettings
 from ..errors import InvalidInput, ModelNotFound
+from ..registry.tracking import open_mlflow
 from .fastpath import FastConformer
 
 UNREGISTERED_NAME = "model"
@@ -98,7 +99,7 @@ def load_served_model(model_uri: str, settings: MlflowSettings, dst_path: Path) 
 
 def fetch_model(model_uri: str, settings: MlflowSettings, dst_path: Path) -> FetchedModel:
     """Resolve ``model_uri`` (alias → version) and download its files into ``dst_path``."""
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+    client = open_mlflow(settings)
     name, version = resolve_identity(model_uri, client)
     try:
         # MLflow resolves models:/ URIs against its global registry URI, so resolve here with

@@ -16,11 +16,10 @@ if TYPE_CHECKING:
 
 def check_integrity(settings: Settings) -> list[Finding]:
     """Audit log (chain, seal, anchors), stage rows and MLflow aliases against the log."""
-    from mlflow import MlflowClient
-
     from ..governance.audit import verify_chain
     from ..governance.integrity import LIFECYCLE_ACTIONS, governed_stages, stage_drift
     from ..registry import Registry
+    from ..registry.tracking import open_mlflow
     from ..store import open_store
     from ..store.audit_seal import AuditSeal
     from .checks import Finding
@@ -46,8 +45,7 @@ def check_integrity(settings: Settings) -> list[Finding]:
                                 not drift else "changed behind greenbutton's back: " + "; ".join(
                                     f"{d.model} v{d.version} is {d.stored}, governed "
                                     f"{d.governed}" for d in drift)))
-        client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri)
-        aliases = Registry(client, store).mirror_drift()
+        aliases = Registry(open_mlflow(settings.mlflow), store).mirror_drift()
         findings.append(Finding("aliases", not aliases, "MLflow aliases match the lifecycle"
                                 if not aliases else "changed behind greenbutton's back: "
                                 + "; ".join(d.describe() for d in aliases)))

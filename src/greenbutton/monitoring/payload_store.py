@@ -53,6 +53,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import AlreadyExists, NotFound, NotReady
 from ..store.engine import DEFAULT_BUSY_TIMEOUT_MS, enter_wal, normalize_uri
+from ..store.init_lock import embedded_folder, initialising
 from . import payload_batches as payload_batches_format
 from .input_columns import KEY_CHARS, InputColumns
 from .payload_batches import Requests, as_utc, runs
@@ -244,11 +245,12 @@ class PayloadStore:
                 Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True,
                                                             mode=0o700)
         try:
-            metadata.create_all(self.engine)
-            _add_missing_columns(self.engine, feedback, ("rows", "correct_rows", "outcomes"))
-            _add_missing_index(self.engine, feedback_received_at)
-            _add_missing_index(self.engine, predictions_by_version)
-            _continue_row_ids(self.engine)
+            with initialising(embedded_folder(uri)):  # one process creates or updates the tables
+                metadata.create_all(self.engine)
+                _add_missing_columns(self.engine, feedback, ("rows", "correct_rows", "outcomes"))
+                _add_missing_index(self.engine, feedback_received_at)
+                _add_missing_index(self.engine, predictions_by_version)
+                _continue_row_ids(self.engine)
         except OperationalError as error:
             raise PayloadStoreUnavailable(f"cannot open the payload store: {error.orig}") from None
         # built before serving workers fork: leave no pooled connection to be shared by them

@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, exc, text
 
 from .engine import create_store_engine, translate_errors
+from .init_lock import embedded_folder, initialising
 
 # not alembic's default name: the store may share a database with MLflow, which has its own
 VERSION_TABLE = "greenbutton_alembic_version"
@@ -70,8 +71,16 @@ def engine_revision(engine: Engine) -> str | None:
 
 
 def upgrade_engine(engine: Engine) -> str:
-    """Migrate the database behind ``engine`` to head; safe when several processes race."""
+    """Migrate the database behind ``engine`` to head; safe when several processes race (a
+    SQLite file is migrated under its folder's initialisation lock, see :mod:`.init_lock`)."""
     head = head_revision()
+    if engine_revision(engine) == head:
+        return head
+    with initialising(embedded_folder(engine.url.render_as_string(hide_password=True))):
+        return _upgrade(engine, head)
+
+
+def _upgrade(engine: Engine, head: str) -> str:
     for attempt in range(_ATTEMPTS):
         if engine_revision(engine) == head:
             return head

@@ -20,13 +20,13 @@ from importlib import metadata
 from pathlib import Path
 
 import mlflow
-from mlflow import MlflowClient
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ...config import Settings
 from ...dataplane.loading import resolve_identity, resolve_location
 from ...errors import NotReady
+from ...registry.tracking import open_mlflow
 
 PORT = 8080
 SERVE_ARGV = ["greenbutton", "serve", "model"]
@@ -76,7 +76,7 @@ def write_build_context(model_uri: str, dest: Path, settings: Settings,
     if dest.exists() and any(dest.iterdir()):
         raise FileExistsError(f"{dest} is not empty")
     dest.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri)
+    client = open_mlflow(settings.mlflow)
     name, version = resolve_identity(model_uri, client)
     source = resolve_location(model_uri, client, name, version)
     with tempfile.TemporaryDirectory(dir=dest) as download:
