@@ -48,6 +48,11 @@ class Registry:
         self._client = client
         self._store = store
 
+    @property
+    def client(self) -> MlflowClient:
+        """The MLflow client the lifecycle reads and mirrors to (runs are read through it)."""
+        return self._client
+
     def list_models(self) -> list[ModelSummary]:
         """Every registered model with its latest version and the versions in each stage."""
         states: dict[str, list[VersionState]] = defaultdict(list)
