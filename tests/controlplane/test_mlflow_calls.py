@@ -1,10 +1,12 @@
-"""A slow MLflow never stalls the control plane's event loop: the handlers call the registry
-and the stores in worker threads, so the health check (and the gateway proxying endpoint
-traffic on the same loop) answers while a registry call is still running."""
+"""How the control plane calls MLflow: never on its event loop (the handlers call the registry
+and the stores in worker threads, so the health check, and the gateway proxying endpoint
+traffic on the same loop, answer while a registry call is still running), and a promotion
+reads the version from MLflow once."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,3 +79,34 @@ async def test_health_answers_while_a_handler_waits_on_mlflow(
         store.close()
     assert answer.status_code in (200, 201), answer.text
     assert latency < MLFLOW_DELAY_S / 2, f"health waited {latency:.2f} s on MLflow"
+
+
+async def test_a_promotion_reads_the_version_from_mlflow_once(
+        home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = home.model_copy(update={"store": home.store.model_copy(
+        update={"uri": f"sqlite:///{tmp_path / 'gb.db'}"})})
+    store = build_store(settings)
+    registry = build_registry(settings, store)
+    calls: collections.Counter[str] = collections.Counter()
+
+    def counted(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def count(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return call(*args, **kwargs)
+
+        return count
+
+    monkeypatch.setattr(registry.client, "get_model_version",
+                        counted("get_model_version", registry.client.get_model_version))
+    try:
+        async with in_process_control_plane(settings, store, registry) as found:
+            done = await found.client.post(f"{API}/models/echo/versions/1/transitions",
+                                           json={"stage": "Production", "actor": "a"})
+            assert done.status_code == 201, done.text
+            assert calls["get_model_version"] == 1  # resolve, propose and transition share it
+            shown = (await found.client.get(f"{API}/models/echo/versions/1")).json()
+    finally:
+        store.close()
+    # the mirror wrote the version's stage tag: the next read asks MLflow again
+    assert calls["get_model_version"] == 2
+    assert shown["tags"]["greenbutton.stage"] == "Production"
