@@ -115,7 +115,7 @@ def create_gateway(
         name = request.path_params["name"]
         try:
             path = _checked_path(name, request.path_params.get("path", ""))
-            body = await read_body(request, settings.serving.max_body_bytes)
+            body = await read_body(request, settings.serving.max_body_bytes, may_be_empty=True)
             return await _forward(request, routes, name, path, body, request_id)
         except GreenbuttonError as error:
             return _error_response(error, request_id, settings)

@@ -20,8 +20,9 @@ Body = TypeVar("Body", bound=BaseModel)
 RENDER_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``."""
+async def read_body(request: Request, max_bytes: int, *, may_be_empty: bool = False) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``, and
+    with 400 when empty unless ``may_be_empty`` (a proxy passes on whatever it is sent)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -38,7 +39,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes", field="body")
         chunks.append(chunk)
     body = b"".join(chunks)
-    if not body.strip():
+    if not may_be_empty and not body.strip():
         raise MalformedRequest("request body is empty", field="body")
     return body
 

@@ -135,8 +135,8 @@ alerts_sent = Table(
     Column("sent_at", DateTime(timezone=True), nullable=False),
 )
 """When each alert rule last fired for a model version. Every worker and replica that writes
-to the store shares it (:meth:`PayloadStore.claim_alert`), so one event alerts, and starts
-retraining, once per cooldown rather than once per process."""
+to the store shares it (:meth:`.coordination.Coordination.claim_alert`), so one event alerts,
+and starts retraining, once per cooldown rather than once per process."""
 
 drift_tests = Table(
     "gb_drift_tests", metadata,
@@ -148,8 +148,8 @@ drift_tests = Table(
 )
 """The latest drift test of each model version, and who may run the next one. The workers and
 replicas serving a version read the same window (the version's newest logged rows), so one of
-them tests it per interval (:meth:`PayloadStore.claim_drift_test`) and the others publish the
-snapshot it stores."""
+them tests it per interval (:meth:`.coordination.Coordination.claim_drift_test`) and the
+others publish the snapshot it stores."""
 
 
 def migrate(engine: Engine) -> None:

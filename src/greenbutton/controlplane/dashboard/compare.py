@@ -81,7 +81,8 @@ class ComparePage:
             summaries = await run_in_threadpool(store.summaries)
             column.feedback = next((s for s in summaries if s.model_name == name
                                     and s.model_version == str(info.version)), None)
-            stored = await run_in_threadpool(store.drift_snapshot, name, str(info.version))
+            stored = await run_in_threadpool(store.coordination.drift_snapshot, name,
+                                             str(info.version))
             if stored is not None:
                 column.drift = parse_test(0.0, str(info.version), stored[1])
         return column
