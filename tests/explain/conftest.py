@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 import greenbutton
 from greenbutton.config import ExplainSettings, Settings
 from greenbutton.dataplane.app import create_app
+from greenbutton.dataplane.context import serving_of
 from greenbutton.dataplane.core import DataPlane
 from greenbutton.dataplane.loading import ServedModel
 from greenbutton.dataplane.metrics import Metrics
@@ -136,9 +137,8 @@ def build_app(settings: Settings, model: ServedModel, explain: ExplainSettings) 
     """The serving app around ``model``, with an ExplainService on the same metrics registry."""
     dataplane = DataPlane(settings.serving, Metrics(), model)
     dataplane.is_ready = True
-    app = create_app(settings, dataplane)
-    app.state.explain = ExplainService(explain, ExplainMetrics(dataplane.metrics.registry))
-    return app
+    return create_app(settings, dataplane, explainer=ExplainService(
+        explain, ExplainMetrics(dataplane.metrics.registry)))
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ async def pipeline_client(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         yield client
-    app.state.explain.close()
+    explainer_of(app).close()
 
 
 AppFactory = Callable[[ServedModel, ExplainSettings], Starlette]
@@ -170,3 +170,10 @@ def own_model(saved_self_explaining: Path) -> Iterator[ServedModel]:
     gate = model.pyfunc.unwrap_python_model().gate
     if gate is not None:
         gate.set()  # never leave a worker thread waiting
+
+
+def explainer_of(app: Starlette) -> ExplainService:
+    """The app's ExplainService."""
+    service = serving_of(app).explain
+    assert service is not None
+    return service

@@ -15,6 +15,8 @@ from starlette.applications import Starlette
 from greenbutton.config import ExplainSettings
 from greenbutton.dataplane.loading import ServedModel
 
+from .conftest import explainer_of
+
 AppFactory = Callable[[ServedModel, ExplainSettings], Starlette]
 
 pytest.importorskip("shap", reason="explanations need the greenbutton[explain] extra")
@@ -89,7 +91,7 @@ async def test_own_explain_takes_precedence(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.post("/explain", json={"inputs": rows_of(X, 1)})
-    app.state.explain.close()
+    explainer_of(app).close()
     body = response.json()
     assert body["explainer"] == "model.explain"
     brightest = X.columns[int(np.argmax(X.to_numpy()[0]))]
@@ -106,7 +108,7 @@ async def test_explain_over_its_concurrency_limit_is_503(
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         first = asyncio.create_task(client.post("/explain", json={"inputs": rows_of(X, 1)}))
         for _ in range(200):  # until the first explanation holds the only slot
-            if app.state.explain.is_full:
+            if explainer_of(app).is_full:
                 break
             await asyncio.sleep(0.01)
         second = await client.post("/explain", json={"inputs": rows_of(X, 1)})
@@ -114,7 +116,7 @@ async def test_explain_over_its_concurrency_limit_is_503(
         gate.set()
         assert (await first).status_code == 200
         metrics = (await client.get("/metrics")).text
-    app.state.explain.close()
+    explainer_of(app).close()
     assert second.status_code == 503 and second.headers["Retry-After"]
     assert second.json()["error"]["type"] == "overloaded"
     assert predict.status_code == 200  # /predict has its own limits
@@ -130,19 +132,19 @@ async def test_explain_over_its_timeout_is_504(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.post("/explain", json={"inputs": rows_of(X, 1)})
-        is_still_held = app.state.explain.is_full  # the thread is still running
-        watched = app.state.explain.calls.snapshot()  # and the watchdog can see it
+        is_still_held = explainer_of(app).is_full  # the thread is still running
+        watched = explainer_of(app).calls.snapshot()  # and the watchdog can see it
         gate.set()
         for _ in range(200):  # until the finished thread gives its slot back
-            if not app.state.explain.is_full:
+            if not explainer_of(app).is_full:
                 break
             await asyncio.sleep(0.01)
         metrics = (await client.get("/metrics")).text
-    app.state.explain.close()
+    explainer_of(app).close()
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "request_timeout"
-    assert is_still_held and not app.state.explain.is_full
-    assert len(watched) == 1 and app.state.explain.calls.snapshot() == []
+    assert is_still_held and not explainer_of(app).is_full
+    assert len(watched) == 1 and explainer_of(app).calls.snapshot() == []
     assert 'reason="timeout"' in metrics
 
 

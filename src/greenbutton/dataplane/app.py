@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -18,6 +18,7 @@ from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from ..config import Settings
 from ..errors import GreenbuttonError, ModelNotReady
+from .context import ServingContext, serving
 from .core import DataPlane
 from .encoding import CSV
 from .guards import CrossSiteWriteGuard, JsonOnlyWrites, allowed_hosts
@@ -34,6 +35,7 @@ PREDICTION_PATHS = frozenset({"/predict", "/invocations", "/explain", *v2.INFER_
 
 
 if TYPE_CHECKING:
+    from ..explain.service import ExplainService
     from .auth import EndpointAuthority
 
 
@@ -44,11 +46,13 @@ def create_app(
     lifespan: Lifespan[Starlette] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     authority: EndpointAuthority | None = None,
+    explainer: ExplainService | None = None,
+    render_metrics: Callable[[], bytes] | None = None,
 ) -> Starlette:
     """The ASGI app of one serving process around ``dataplane``.
 
     ``extra_routes`` (e.g. ``/feedback``, ``/monitoring``) come after the built-in ones;
-    their handlers find the data plane at ``request.app.state.dataplane``. ``authority``
+    every handler finds the process's parts with ``context.serving(request)``. ``authority``
     decides tokens when endpoint auth is required (default: ask the control plane).
     """
     routes: list[BaseRoute] = [
@@ -86,8 +90,7 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.dataplane = dataplane
+    app.state.serving = ServingContext(settings, dataplane, explainer, render_metrics)
     return app
 
 
@@ -98,7 +101,7 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     """``GET /health/ready``: 200 once the model is loaded and warmed up, else 503."""
-    dataplane: DataPlane = request.app.state.dataplane
+    dataplane = serving(request).dataplane
     if not dataplane.is_ready or dataplane.is_draining:
         raise ModelNotReady(dataplane.status_message())
     model = {"name": dataplane.name, "version": dataplane.version}
@@ -107,6 +110,7 @@ async def ready(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """``GET /metrics``: Prometheus text exposition (summed over workers if there are several)."""
-    registry = request.app.state.dataplane.metrics
-    render = getattr(request.app.state, "render_metrics", registry.render)
+    context = serving(request)
+    registry = context.dataplane.metrics
+    render = context.render_metrics or registry.render
     return Response(render(), media_type=registry.content_type)

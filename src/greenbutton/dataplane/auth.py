@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..bearer import bearer_secret, hash_secret
 from ..config import Settings
+from .context import serving_of
 from .responses import error_response
 
 OPEN_PREFIXES = ("/health/", "/v2/health/")
@@ -101,9 +102,7 @@ def endpoint_auth(settings: Settings, authority: EndpointAuthority | None = None
 
 
 def _served_model(scope: Scope) -> str:
-    app = scope.get("app")
-    dataplane = getattr(getattr(app, "state", None), "dataplane", None)
-    return str(getattr(dataplane, "name", None) or "")
+    return serving_of(scope["app"]).dataplane.name
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int) -> None:

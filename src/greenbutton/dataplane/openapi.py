@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .context import serving
 from .core import DataPlane
 from .encoding import CSV, JSON, to_jsonable
 from .hooks import route_doc
@@ -181,8 +182,9 @@ def _model_operations(dataplane: DataPlane) -> dict[str, Any]:
 
 async def openapi_json(request: Request) -> Response:
     """``GET /openapi.json``."""
-    settings = request.app.state.settings
-    return json_response(build_openapi(request.app.state.dataplane, request.app.routes,
+    context = serving(request)
+    settings = context.settings
+    return json_response(build_openapi(context.dataplane, request.app.routes,
                                        is_auth_required=settings.is_endpoint_auth_required))
 
 

@@ -36,6 +36,7 @@ from ..errors import ModelNotReady
 from ..explain.service import ExplainMetrics, ExplainService
 from .app import create_app
 from .balance import WorkerBalancer
+from .context import serving_of
 from .core import DataPlane
 from .hooks import ServingHooks, ServingPlugins
 from .loading import ServedModel
@@ -101,11 +102,8 @@ def build_serving_app(
                     shared.publish(dataplane.metrics.render())  # the last counts outlive us
                 explain.close()
 
-    app = create_app(settings, dataplane, lifespan=lifespan, extra_routes=plugins.routes)
-    if shared is not None:
-        app.state.render_metrics = shared.render
-    app.state.explain = explain  # POST /explain (dataplane/protocols/explain.py)
-    return app
+    return create_app(settings, dataplane, lifespan=lifespan, extra_routes=plugins.routes,
+                      explainer=explain, render_metrics=shared.render if shared else None)
 
 
 async def _publish(shared: SharedMetrics) -> None:
@@ -240,8 +238,10 @@ def serve_worker(settings: Settings, model_uri: str, sock: socket.socket,
 
     app = build_serving_app(settings, model_uri, plugins=plugins, on_load_failure=stop,
                             preloaded=preloaded, metrics_dir=metrics_dir, fetch=fetch)
-    dataplane: DataPlane = app.state.dataplane
-    explain: ExplainService = app.state.explain
+    context = serving_of(app)
+    dataplane = context.dataplane
+    explain = context.explain
+    assert explain is not None
 
     def running_calls() -> list[tuple[float, int]]:  # predictions and explanations
         return [*dataplane.running_calls(), *explain.calls.snapshot()]

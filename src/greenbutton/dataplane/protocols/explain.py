@@ -4,8 +4,8 @@ The request is validated by the same :class:`~greenbutton.dataplane.schema.Reque
 ``/predict`` and scored by the same ``DataPlane.predict`` (so batching, the request timeout,
 row annotators and the payload log see it, with ``endpoint="/explain"``); the explanation is
 then computed by the :class:`~greenbutton.explain.service.ExplainService` in
-``app.state.explain`` (set by wiring) with the very model that answered, within the explain
-limits.
+the serving context (``dataplane/context.py``) with the very model that answered, within the
+explain limits.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from starlette.responses import Response
 
 from ...errors import ModelNotReady
 from ...explain.explanation import Explained
-from ...explain.service import ExplainService
-from ..core import DataPlane, PredictionResult
+from ..context import serving
+from ..core import PredictionResult
 from ..encoding import JSON, media_type_of, parse_json, read_body, to_jsonable
 from ..responses import json_response
 
@@ -28,8 +28,8 @@ PATH = "/explain"
 
 async def explain(request: Request) -> Response:
     """``{"inputs": [row, ...], "params": {...}}`` → predictions and their explanations."""
-    dataplane: DataPlane = request.app.state.dataplane
-    service: ExplainService | None = getattr(request.app.state, "explain", None)
+    context = serving(request)
+    dataplane, service = context.dataplane, context.explain
     if service is None:
         raise ModelNotReady("explanations are not set up in this process")
     media_type_of(request, ACCEPTED_MEDIA_TYPES)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import InvalidInput, PayloadTooLarge, SchemaMismatch
-from ..core import DataPlane
+from ..context import serving
 from ..encoding import CSV, JSON, media_type_of, parse_json, read_body, to_jsonable
 from ..fastpath import Built, FastConformer, frame_from_columns, frame_from_split
 from ..responses import json_response
@@ -31,7 +31,7 @@ INPUT_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 async def invocations(request: Request) -> Response:
     """Score a request in any MLflow scoring format; answer ``{"predictions": [...]}``."""
-    dataplane: DataPlane = request.app.state.dataplane
+    dataplane = serving(request).dataplane
     media_type = media_type_of(request, ACCEPTED_MEDIA_TYPES)
     body = await read_body(request, dataplane.settings.max_body_bytes)
     metadata = dataplane.model.pyfunc.metadata

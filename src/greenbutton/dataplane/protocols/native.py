@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..core import DataPlane, PredictionResult
+from ..context import serving
+from ..core import PredictionResult
 from ..encoding import JSON, media_type_of, parse_json, read_body, to_jsonable
 from ..responses import json_response
 
@@ -14,7 +15,7 @@ ACCEPTED_MEDIA_TYPES = frozenset({JSON})
 
 async def predict(request: Request) -> Response:
     """``{"inputs": [row, ...], "params": {...}}`` → predictions, request id and model."""
-    dataplane: DataPlane = request.app.state.dataplane
+    dataplane = serving(request).dataplane
     media_type_of(request, ACCEPTED_MEDIA_TYPES)
     body = await read_body(request, dataplane.settings.max_body_bytes)
     frame, params, values = dataplane.request_schema.parse(parse_json(body))

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ...errors import ModelNotFound, ModelNotReady, PayloadTooLarge, SchemaMismatch, VersionNotFound
+from ..context import serving
 from ..core import DataPlane, PredictionResult
 from ..encoding import JSON, media_type_of, parse_json, read_body
 from ..responses import json_response
@@ -57,7 +58,7 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     """``GET /v2/health/ready``: 200 once loaded and warmed up, 503 before and when draining."""
-    dataplane: DataPlane = request.app.state.dataplane
+    dataplane = serving(request).dataplane
     if not dataplane.is_ready or dataplane.is_draining:
         raise ModelNotReady(dataplane.status_message())
     return json_response({"ready": True})
@@ -222,7 +223,7 @@ def _params(parameters: Any, schema: Any) -> dict[str, Any] | None:
 
 
 def _dataplane_for(request: Request) -> DataPlane:
-    dataplane: DataPlane = request.app.state.dataplane
+    dataplane = serving(request).dataplane
     name, version = request.path_params["name"], request.path_params.get("version")
     if name != dataplane.name:
         raise ModelNotFound(f"this server serves {dataplane.name!r}, not {name!r}", field="name")
