@@ -3,10 +3,11 @@
 A permutation test is exact when the reference rows it uses and the window are exchangeable.
 Against one fixed reference sample it is exact only on average over samples: any one sample
 differs from the population by chance, and every window is then judged against that
-difference (clean windows were flagged at 0.5 % to 12 % instead of 5 %, depending on the
-sample). So each test draws a fresh sample of :attr:`MMDDetector.sample_rows` from the
-stored reference (up to :attr:`MMDDetector.max_reference_rows`), seeded by the window's
-values so a window always gets the same answer; what remains is the difference between the
+difference (with one fixed sample, clean windows are flagged at 0.5 % to 12 % instead of
+5 %, depending on the sample). So each test draws a fresh sample of
+:attr:`MMDDetector.sample_rows` from the stored reference (up to
+:attr:`MMDDetector.max_reference_rows`), seeded by the window's values so a window always
+gets the same answer; what remains is the difference between the
 whole reference and the population, which shrinks as the reference grows.
 """
 
