@@ -47,12 +47,14 @@ def live(version: int, replica: int, state: InstanceState = InstanceState.READY,
     return ObservedDeployment(VersionRef("wine", "wine", version, replica), state, url, **extra)
 
 
-def test_plan_starts_every_replica_and_routes_none_until_all_ready() -> None:
+def test_plan_starts_every_replica_and_routes_only_the_ready_ones() -> None:
     assert plan([spec(1, 3)], []) == [
         StartVersion(VersionRef("wine", "wine", 1, r)) for r in range(3)] + [
         SwitchTraffic("wine", ())]
     half = [live(1, 0), live(1, 1), live(1, 2, InstanceState.STARTING)]
-    assert plan([spec(1, 3)], half, {"wine": ()}) == []
+    [switch] = plan([spec(1, 3)], half, {"wine": ()})
+    assert switch == SwitchTraffic("wine", (Backend(1, live(1, 0).url or "", 50),
+                                            Backend(1, live(1, 1).url or "", 50)))
 
 
 def test_plan_gives_each_replica_an_equal_share_of_its_version_weight() -> None:

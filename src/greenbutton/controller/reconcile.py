@@ -7,6 +7,9 @@ Usage::
 
 Rollouts are blue-green: a new version is started next to the old one, traffic switches only
 when every routed version is ready, and the old one is stopped (drained) only after the switch.
+The plan keeps that promise across a control-plane restart, when the route table starts empty:
+it routes to whatever is observed ready (the old version, still loading v2 or not), and stops
+no instance it has not checked yet while nothing else serves.
 """
 
 from __future__ import annotations
@@ -229,9 +232,13 @@ def _plan_deployment(
     if new_route != current:
         actions.append(SwitchTraffic(spec.name, new_route))
     routed_urls = {backend.url for backend in new_route}
+    is_serving = any(backend.weight > 0 for backend in new_route)
     for slot, instance in sorted(live.items()):
-        if slot not in slots and instance.url not in routed_urls:
-            actions.append(_stop(instance))
+        if slot in slots or instance.url in routed_urls:
+            continue
+        if instance.state is InstanceState.STARTING and not is_serving:
+            continue  # maybe adopted after a restart and not checked yet: all there may be
+        actions.append(_stop(instance))
     return actions
 
 
@@ -248,7 +255,11 @@ def _next_route(
 ) -> tuple[Backend, ...]:
     """Every replica of every wanted version (plus ready shadows) once all of them are ready,
     each replica weighing an equal share of its version's weight; until then, whatever still
-    serves. A shadow never holds a rollout back."""
+    serves. A shadow never holds a rollout back.
+
+    When nothing routed still serves (no route known yet: the controller restarted), every
+    ready instance of the deployment's model takes an equal share: traffic goes only to
+    instances observed ready, and stays with them until the whole wanted route is ready."""
     ready = {
         slot: instance.url
         for slot, instance in live.items()
@@ -264,7 +275,11 @@ def _next_route(
                    for v, percent in sorted(mirrors.items()) if (v, 0) in ready]
         return tuple(routed + shadows)
     ready_urls = set(ready.values())
-    return tuple(b for b in current or () if b.url in ready_urls)
+    kept = tuple(b for b in current or () if b.url in ready_urls)
+    if any(b.weight > 0 for b in kept):
+        return kept
+    serving = sorted(ready.items())
+    return tuple(Backend(v, url, 100 / len(serving)) for (v, _), url in serving)
 
 
 def _is_stopping(instances: list[ObservedDeployment], version: int, replica: int) -> bool:
