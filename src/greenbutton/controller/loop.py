@@ -136,6 +136,7 @@ class Controller:
             groups.setdefault(action_deployment(action), []).append(action)
         results = await asyncio.gather(*(self._execute(group) for group in groups.values()))
         self._errors = {name: error for name, error in zip(groups, results, strict=True) if error}
+        self._routes.mark_loaded()  # every desired deployment has had its route planned
         await self._rollouts.check(desired, self._routes.snapshot())
         return actions
 
