@@ -324,8 +324,8 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
            [[m["name"], m["latest_version"], m["production"], m["staging"]] for m in models])
     print()
     _table(["DEPLOYMENT", "VERSION", "STATE", "TRAFFIC", "URL", "REASON"],
-           [[d["name"], d["version"], d["state"], _traffic(d), d["url"], d["reason"]]
-            for d in deployments])
+           [[d["name"], d["version"], d.get("summary") or d["state"], _traffic(d), d["url"],
+             d["reason"]] for d in deployments])
     for line in _integrity_lines(integrity):
         print(line)
     return 0

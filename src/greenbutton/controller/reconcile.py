@@ -118,6 +118,10 @@ class ObservedDeployment:
     """Consecutive failures of this version (reset once it stays ready)."""
     state_age_s: float = 0.0
     """Seconds since the instance entered ``state``."""
+    restarts: int = 0
+    """Times it was started again after a failure (never reset)."""
+    last_error: str | None = None
+    """Why it last failed, even once it is ready again."""
 
 
 @dataclass(frozen=True)
