@@ -1,8 +1,9 @@
 """Controller figures (issues 6 and 23), on the local target with a real ``greenbutton up``:
 
 * button -> endpoint ready: promotion sent (gates included) -> first successful prediction
-  by the promoted version through the stable URL, for a scikit-learn model, default settings:
-  the first deployment, then four swaps; median of 5 and spread (target < 5 s);
+  by the promoted version through the stable URL, for a scikit-learn model, default settings
+  (2 replicas on 2+ cores): the first deployment, then four swaps, each once the previous
+  rollout has settled; median of 5 and spread (target < 5 s);
 * failed requests while a new version rolls out under concurrent load (target 0).
 
     .venv/bin/python bench/controller_rollout.py [--clients 8] [--write docs/performance.md]
@@ -105,6 +106,11 @@ def run(clients: int) -> dict[str, Any]:
         log.close()
 
 
+def _is_settled(api: ControlPlaneClient) -> bool:
+    """Nothing rolling out: every replica of the serving version ready, the old ones gone."""
+    return all(d["summary"] == "ready" for d in api.deployments())
+
+
 def _button(api: ControlPlaneClient, http: httpx.Client, url: str, body: dict[str, Any],
             version: int) -> float:
     """Seconds from sending the promotion (gates run in that request) to the first 200
@@ -115,6 +121,7 @@ def _button(api: ControlPlaneClient, http: httpx.Client, url: str, body: dict[st
         return response.status_code == 200 and \
             response.headers.get("x-greenbutton-version") == str(version)
 
+    _wait(lambda: _is_settled(api), 120, "the previous rollout to settle")
     sent = time.monotonic()
     api.transition("diabetes", version, "Production", actor="bench")
     _wait(is_answered_by_version, 120, f"v{version}")

@@ -185,8 +185,10 @@ def build_control_plane(settings: Settings) -> Starlette:
     access, approvals = build_governance(settings, store, registry)
     guard = LifecycleGuard(access.store, store, registry, seal=access.store.seal,
                            mirror_interval_s=settings.controller.integrity_interval_s)
+    replicas = settings.controller.default_replicas
     controller = Controller(lambda: desired_state(guard.governed_states(), specs,
-                                                  target_uri=target_uri),
+                                                  target_uri=target_uri,
+                                                  default_replicas=replicas),
                             target, routes, settings,
                             on_rollout=audit_rollout(access.store.append_audit))
     app = create_control_plane(settings, registry, controller, routes, target,

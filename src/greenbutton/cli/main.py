@@ -96,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--shadow", action="append", default=[], metavar="[TARGET=]PERCENT",
                         help="mirror PERCENT %% of requests to TARGET (default staging)")
     deploy.add_argument("--sticky-header", help="assign callers to a variant by this header")
-    deploy.add_argument("--replicas", type=int, default=1, help="serving replicas per version")
+    deploy.add_argument("--replicas", type=int,
+                        help="serving replicas per version (default: the controller's, "
+                             "GREENBUTTON_CONTROLLER__REPLICAS; locally 2 on 2+ cores)")
     deploy.add_argument("--max-replicas", type=int, help="autoscaling ceiling (Kubernetes)")
     deploy.add_argument("--target", help="deploy target URI (default: the controller's)")
     deploy.add_argument("--write-manifests", type=Path, metavar="DIR",
