@@ -6,6 +6,7 @@ and passed down; no other module reads the environment.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Self
 
@@ -134,6 +135,10 @@ class ControllerSettings(BaseModel):
     """Longest wait between restarts; a process ready this long has its failures forgotten."""
     gateway_max_connections: PositiveInt = 256
     """Most upstream connections the gateway opens at once (503 when all are busy)."""
+    replicas: PositiveInt | None = None
+    """Serving replicas per routed version of a deployment whose spec does not say. None: 2
+    on the local target where the machine has at least 2 cores (a replica killed or crashed
+    then fails no request: the gateway sends them to the other), else 1."""
     workers_per_replica: PositiveInt = 1
     """Worker processes in each local serving replica. One keeps each replica's memory whole
     (every worker holds the model); scale a deployment with ``replicas`` instead."""
@@ -145,6 +150,14 @@ class ControllerSettings(BaseModel):
     leader checks it still is, this often (see controller/leader.py)."""
     leader_timeout_s: PositiveFloat = 3.0
     """A leadership check that takes longer counts as lost (the leader stops reconciling)."""
+
+    @property
+    def default_replicas(self) -> int:
+        """:attr:`replicas`, or its default for this target and machine."""
+        if self.replicas is not None:
+            return self.replicas
+        is_local = self.target_uri.partition(":")[0] == "local"
+        return 2 if is_local and (os.cpu_count() or 1) >= 2 else 1
 
 
 class MonitoringSettings(BaseModel):

@@ -34,6 +34,7 @@ from .config import Settings
 from .conformance import call_predict, check
 from .errors import InvalidInput, NonConformingModel
 from .gates import spec as gate_spec
+from .gates.checks import model_tests
 from .model import Model
 from .registry.tracking import experiment_id, open_mlflow
 
@@ -132,6 +133,9 @@ def log_model(
     _tag_version(client, name, version, run_tags, description)
     if gate_tag is not None:
         client.set_model_version_tag(name, str(version), gate_spec.GATES_TAG, gate_tag)
+    conformance = {"rows": len(frame), "model_tests": model_tests(model)}
+    client.set_model_version_tag(name, str(version), gate_spec.CONFORMANCE_TAG,
+                                 json.dumps(conformance, separators=(",", ":")))
     return LoggedModel(name, version, run_id, f"models:/{name}/{version}",
                        run_tags[TAG_DIGEST], commit)
 

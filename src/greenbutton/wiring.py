@@ -180,8 +180,10 @@ def assemble_control_plane(settings: Settings, store: SqlStore, registry: Regist
     target_uri = settings.controller.target_uri
     target = target or open_target(target_uri, settings)
     routes = RouteTable()
+    replicas = settings.controller.default_replicas
     controller = Controller(lambda: desired_state(guard.governed_states(), specs,
-                                                  target_uri=target_uri),
+                                                  target_uri=target_uri,
+                                                  default_replicas=replicas),
                             target, routes, settings,
                             on_rollout=audit_rollout(access.store.append_audit))
     return ControlPlane(settings=settings, registry=registry, controller=controller,

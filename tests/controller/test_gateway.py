@@ -52,6 +52,7 @@ async def open_gateway(
 def routes() -> RouteTable:
     table = RouteTable()
     table.switch("digits", (BACKEND,))
+    table.mark_loaded()  # as the controller's first pass does
     return table
 
 
@@ -82,6 +83,17 @@ async def test_proxy_unknown_deployment_returns_404_error_body(client: httpx.Asy
     response = await client.post("/iris/predict", content=b"{}")
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "deployment_not_found"
+
+
+async def test_proxy_before_routes_are_loaded_returns_503_with_retry_after(
+    settings: Settings,
+) -> None:
+    async for client in open_gateway(RouteTable(), settings,
+                                     httpx.ASGITransport(app=echo_app())):
+        response = await client.post("/digits/predict", content=b"{}")
+        assert response.status_code == 503
+        assert response.headers["retry-after"].isdigit()
+        assert response.json()["error"]["type"] == "not_ready"
 
 
 async def test_proxy_no_ready_backend_returns_503_with_retry_after(

@@ -84,6 +84,18 @@ async def test_reconcile_once_failing_desired_state_stops_nothing(
     assert controller.status()[0].state is DeploymentState.READY
 
 
+async def test_reconcile_once_loads_routes_unless_desired_state_fails(
+    routes: RouteTable, settings: Settings
+) -> None:
+    def unavailable() -> list[DeploymentSpec]:
+        raise ConnectionError("store is down")
+
+    await Controller(unavailable, RecordingTarget(), routes, settings).reconcile_once()
+    assert not routes.is_loaded  # the gateway keeps answering 503, not 404
+    await Controller(lambda: [], RecordingTarget(), routes, settings).reconcile_once()
+    assert routes.is_loaded
+
+
 async def test_reconcile_once_failure_in_one_deployment_spares_others(
     routes: RouteTable, settings: Settings
 ) -> None:

@@ -99,6 +99,23 @@ def test_plan_superseded_starting_version_is_stopped() -> None:
     ]
 
 
+def test_plan_after_restart_routes_the_ready_old_version_and_keeps_it() -> None:
+    adopted = [seen(V1, InstanceState.READY, URL1), seen(V2, InstanceState.STARTING, URL2)]
+    assert plan([spec(2)], adopted, {}) == [SwitchTraffic("digits", (Backend(1, URL1),))]
+
+
+def test_plan_after_restart_stops_nothing_not_yet_checked() -> None:
+    adopted = [seen(V1, InstanceState.STARTING, URL1), seen(V2, InstanceState.STARTING, URL2)]
+    assert plan([spec(2)], adopted, {}) == [SwitchTraffic("digits", ())]
+    assert plan([spec(2)], adopted, routed_to()) == []
+
+
+def test_plan_empty_route_takes_a_version_once_observed_ready() -> None:
+    observed = [seen(V1, InstanceState.READY, URL1), seen(V2, InstanceState.STARTING, URL2)]
+    assert plan([spec(2)], observed, routed_to()) == [
+        SwitchTraffic("digits", (Backend(1, URL1),))]
+
+
 def test_plan_removed_deployment_removes_route_then_stops() -> None:
     observed = [seen(V1, InstanceState.READY, URL1)]
     assert plan([], observed, routed_to(Backend(1, URL1))) == [

@@ -47,12 +47,17 @@ def live(version: int, replica: int, state: InstanceState = InstanceState.READY,
     return ObservedDeployment(VersionRef("wine", "wine", version, replica), state, url, **extra)
 
 
-def test_plan_starts_every_replica_and_routes_none_until_all_ready() -> None:
+def test_plan_starts_one_replica_first_then_the_others_and_routes_only_the_ready_ones() -> None:
     assert plan([spec(1, 3)], []) == [
-        StartVersion(VersionRef("wine", "wine", 1, r)) for r in range(3)] + [
-        SwitchTraffic("wine", ())]
+        StartVersion(VersionRef("wine", "wine", 1, 0)), SwitchTraffic("wine", ())]
+    first = [live(1, 0)]
+    assert plan([spec(1, 3)], first, {"wine": ()}) == [
+        StartVersion(VersionRef("wine", "wine", 1, r)) for r in (1, 2)] + [
+        SwitchTraffic("wine", (Backend(1, live(1, 0).url or "", 100),))]
     half = [live(1, 0), live(1, 1), live(1, 2, InstanceState.STARTING)]
-    assert plan([spec(1, 3)], half, {"wine": ()}) == []
+    [switch] = plan([spec(1, 3)], half, {"wine": ()})
+    assert switch == SwitchTraffic("wine", (Backend(1, live(1, 0).url or "", 50),
+                                            Backend(1, live(1, 1).url or "", 50)))
 
 
 def test_plan_gives_each_replica_an_equal_share_of_its_version_weight() -> None:
@@ -63,14 +68,19 @@ def test_plan_gives_each_replica_an_equal_share_of_its_version_weight() -> None:
     assert [(b.version, b.weight) for b in switch.backends] == [(1, 40), (1, 40), (2, 10), (2, 10)]
 
 
-def test_plan_rollout_waits_for_all_new_replicas_then_drains_all_old_ones() -> None:
+def test_plan_rollout_switches_on_a_ready_new_replica_and_drains_old_ones_once_all_are() -> None:
     old_route = tuple(Backend(1, live(1, r).url or "", 50) for r in range(2))
-    starting = [live(1, 0), live(1, 1), live(2, 0), live(2, 1, InstanceState.STARTING)]
-    assert plan([spec(2, 2)], starting, {"wine": old_route}) == []
+    none_ready = [live(1, 0), live(1, 1), live(2, 0, InstanceState.STARTING),
+                  live(2, 1, InstanceState.STARTING)]
+    assert plan([spec(2, 2)], none_ready, {"wine": old_route}) == []
+    one_ready = [live(1, 0), live(1, 1), live(2, 0), live(2, 1, InstanceState.STARTING)]
+    first = (Backend(2, live(2, 0).url or "", 100),)
+    assert plan([spec(2, 2)], one_ready, {"wine": old_route}) == [SwitchTraffic("wine", first)]
+    assert plan([spec(2, 2)], one_ready, {"wine": first}) == []  # v1 stays up meanwhile
     ready = [live(1, 0), live(1, 1), live(2, 0), live(2, 1)]
-    actions = plan([spec(2, 2)], ready, {"wine": old_route})
+    actions = plan([spec(2, 2)], ready, {"wine": first})
     assert isinstance(actions[0], SwitchTraffic)
-    assert {b.version for b in actions[0].backends} == {2}
+    assert [(b.version, b.weight) for b in actions[0].backends] == [(2, 50), (2, 50)]
     assert actions[1:] == [StopVersion(o.ref, o.url) for o in ready[:2]]
 
 
@@ -78,7 +88,8 @@ def test_plan_restarts_only_the_failed_replica_and_keeps_the_others_routed() -> 
     route = tuple(Backend(1, live(1, r).url or "", 50) for r in range(2))
     failed = live(1, 1, InstanceState.FAILED, failures=1, state_age_s=60.0)
     actions = plan([spec(1, 2)], [live(1, 0), failed], {"wine": route})
-    assert actions == [StartVersion(failed.ref), SwitchTraffic("wine", route[:1])]
+    alone = (Backend(1, live(1, 0).url or "", 100),)  # carries its version's whole share
+    assert actions == [StartVersion(failed.ref), SwitchTraffic("wine", alone)]
 
 
 def test_plan_scale_down_switches_first_then_stops_extra_replicas() -> None:

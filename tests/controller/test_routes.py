@@ -14,7 +14,14 @@ OLD, NEW = Backend(1, "http://127.0.0.1:40001"), Backend(2, "http://127.0.0.1:40
 
 
 def test_lease_unknown_deployment_raises_not_found() -> None:
+    routes = RouteTable()
+    routes.mark_loaded()
     with pytest.raises(DeploymentNotFound):
+        routes.lease("digits")
+
+
+def test_lease_before_routes_are_loaded_raises_not_ready() -> None:
+    with pytest.raises(NotReady):
         RouteTable().lease("digits")
 
 
@@ -47,6 +54,7 @@ def test_switch_applies_to_next_lease() -> None:
 def test_remove_makes_deployment_unknown() -> None:
     routes = RouteTable()
     routes.switch("digits", (OLD,))
+    routes.mark_loaded()
     routes.remove("digits")
     with pytest.raises(DeploymentNotFound):
         routes.lease("digits")

@@ -40,7 +40,16 @@ def test_rollout_of_promotion_not_yet_reconciled_is_waiting() -> None:
 def test_rollout_of_starting_successor_names_both_versions() -> None:
     found = rollout_of(status(DeploymentState.STARTING, 2, 1, ((1, 100, 0),)), wanted(2))
     assert found.step is Step.STARTING
-    assert found.text == "rolling out v1 → v2: starting v2; v1 keeps serving"
+    assert found.text == "rolling out (v1 -> v2, 0 %): starting v2; v1 keeps serving"
+
+
+def test_rollout_of_crash_looping_version_says_so() -> None:
+    found = rollout_of(status(DeploymentState.READY, 1, 1, ((1, 100, 0),), failures=4,
+                              restarts=4, is_crash_looping=True,
+                              summary="crash loop: v1 failed 4 times in a row (4 restarts)"),
+                       wanted(1))
+    assert found.step is Step.FAILED
+    assert found.text.startswith("crash loop: v1")
 
 
 def test_rollout_of_first_start_has_no_traffic() -> None:

@@ -140,3 +140,41 @@ def test_latency_gate_fails_over_budget(logged: Settings, tmp_path: Path) -> Non
     outcome = LatencyBudgetGate(LatencyGateSpec(p95_ms=1e-6, calls=5)).evaluate(loaded)
     assert not outcome.is_passed and "budget" in outcome.detail["reason"]
     assert np.isfinite(outcome.detail["p95_ms"])
+
+
+class Plain(greenbutton.Model):
+    """No ``@model_test``: with no declared gate, nothing needs its code at promotion."""
+
+    def __init__(self, clf: Any) -> None:
+        self.clf = clf
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        return self.clf.predict(model_input)
+
+
+def test_checked_at_log_time_only_when_no_gate_needs_model_code() -> None:
+    from greenbutton.gates.runner import checked_at_log_time
+
+    plain = {"greenbutton.conformance": '{"rows":200,"model_tests":[]}'}
+    outcome = checked_at_log_time(plain)
+    assert outcome is not None and outcome.is_passed and outcome.gate == "conformance"
+    assert checked_at_log_time({**plain, "greenbutton.gates": '[{"kind":"latency",'
+                                                              '"p95_ms":50}]'}) is None
+    assert checked_at_log_time({"greenbutton.conformance":
+                                '{"rows":200,"model_tests":["t"]}'}) is None
+    assert checked_at_log_time({}) is None  # logged before log_model recorded it
+    assert checked_at_log_time({**plain, "greenbutton.gates": "not json"}) is None
+
+
+def test_version_without_gates_is_promoted_without_a_sandbox_run(logged: Settings) -> None:
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        clf = LogisticRegression(max_iter=100).fit(X.iloc[:300], Y.iloc[:300])
+        done = greenbutton.log_model(Plain(clf), "plain", reference_data=X.iloc[:100],
+                                     settings=logged,
+                                     pip_requirements=["scikit-learn", "pandas"])
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    (outcome,) = build_gate_runner(logged).run("plain", done.version)
+    assert (outcome.gate, outcome.is_passed, outcome.detail["rows"]) == ("conformance", True, 100)

@@ -76,8 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         if name == "promote":
             cmd.add_argument("--stage", default=stage, choices=["Production", "Staging"],
                              type=str.capitalize, help="target stage (default Production)")
+            cmd.add_argument("--no-wait", action="store_true",
+                             help="return once the version is moved; do not wait until it "
+                                  "serves (default: wait, showing progress, then the URL)")
         else:
-            cmd.set_defaults(stage=stage)
+            cmd.set_defaults(stage=stage, no_wait=True)
         cmd.add_argument("--reason", help="why; kept in the transition history")
         cmd.add_argument("--actor", default=getpass.getuser(),
                          help="who is doing this (default: your login name)")
@@ -93,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--shadow", action="append", default=[], metavar="[TARGET=]PERCENT",
                         help="mirror PERCENT %% of requests to TARGET (default staging)")
     deploy.add_argument("--sticky-header", help="assign callers to a variant by this header")
-    deploy.add_argument("--replicas", type=int, default=1, help="serving replicas per version")
+    deploy.add_argument("--replicas", type=int,
+                        help="serving replicas per version (default: the controller's, "
+                             "GREENBUTTON_CONTROLLER__REPLICAS; locally 2 on 2+ cores)")
     deploy.add_argument("--max-replicas", type=int, help="autoscaling ceiling (Kubernetes)")
     deploy.add_argument("--target", help="deploy target URI (default: the controller's)")
     deploy.add_argument("--write-manifests", type=Path, metavar="DIR",
@@ -234,11 +239,12 @@ def _version() -> str:
     return __version__
 
 
-def _client(settings: Settings) -> Any:
+def _client(settings: Settings, *, timeout_s: float = 30.0) -> Any:
     from ..client import ControlPlaneClient
     from .governance import local_token
 
-    return ControlPlaneClient(settings.server.url, token=local_token(settings))
+    return ControlPlaneClient(settings.server.url, token=local_token(settings),
+                              timeout_s=timeout_s)
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
@@ -295,14 +301,24 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _transition(settings: Settings, args: argparse.Namespace) -> int:
-    with _client(settings) as client:
+    from .promote import follow_rollout
+
+    if not args.no_wait:
+        print(f"{args.model} {args.version} -> {args.stage}: running gates", flush=True)
+    # the server bounds the request by the gates' budget: never give up before it does
+    with _client(settings, timeout_s=settings.auth.gate_timeout_s + 30) as client:
         done = client.move(args.model, args.version, args.stage, actor=args.actor,
                            reason=args.reason)
-    for t in done["transitions"]:
-        print(f"{t['model']} v{t['version']}: {t['from_stage']} -> {t['to_stage']}")
-    if done["transitions"] or done.get("request") is None:
-        return 0
-    return print_pending(done["request"])
+        for t in done["transitions"]:
+            print(f"{t['model']} v{t['version']}: {t['from_stage']} -> {t['to_stage']}",
+                  flush=True)
+        if not done["transitions"] and done.get("request") is not None:
+            return print_pending(done["request"])
+        moved = [t for t in done["transitions"] if t["to_stage"] == args.stage]
+        if args.no_wait or not moved:
+            return 0
+        return follow_rollout(client, args.model, int(moved[-1]["version"]),
+                              lambda line: print(line, flush=True))
 
 
 def print_pending(request: dict[str, Any]) -> int:
@@ -325,8 +341,8 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
            [[m["name"], m["latest_version"], m["production"], m["staging"]] for m in models])
     print()
     _table(["DEPLOYMENT", "VERSION", "STATE", "TRAFFIC", "URL", "REASON"],
-           [[d["name"], d["version"], d["state"], _traffic(d), d["url"], d["reason"]]
-            for d in deployments])
+           [[d["name"], d["version"], d.get("summary") or d["state"], _traffic(d), d["url"],
+             d["reason"]] for d in deployments])
     for line in _integrity_lines(integrity):
         print(line)
     return 0

@@ -49,10 +49,11 @@ def endpoint_specs(states: Sequence[VersionState], specs: DeploymentStore) -> li
 
 
 def desired_state(
-    states: Sequence[VersionState], specs: DeploymentStore, *, target_uri: str | None = None
+    states: Sequence[VersionState], specs: DeploymentStore, *, target_uri: str | None = None,
+    default_replicas: int = 1,
 ) -> list[DeploymentSpec]:
     """The resolved deployments this controller (deploying to ``target_uri``) should run,
-    given each version's lifecycle ``states``."""
+    given each version's lifecycle ``states`` (``default_replicas`` where a spec says none)."""
     stages: dict[str, dict[Stage, int]] = defaultdict(dict)
     for state in states:
         if state.stage in (Stage.PRODUCTION, Stage.STAGING):
@@ -61,7 +62,7 @@ def desired_state(
     for spec in endpoint_specs(states, specs):
         if spec.target is not None and target_uri is not None and spec.target != target_uri:
             continue  # another controller's (or a GitOps folder's) deployment
-        resolved = resolve(spec, stages.get(spec.model, {}))
+        resolved = resolve(spec, stages.get(spec.model, {}), default_replicas=default_replicas)
         if resolved is not None:
             desired.append(resolved)
     return desired

@@ -5,12 +5,14 @@ Usage::
     controller = Controller(desired_state, target, routes, settings)
     task = asyncio.create_task(controller.run(stop_event))
     controller.trigger()          # after a promotion: reconcile now, not at the next poll
-    controller.status()           # [DeploymentStatus(name="digits", state="ready", ...)]
+    controller.status()           # [DeploymentStatus(name="digits", state="ready",
+                                  #   summary="rolling out (v1 -> v2, 0 %): 0/1 ready", ...)]
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -36,6 +38,7 @@ from .reconcile import (
 )
 from .rollouts import WORST_FIRST, RolloutWatch, shares_by_version
 from .routing.table import RouteTable
+from .summary import Situation, is_crash_looping, summarize
 from .targets import SpecAwareTarget, Target
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,16 @@ class DeploymentStatus(BaseModel):
     """Consecutive failures of the desired version (restarts back off exponentially)."""
     retry_in_s: float | None = None
     """Seconds until the next restart attempt of a failed version."""
+    restarts: int = 0
+    """Times the desired version's processes were started again after a failure."""
+    last_error: str | None = None
+    """Why the desired version last failed (kept once it is ready again)."""
+    is_crash_looping: bool = False
+    """It failed ``summary.CRASH_LOOP_FAILURES`` times in a row (between them never ready for
+    ``restart_backoff_max_s``)."""
+    summary: str = ""
+    """The state in words: ``ready``, ``rolling out (v1 -> v2, 40 %): 1/2 ready``,
+    ``crash loop: ...`` (``controller/summary.py``)."""
 
 
 class Controller:
@@ -136,6 +149,7 @@ class Controller:
             groups.setdefault(action_deployment(action), []).append(action)
         results = await asyncio.gather(*(self._execute(group) for group in groups.values()))
         self._errors = {name: error for name, error in zip(groups, results, strict=True) if error}
+        self._routes.mark_loaded()  # every desired deployment has had its route planned
         await self._rollouts.check(desired, self._routes.snapshot())
         return actions
 
@@ -176,8 +190,7 @@ class Controller:
     def status(self) -> list[DeploymentStatus]:
         """Every desired or still-running deployment, as of the last reconcile."""
         routed = self._routes.snapshot()
-        statuses = [self._status(spec.name, spec.model, spec.version, routed)
-                    for spec in self._desired]
+        statuses = [self._status(spec.name, spec.model, spec, routed) for spec in self._desired]
         wanted = {spec.name for spec in self._desired}
         for instance in self._observed:
             if instance.ref.name not in wanted:
@@ -229,12 +242,8 @@ class Controller:
 
     def _overlay_draining(self, observed: list[ObservedDeployment]) -> list[ObservedDeployment]:
         """Instances whose drain has begun count as stopping, even before the target knows."""
-        return [
-            ObservedDeployment(i.ref, InstanceState.STOPPING, i.url, i.reason, i.handle,
-                               i.failures, i.state_age_s)
-            if i.ref in self._draining else i
-            for i in observed
-        ]
+        return [dataclasses.replace(i, state=InstanceState.STOPPING)
+                if i.ref in self._draining else i for i in observed]
 
     def _interval_s(self) -> float:
         """Poll fast while something starts or drains; wake up when a restart falls due."""
@@ -247,13 +256,13 @@ class Controller:
                 waits.append(0.0)
         return max(settings.ready_poll_interval_s, min(waits))
 
-    def _status(
-        self, name: str, model: str, version: int | None, routed: dict[str, tuple[Backend, ...]]
-    ) -> DeploymentStatus:
+    def _status(self, name: str, model: str, spec: DeploymentSpec | None,
+                routed: dict[str, tuple[Backend, ...]]) -> DeploymentStatus:
+        version = spec.version if spec is not None else None
+        mine = [i for i in self._observed if i.ref.name == name]
         instances: dict[int, ObservedDeployment] = {}
-        for i in sorted(self._observed, key=lambda i: WORST_FIRST.index(i.state)):
-            if i.ref.name == name:  # a version's least healthy replica speaks for it
-                instances.setdefault(i.ref.version, i)
+        for i in sorted(mine, key=lambda i: WORST_FIRST.index(i.state)):
+            instances.setdefault(i.ref.version, i)  # a version's least healthy replica speaks
         instance = instances.get(version) if version is not None else None
         backends = routed.get(name, ())
         if instance is None:
@@ -262,6 +271,21 @@ class Controller:
             state = DeploymentState(instance.state.value)
         primary = max(backends, key=lambda b: b.weight, default=None)
         is_failed = instance is not None and instance.state is InstanceState.FAILED
+        retry_in_s = max(0.0, self._backoff.delay_s(instance.failures) - instance.state_age_s) \
+            if is_failed and instance is not None else None
+        wanted = tuple(r.version for r in spec.routes) if spec is not None else ()
+        of_version = [i for i in mine if i.ref.version == version]
+        failures = max((i.failures for i in of_version), default=0)
+        last_error = next((i.last_error for i in of_version if i.last_error), None)
+        traffic = tuple(TrafficShare(version=v, weight=w, mirror_percent=m)
+                        for v, w, m in shares_by_version(backends))
+        situation = Situation(
+            state=state.value, version=version, wanted=wanted,
+            traffic={t.version: t.weight for t in traffic if not t.mirror_percent},
+            ready=sum(i.ref.version in wanted and i.state is InstanceState.READY for i in mine),
+            replicas=len(wanted) * (spec.replicas if spec is not None else 0),
+            failures=failures, restarts=sum(i.restarts for i in of_version),
+            last_error=last_error, retry_in_s=retry_in_s)
         return DeploymentStatus(
             name=name,
             model=model,
@@ -271,9 +295,11 @@ class Controller:
             serving_version=primary.version if primary else None,
             backend_url=primary.url if primary else None,
             reason=self._errors.get(name) or (instance.reason if instance else None),
-            traffic=tuple(TrafficShare(version=v, weight=w, mirror_percent=m)
-                          for v, w, m in shares_by_version(backends)),
-            failures=instance.failures if instance else 0,
-            retry_in_s=max(0.0, self._backoff.delay_s(instance.failures) - instance.state_age_s)
-            if is_failed and instance is not None else None,
+            traffic=traffic,
+            failures=failures,
+            retry_in_s=retry_in_s,
+            restarts=situation.restarts,
+            last_error=last_error,
+            is_crash_looping=is_crash_looping(failures),
+            summary=summarize(situation),
         )

@@ -5,8 +5,13 @@ Usage::
     actions = plan(desired, target_observed, routes.snapshot(), backoff=RestartBackoff(1, 60))
     # -> [StartVersion(...)] now, [SwitchTraffic(...), StopVersion(...)] once v2 is ready
 
-Rollouts are blue-green: a new version is started next to the old one, traffic switches only
-when every routed version is ready, and the old one is stopped (drained) only after the switch.
+Rollouts are blue-green: a new version is started next to the old one (one replica first, the
+others once it is ready), traffic switches once every routed version has a ready replica (the
+others join as they become ready), and the old one is stopped (drained) only once the new one
+is whole.
+The plan keeps that promise across a control-plane restart, when the route table starts empty:
+it routes to whatever is observed ready (the old version, still loading v2 or not), and stops
+no instance it has not checked yet while nothing else serves.
 """
 
 from __future__ import annotations
@@ -115,6 +120,10 @@ class ObservedDeployment:
     """Consecutive failures of this version (reset once it stays ready)."""
     state_age_s: float = 0.0
     """Seconds since the instance entered ``state``."""
+    restarts: int = 0
+    """Times it was started again after a failure (never reset)."""
+    last_error: str | None = None
+    """Why it last failed, even once it is ready again."""
 
 
 @dataclass(frozen=True)
@@ -216,9 +225,13 @@ def _plan_deployment(
     mirrors = spec.mirrors
     slots = [(v, r) for v in wanted for r in range(spec.replicas)] + [(v, 0) for v in mirrors]
     live = {_slot(i): i for i in instances if i.state is not InstanceState.STOPPING}
+    has_ready = {i.ref.version for i in live.values()
+                 if i.state in (InstanceState.READY, InstanceState.WRITTEN)}
     actions: list[Action] = []
     for version, replica in slots:
         instance = live.get((version, replica))
+        if instance is None and replica > 0 and version not in has_ready:
+            continue  # one replica first: on a busy machine it answers sooner alone
         if instance is None and not _is_stopping(instances, version, replica):
             actions.append(StartVersion(VersionRef(spec.name, spec.model, version, replica)))
         elif instance is not None and instance.ref.model != spec.model:
@@ -229,9 +242,17 @@ def _plan_deployment(
     if new_route != current:
         actions.append(SwitchTraffic(spec.name, new_route))
     routed_urls = {backend.url for backend in new_route}
+    is_serving = any(backend.weight > 0 for backend in new_route)
+    is_whole = all(live.get(slot) is not None and live[slot].state is InstanceState.READY
+                   for slot in slots if slot[0] in wanted)
     for slot, instance in sorted(live.items()):
-        if slot not in slots and instance.url not in routed_urls:
-            actions.append(_stop(instance))
+        if slot in slots or instance.url in routed_urls:
+            continue
+        if instance.state is InstanceState.STARTING and not is_serving:
+            continue  # maybe adopted after a restart and not checked yet: all there may be
+        if instance.state is InstanceState.READY and not is_whole:
+            continue  # the old version stays up until every new replica is ready
+        actions.append(_stop(instance))
     return actions
 
 
@@ -246,9 +267,14 @@ def _next_route(
     live: dict[tuple[int, int], ObservedDeployment],
     current: tuple[Backend, ...] | None,
 ) -> tuple[Backend, ...]:
-    """Every replica of every wanted version (plus ready shadows) once all of them are ready,
-    each replica weighing an equal share of its version's weight; until then, whatever still
-    serves. A shadow never holds a rollout back."""
+    """The ready replicas of every wanted version (plus ready shadows) once each wanted
+    version has one, each replica weighing an equal share of its version's weight (the others
+    join as they become ready); until then, whatever still serves. A shadow never holds a
+    rollout back.
+
+    When nothing routed still serves (no route known yet: the controller restarted), every
+    ready instance of the deployment's model takes an equal share: traffic goes only to
+    instances observed ready, and stays with them until each wanted version has one."""
     ready = {
         slot: instance.url
         for slot, instance in live.items()
@@ -256,15 +282,20 @@ def _next_route(
         and instance.url is not None
         and instance.ref.model == spec.model
     }
-    n = spec.replicas
-    if all((v, r) in ready for v in wanted for r in range(n)):
-        routed = [Backend(v, ready[(v, r)], weight / n if n > 1 else weight)
-                  for v, weight in sorted(wanted.items()) for r in range(n)]
+    ready_replicas = {v: [r for r in range(spec.replicas) if (v, r) in ready] for v in wanted}
+    if all(ready_replicas.values()):
+        routed = [Backend(v, ready[(v, r)], weight / len(rs) if len(rs) > 1 else weight)
+                  for v, weight in sorted(wanted.items())
+                  for rs in [ready_replicas[v]] for r in rs]
         shadows = [Backend(v, ready[(v, 0)], 0, percent)
                    for v, percent in sorted(mirrors.items()) if (v, 0) in ready]
         return tuple(routed + shadows)
     ready_urls = set(ready.values())
-    return tuple(b for b in current or () if b.url in ready_urls)
+    kept = tuple(b for b in current or () if b.url in ready_urls)
+    if any(b.weight > 0 for b in kept):
+        return kept
+    serving = sorted(ready.items())
+    return tuple(Backend(v, url, 100 / len(serving)) for (v, _), url in serving)
 
 
 def _is_stopping(instances: list[ObservedDeployment], version: int, replica: int) -> bool:

@@ -108,7 +108,8 @@ class DeploySpec(BaseModel):
     routes: tuple[RouteRule, ...] = (RouteRule(to="production", weight=100),)
     shadow: tuple[ShadowRule, ...] = ()
     sticky_header: Annotated[str | None, AfterValidator(_check_header)] = None
-    replicas: PositiveInt = Field(default=1, le=64)
+    replicas: PositiveInt | None = Field(default=None, le=64)
+    """None: the controller's default (``controller.replicas``)."""
     max_replicas: PositiveInt | None = Field(default=None, le=256)
     resources: ResourcesSpec = ResourcesSpec()
     target: str | None = None
@@ -120,7 +121,7 @@ class DeploySpec(BaseModel):
             raise ValueError("at least one route needs a positive weight")
         if len({r.to for r in self.routes}) != len(self.routes):
             raise ValueError("each version or alias may be routed once")
-        if self.max_replicas is not None and self.max_replicas < self.replicas:
+        if self.max_replicas is not None and self.max_replicas < (self.replicas or 1):
             raise ValueError("max_replicas must be >= replicas")
         return self
 
@@ -130,9 +131,10 @@ def default_spec(model: str) -> DeploySpec:
     return DeploySpec(name=model, model=model)
 
 
-def resolve(spec: DeploySpec, stages: Mapping[Stage, int]) -> DeploymentSpec | None:
+def resolve(spec: DeploySpec, stages: Mapping[Stage, int], *,
+            default_replicas: int = 1) -> DeploymentSpec | None:
     """Concrete versions for ``spec`` given the model's stage -> version; None if no route
-    resolves (nothing to serve)."""
+    resolves (nothing to serve). ``default_replicas``: for a spec that does not say."""
     weights: dict[int, int] = {}
     for rule in spec.routes:
         version = _version_of(rule.to, stages)
@@ -154,7 +156,7 @@ def resolve(spec: DeploySpec, stages: Mapping[Stage, int]) -> DeploymentSpec | N
         split=split if len(split) > 1 else (),
         shadow=tuple(ShadowSpec(version=v, percent=p) for v, p in sorted(mirrors.items())),
         sticky_header=spec.sticky_header,
-        replicas=spec.replicas,
+        replicas=spec.replicas or default_replicas,
         max_replicas=spec.max_replicas,
         resources=tuple(spec.resources.model_dump().items()),
     )

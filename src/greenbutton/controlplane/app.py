@@ -30,6 +30,9 @@ from .gateway import create_gateway
 from .openapi import openapi_route
 
 log = logging.getLogger(__name__)
+_ROUTES_WAIT_S = 10.0
+"""Longest the server waits for the first reconcile pass (or the leader's table) to load the
+routes before it listens."""
 
 
 def create_control_plane(plane: ControlPlane) -> Starlette:
@@ -56,6 +59,8 @@ def create_control_plane(plane: ControlPlane) -> Starlette:
                      on_tick=(lambda is_leader: shared.tick(is_leader=is_leader))
                      if elector.is_shared else None), name="leader-election")
             sampling = asyncio.create_task(board.sample(stop), name="dashboard-sampling")
+            # listen once routes are loaded (the gateway answers 503 until then, never 404)
+            await routes.wait_loaded(_ROUTES_WAIT_S)
             try:
                 yield
             finally:

@@ -5,11 +5,12 @@ process the ``RouteTable`` routes ``digits`` to at that moment, so a promotion t
 next request and a client's keep-alive connection is never pinned to an old process.
 
 Request bodies are buffered (bounded by ``serving.max_body_bytes``) so a request can be retried
-when nothing reached the old backend; responses are streamed through. The variant is chosen by
-``routing.choose_variant`` keyed on the deployment's sticky header (else the request id); a
-shadow backend gets a copy of ``mirror_percent`` % of requests in the background, its answer
-discarded (its own /metrics count it, labelled by version). Every response carries
-``X-Greenbutton-Version``.
+once on another backend when nothing reached the old one, or when a prediction was dropped
+by a backend that died (a replica killed: the others answer); responses are streamed through.
+The variant is chosen by ``routing.choose_variant`` keyed on the deployment's sticky header
+(else the request id); a shadow backend gets a copy of ``mirror_percent`` % of requests in
+the background, its answer discarded (its own /metrics count it, labelled by version). Every
+response carries ``X-Greenbutton-Version``.
 """
 
 from __future__ import annotations
@@ -159,15 +160,34 @@ async def _forward(
             lease.release()
             raise RequestTimeout(f"deployment {name!r} did not answer in time") from error
         except (httpx.RemoteProtocolError, httpx.ReadError) as error:
-            # the backend (e.g. a worker that died) dropped the request after receiving it:
-            # not retried, it may have had effects; the caller may retry after Retry-After
+            # the backend (e.g. a replica killed) dropped the request after receiving it: a
+            # prediction has no effect to repeat, so it goes to another replica once; anything
+            # else (feedback) may have had effects: the caller may retry after Retry-After
             lease.release()
-            raise NotReady(f"deployment {name!r} dropped the request; retry") from error
+            if is_retry or not _is_retry_safe(request.method, path):
+                raise NotReady(f"deployment {name!r} dropped the request; retry") from error
+            try:
+                lease = routes.lease(name, avoid_url=lease.backend.url)
+            except NotReady:
+                raise NotReady(f"deployment {name!r} dropped the request; retry") from error
+            continue
         except BaseException:
             lease.release()
             raise
         return _UpstreamResponse(upstream, lease, _response_headers(upstream, name, lease))
     raise AssertionError("unreachable")  # the loop either returns or raises
+
+
+_PREDICTIONS = frozenset({"predict", "invocations", "explain"})
+
+
+def _is_retry_safe(method: str, path: str) -> bool:
+    """Whether a request that may have reached a backend can be sent again: reads, and the
+    prediction endpoints (``/predict``, ``/invocations``, ``/explain``, v2 ``…/infer``)."""
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return True
+    return method == "POST" and (path in _PREDICTIONS or (
+        path.startswith("v2/models/") and path.endswith("/infer")))
 
 
 def _routing_key(

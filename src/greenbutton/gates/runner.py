@@ -6,12 +6,37 @@ import json
 from pathlib import Path
 
 from ..config import MlflowSettings, Settings
+from ..errors import InvalidInput
 from ..sandbox.runner import Sandbox, SandboxRun
 from ..store.governance_records import GateOutcome
-from .spec import GATES_TAG
+from .spec import CONFORMANCE_TAG, GATES_TAG, parse_gates
 
 SANDBOX_GATE = "sandbox"
 """The outcome recording how the model's code was isolated (evidence for reviewers)."""
+
+
+def version_tags(where: MlflowSettings, name: str, version: int) -> dict[str, str]:
+    """The version's MLflow tags (one registry call; nothing is downloaded)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(where.tracking_uri, where.registry_uri)
+    return dict(client.get_model_version(name, str(version)).tags or {})
+
+
+def checked_at_log_time(tags: dict[str, str]) -> GateOutcome | None:
+    """The conformance outcome ``log_model`` recorded, when no gate needs the model's code
+    (no declared gate, no ``@model_test``); None when the gates must run in the sandbox."""
+    try:
+        if parse_gates(tags.get(GATES_TAG) or "[]"):
+            return None
+        recorded = json.loads(tags[CONFORMANCE_TAG])
+        if recorded["model_tests"] or not isinstance(recorded["rows"], int):
+            return None
+    except (KeyError, TypeError, ValueError, InvalidInput):  # logged before the tag, altered
+        return None
+    return GateOutcome("conformance", True, {"rows": recorded["rows"],
+                                             "checked": "by log_model (no gate needs the "
+                                                        "model's code: no sandbox run)"})
 
 
 def fetch_version(where: MlflowSettings, name: str, version: int,
@@ -44,7 +69,15 @@ class SandboxedGateRunner:
 
     def run(self, model: str, version: int) -> list[GateOutcome]:
         """Every gate's outcome, after the ``sandbox`` one; a crashed, timed-out or refused
-        worker is one failed gate with the reason."""
+        worker is one failed gate with the reason. A version no gate needs to load (see
+        ``checked_at_log_time``) gets its recorded conformance outcome, with no worker."""
+        try:
+            recorded = checked_at_log_time(version_tags(self._settings.mlflow, model, version))
+        except Exception as error:  # MLflow's errors: an unknown version fails to load
+            return [GateOutcome("load", False, {"reason": f"{type(error).__name__}: "
+                                                          f"{error}"[:2000]})]
+        if recorded is not None:
+            return [recorded]
         with self._sandbox.workdir() as work:
             try:
                 local, tag = fetch_version(self._settings.mlflow, model, version, work / "model")

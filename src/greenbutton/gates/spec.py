@@ -24,6 +24,9 @@ from pydantic import (
 from ..errors import InvalidInput
 
 GATES_TAG = "greenbutton.gates"
+CONFORMANCE_TAG = "greenbutton.conformance"
+"""Set by ``log_model`` once the model passed the contract and predicted on its reference
+rows: ``{"rows": N, "model_tests": [...]}`` (the ``@model_test`` methods it declares)."""
 HELD_OUT_ARTIFACT = "greenbutton_held_out"
 TARGET_COLUMN = "__target__"
 

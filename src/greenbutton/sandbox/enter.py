@@ -58,11 +58,22 @@ def main(argv: list[str]) -> int:
         report.problems.append(f"isolation failed: {error}")
         _write_report(config["report_fd"], report)
         return EXIT_REFUSED
+    if config.get("parent_pid") is not None:
+        _die_with_parent(int(config["parent_pid"]))
     child = os.fork()
     if child == 0:
         _become_program(config, is_root, has_namespaces, report)  # never returns
     os.close(config["report_fd"])
     return _wait_forwarding_signals(child)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL when the parent dies (a one-shot job: a gate run outlives no control plane;
+    the program, killed with us, has the same setting). Set after the namespaces are entered:
+    a change of credentials clears it."""
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the setting took effect
+        os._exit(EXIT_REFUSED)
 
 
 def _enter_namespaces(config: dict[str, Any], is_root: bool, report: Report) -> bool:

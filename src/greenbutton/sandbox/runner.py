@@ -121,6 +121,7 @@ class Sandbox:
         report_r, report_w = os.pipe()
         config = self._config([sys.executable, "-I", *program, str(answer_w)], report_w,
                               cwd=workdir, rules=[["work", str(workdir)]])
+        config["parent_pid"] = os.getpid()  # a run dies with us: no orphan when we are killed
         try:
             process = subprocess.Popen(
                 [sys.executable, "-I", "-m", "greenbutton.sandbox.enter", json.dumps(config)],

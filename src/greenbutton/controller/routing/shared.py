@@ -62,6 +62,7 @@ class SharedRoutes:
     def follow(self) -> None:
         """Make the local table equal to the published one."""
         if not self._path.exists():
+            self._routes.mark_loaded()  # the leader has published nothing yet
             return
         table = json.loads(self._path.read_text(encoding="utf-8"))
         if table == self._last:
@@ -73,6 +74,7 @@ class SharedRoutes:
             self._routes.switch(name, [Backend(**b) for b in backends])
             self._routes.set_sticky_header(name, table["sticky"].get(name))
         self._last = table
+        self._routes.mark_loaded()
 
     def _table(self) -> dict[str, Any]:
         routes = self._routes.snapshot()

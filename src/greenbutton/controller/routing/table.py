@@ -1,7 +1,10 @@
 """Which backend answers each deployment, and how many requests each backend has in flight.
 
 The controller writes (``switch``, ``remove``); the gateway reads at request time (``lease``),
-so a switch takes effect for the very next request. Usage::
+so a switch takes effect for the very next request. Until the table is ``mark_loaded()`` (the
+controller's first pass, or a follower's first read of the leader's table) an unknown name is
+"not ready yet" (503), not "no such deployment" (404): a restarted control plane does not
+deny deployments it has not looked at. Usage::
 
     routes.switch("digits", (Backend(version=2, url="http://127.0.0.1:41234"),))
     with routes.lease("digits", key=request_id) as backend:   # see routing.choose_variant
@@ -60,6 +63,25 @@ class RouteTable:
         self._routes: dict[str, tuple[Backend, ...]] = {}
         self._sticky: dict[str, str] = {}
         self._in_flight: dict[str, int] = {}
+        self._is_loaded = False
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the table holds every deployment (else unknown names are not ready)."""
+        return self._is_loaded
+
+    def mark_loaded(self) -> None:
+        """The table now holds every deployment: unknown names are 404 from now on."""
+        self._is_loaded = True
+
+    async def wait_loaded(self, timeout_s: float) -> bool:
+        """Wait until ``mark_loaded``; False if ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while not self._is_loaded:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_DRAIN_POLL_S)
+        return True
 
     def switch(self, name: str, backends: Sequence[Backend]) -> None:
         """Send the next requests for ``name`` to ``backends`` (empty: known but not ready)."""
@@ -99,10 +121,12 @@ class RouteTable:
         """Pick a backend for one request (``choose_variant`` by ``key``; a random key if
         None) and count it in flight until the lease is released.
 
-        Raises ``DeploymentNotFound`` for an unknown name and ``NotReady`` when no backend is
-        routed (or the only one routed is ``avoid_url``).
+        Raises ``DeploymentNotFound`` for an unknown name (``NotReady`` until the table is
+        loaded) and ``NotReady`` when no backend is routed (or the only one is ``avoid_url``).
         """
         with self._lock:
+            if name not in self._routes and not self._is_loaded:
+                raise NotReady(f"routes are not loaded yet; deployment {name!r} may exist")
             if name not in self._routes:
                 raise DeploymentNotFound(f"no deployment named {name!r}")
             backends = [b for b in self._routes[name] if b.url != avoid_url and b.weight > 0]

@@ -77,6 +77,10 @@ class _Instance:
     """When it last answered ``/health/live`` (monotonic; 0: not since it became ready)."""
     is_adopted: bool = False
     """Started by a previous controller: not our child, watched through /proc."""
+    restarts: int = 0
+    """Times this slot was started again after a failure (never reset)."""
+    last_error: str | None = None
+    """Why it last failed (kept once it is ready again)."""
 
     @property
     def url(self) -> str:
@@ -135,9 +139,10 @@ class LocalTarget:
             try:
                 model = await asyncio.to_thread(self._sandboxed.prepare, ref)
             except GreenbuttonError as error:
-                self._instances[ref] = self._failed(ref, failures, f"no copy: {error.message}")
+                instance = self._failed(ref, failures, f"no copy: {error.message}")
+                self._instances[ref] = _carry_history(instance, previous)
                 return
-        self._instances[ref] = self._spawn(ref, failures, model)
+        self._instances[ref] = _carry_history(self._spawn(ref, failures, model), previous)
         self._save()
 
     async def _adopt_once(self) -> None:
@@ -193,7 +198,7 @@ class LocalTarget:
     def _failed(ref: VersionRef, failures: int, reason: str) -> _Instance:
         record = InstanceRecord(ref.name, ref.model, ref.version, 0, uuid.uuid4().hex, "",
                                 replica=ref.replica)
-        instance = _Instance(ref, None, record, failures=failures + 1)
+        instance = _Instance(ref, None, record, failures=failures + 1, last_error=reason)
         instance.enter(InstanceState.FAILED, reason)
         return instance
 
@@ -212,8 +217,9 @@ class LocalTarget:
             os.write(log_fd, f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {argv}\n".encode())
             process = self._popen(argv, record, sock.fileno(), log_fd, model)
         except OSError as error:
-            instance = _Instance(ref, None, record, failures=failures + 1)
-            instance.enter(InstanceState.FAILED, f"could not start: {error}")
+            reason = f"could not start: {error}"
+            instance = _Instance(ref, None, record, failures=failures + 1, last_error=reason)
+            instance.enter(InstanceState.FAILED, reason)
             return instance
         finally:
             self._pending = None
@@ -302,6 +308,7 @@ class LocalTarget:
 
     def _fail(self, instance: _Instance, reason: str) -> None:
         instance.failures += 1
+        instance.last_error = reason
         instance.enter(InstanceState.FAILED, reason)
         self._save()
 
@@ -315,6 +322,8 @@ class LocalTarget:
             handle=str(instance.record.pid) if instance.record.pid else None,
             failures=instance.failures,
             state_age_s=now - instance.changed_at,
+            restarts=instance.restarts,
+            last_error=instance.last_error,
         )
 
     def _save(self) -> None:
@@ -324,6 +333,14 @@ class LocalTarget:
             if i.record.pid is not None and i.state is not InstanceState.FAILED
         ]
         save_records(self._state_file, records + ([self._pending] if self._pending else []))
+
+
+def _carry_history(instance: _Instance, previous: _Instance | None) -> _Instance:
+    """A restarted slot keeps counting: one more restart, the previous failure's reason."""
+    if previous is not None:
+        instance.restarts = previous.restarts + 1
+        instance.last_error = instance.last_error or previous.last_error
+    return instance
 
 
 async def _terminate_adopted(record: InstanceRecord, grace_s: float) -> None:

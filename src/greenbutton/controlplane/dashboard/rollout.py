@@ -4,7 +4,8 @@
 controller will aim at on its next pass); the status is what the last pass saw. Usage::
 
     rollout_of(status, wanted)
-    # Rollout(step=Step.STARTING, text="rolling out v1 → v2: starting v2; v1 keeps serving")
+    # Rollout(step=Step.STARTING,
+    #         text="rolling out (v1 -> v2, 0 %): starting v2; v1 keeps serving")
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def rollout_of(status: DeploymentStatus, wanted: DeploymentSpec | None) -> Rollo
     keeps = f"; v{serving} keeps serving" if serving and serving != status.version else ""
     if status.state is DeploymentState.STOPPING or status.version is None:
         return Rollout(Step.STOPPING, "stopping: no longer wanted")
+    if status.is_crash_looping:
+        return Rollout(Step.FAILED, status.summary or f"crash loop: v{status.version}")
     if status.state is DeploymentState.FAILED:
         retry = f"; retry in {status.retry_in_s:.0f} s" if status.retry_in_s is not None else ""
         reason = status.reason or "no reason given"
@@ -72,8 +75,9 @@ def rollout_of(status: DeploymentStatus, wanted: DeploymentSpec | None) -> Rollo
         return Rollout(Step.WAITING, f"waiting for the controller to roll out {planned}{now}")
     if status.state in (DeploymentState.PENDING, DeploymentState.STARTING):
         if serving and serving != status.version:
-            return Rollout(Step.STARTING, f"rolling out v{serving} → v{status.version}: "
-                                          f"starting v{status.version}{keeps}")
+            moved = shares((t.version, t.weight) for t in status.traffic).get(status.version, 0)
+            return Rollout(Step.STARTING, f"rolling out (v{serving} -> v{status.version}, "
+                                          f"{moved} %): starting v{status.version}{keeps}")
         return Rollout(Step.STARTING, f"starting v{status.version}"
                                       f"{'' if serving else '; no traffic yet'}")
     routed = shares((t.version, t.weight) for t in status.traffic)

@@ -114,7 +114,7 @@ def _deployment(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": _meta(name, options, labels, {DEPLOYMENT_ANNOTATION: spec.name}),
         "spec": {
-            "replicas": endpoint.replicas,
+            "replicas": spec.replicas,
             "selector": {"matchLabels": labels},
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -149,8 +149,8 @@ def _hpa(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
             "metadata": _meta(name, options, _labels(spec, version)),
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "minReplicas": endpoint.replicas,
-                "maxReplicas": endpoint.max_replicas or max(2, endpoint.replicas * 2),
+                "minReplicas": spec.replicas,
+                "maxReplicas": endpoint.max_replicas or max(2, spec.replicas * 2),
                 "metrics": [{"type": "Resource", "resource": {
                     "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}],
             }}
