@@ -94,7 +94,14 @@ class ServingSettings(BaseModel):
     max_batch_wait_ms: NonNegativeFloat | None = None
     """Override every model's declared ``max_batch_wait_ms``."""
     allowed_hosts: str = ""
-    """Comma-separated extra ``Host`` names accepted besides loopback (``*``: any)."""
+    """Comma-separated extra ``Host`` names accepted besides loopback (``*``: any;
+    ``*.example.com``: its subdomains). Bound beyond loopback with none given (nor
+    ``pod_ips``), any name is accepted. The generated Kubernetes manifests set the
+    version's Service names and the Ingress host."""
+    pod_ips: str = ""
+    """Comma-separated addresses of this pod, accepted as ``Host`` (kubelet's probes and
+    callers by pod IP send them); the generated manifests fill it from the downward API
+    (``status.podIPs``)."""
     model_dir: Path | None = None
     """The served model's files are already here (the local target copies each version
     for its processes): MLflow is not asked; the model URI still names model and version."""
@@ -105,6 +112,12 @@ class ServingSettings(BaseModel):
             raise ValueError(f"stuck_call_s ({self.stuck_call_s}) must be at least "
                              f"request_timeout_s ({self.request_timeout_s})")
         return self
+
+    @property
+    def extra_hosts(self) -> list[str]:
+        """:attr:`allowed_hosts` and :attr:`pod_ips`, as a list."""
+        given = f"{self.allowed_hosts},{self.pod_ips}".split(",")
+        return [name.strip() for name in given if name.strip()]
 
     @property
     def stuck_after_s(self) -> float:

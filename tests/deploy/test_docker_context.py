@@ -22,9 +22,9 @@ from sklearn.linear_model import ElasticNet
 import greenbutton
 from greenbutton.config import Settings
 from greenbutton.controller.targets.docker import (
-    SERVE_ARGV,
     BuildContext,
     docker_build,
+    serve_argv,
     write_build_context,
 )
 from greenbutton.errors import NotReady
@@ -61,7 +61,8 @@ def test_dockerfile_is_slim_non_root_with_healthcheck(context: BuildContext) -> 
     assert f"FROM python:{sys.version_info[0]}.{sys.version_info[1]}-slim" in dockerfile
     assert "USER 10001" in dockerfile
     assert "HEALTHCHECK" in dockerfile
-    assert 'ENTRYPOINT ["greenbutton", "serve", "model"]' in dockerfile
+    assert 'ENTRYPOINT ["greenbutton", "serve", "models:/diabetes/1"]' in dockerfile
+    assert "GREENBUTTON_SERVING__MODEL_DIR=/opt/greenbutton/model" in dockerfile
     assert context.tag == "greenbutton/diabetes:1"
 
 
@@ -100,8 +101,10 @@ def test_context_installs_in_fresh_venv_and_serves(context: BuildContext, tmp_pa
     subprocess.run(pip, cwd=context.path, check=True, timeout=800)  # pip's cache makes reruns fast
     port = _free_port()
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
-           "GREENBUTTON_HOME": str(tmp_path / "gbhome")}
-    argv = [str(venv / "bin" / SERVE_ARGV[0]), *SERVE_ARGV[1:],
+           "GREENBUTTON_HOME": str(tmp_path / "gbhome"),
+           "GREENBUTTON_SERVING__MODEL_DIR": str(context.path / "model")}  # the image's ENV
+    entrypoint = serve_argv(context.model, context.version)
+    argv = [str(venv / "bin" / entrypoint[0]), *entrypoint[1:],
             "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(argv, cwd=context.path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)

@@ -18,9 +18,13 @@ from pydantic import BaseModel, ConfigDict
 
 from ...reconcile import DeploymentSpec
 from ...specs import DeploySpec
+from .serving_env import endpoint_host, serving_env
 
 Manifest = dict[str, Any]
 PORT = 8080
+"""The serving container's port (named ``http``)."""
+SERVICE_PORT = 80
+"""Each version's Service listens here and forwards to ``PORT``."""
 DEPLOYMENT_ANNOTATION = "greenbutton.dev/deployment"
 """On each Deployment: the greenbutton deployment name (labels are lower-cased)."""
 _RUN_AS = 10001
@@ -40,6 +44,10 @@ class KubernetesOptions(BaseModel):
     has_prometheus_operator: bool = False
     token_secret: str | None = "greenbutton-serving-tokens"
     """Secret whose keys become the serving process' environment (optional at runtime)."""
+    cluster_domain: str = "cluster.local"
+    """The cluster's DNS domain (Service names ``<svc>.<ns>.svc.<domain>`` are accepted)."""
+    control_plane_url: str = "http://greenbutton.greenbutton.svc:8600"
+    """Where serving pods check callers' tokens (the control plane's Service)."""
 
 
 def render(spec: DeploymentSpec, endpoint: DeploySpec, options: KubernetesOptions
@@ -108,6 +116,7 @@ def _deployment(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    container["env"] = serving_env(options, service=name, deployment=spec.name)
     if options.token_secret:
         container["envFrom"] = [{"secretRef": {"name": options.token_secret, "optional": True}}]
     return {
@@ -139,7 +148,8 @@ def _service(spec: DeploymentSpec, version: int, options: KubernetesOptions) -> 
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": _meta(_object_name(spec, version), options, labels),
             "spec": {"selector": labels, "ports": [
-                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
+                {"name": "http", "port": SERVICE_PORT, "targetPort": "http",
+                 "protocol": "TCP"}]}}
 
 
 def _hpa(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
@@ -175,6 +185,9 @@ def _ingress(spec: DeploymentSpec, name: str, version: int, options: KubernetesO
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
             "metadata": _meta(name, options, _labels(spec), {
                 "nginx.ingress.kubernetes.io/use-regex": "true",
+                # the Host every version accepts, canaries and mirrors included
+                "nginx.ingress.kubernetes.io/upstream-vhost":
+                    endpoint_host(spec.name, options.namespace),
                 "nginx.ingress.kubernetes.io/rewrite-target": "/$2", **annotations}),
             "spec": {"ingressClassName": options.ingress_class, "rules": [rule]}}
 
@@ -186,8 +199,10 @@ def _ingresses(spec: DeploymentSpec, options: KubernetesOptions) -> list[Manifes
     total = sum(r.weight for r in routes)
     main: dict[str, str] = {}
     for version, percent in sorted(spec.mirrors.items())[:1]:
-        host = f"{_object_name(spec, version)}.{options.namespace}.svc.cluster.local"
+        host = f"{_object_name(spec, version)}.{options.namespace}.svc.{options.cluster_domain}"
         main["nginx.ingress.kubernetes.io/mirror-target"] = f"http://{host}$request_uri"
+        main["nginx.ingress.kubernetes.io/mirror-host"] = endpoint_host(spec.name,
+                                                                         options.namespace)
         main["greenbutton.dev/mirror-percent"] = str(percent)
     manifests = [_ingress(spec, spec.name.lower(), routes[0].version, options, main)]
     if len(routes) > 1:
