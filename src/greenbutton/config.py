@@ -84,7 +84,9 @@ class ServingSettings(BaseModel):
     max_concurrency: PositiveInt = 256
     """Most requests one worker handles at once; more get 503 with ``Retry-After``."""
     workers: NonNegativeInt = 0
-    """Worker processes sharing the listening socket; 0: one per CPU core."""
+    """Worker processes sharing the listening socket; 0: one per CPU core this process may
+    use (its affinity, capped by its container's CPU limit: cgroup ``cpu.max`` or
+    ``cpu.cfs_quota_us``, rounded down, at least 1)."""
     native_threads: NonNegativeInt = 0
     """Threads of the native math pools (OpenBLAS, OpenMP) in each worker; 0: the cores
     divided among the workers, at least 1. More threads than cores spin and starve the
@@ -158,6 +160,32 @@ class ControllerSettings(BaseModel):
     leader checks it still is, this often (see controller/leader.py)."""
     leader_timeout_s: PositiveFloat = 3.0
     """A leadership check that takes longer counts as lost (the leader stops reconciling)."""
+
+
+class KubernetesSettings(BaseModel):
+    """What the generated Kubernetes manifests need to know of the cluster
+    (``kubernetes://`` targets, ``greenbutton manifests``; see docs/deployment.md)."""
+
+    image_prefix: str = "greenbutton/"
+    """Serving images are ``<prefix><model>:<version>`` (``greenbutton build``'s tag)."""
+    ingress_class: str = "nginx"
+    """IngressClass of the endpoints' Ingress (ingress-nginx annotations are used)."""
+    ingress_host: str = ""
+    """Public host name of the endpoints (``https://<host>/endpoints/<name>/``); empty: any."""
+    cluster_domain: str = "cluster.local"
+    """The cluster's DNS domain (serving pods accept ``<svc>.<ns>.svc.<domain>``)."""
+    control_plane_url: str = ""
+    """Where serving pods check callers' tokens; empty: ``server.url``."""
+    payload_store_secret: str = "greenbutton-payloads"
+    """Secret (key ``uri``) holding the SQLAlchemy URI of the payload store every serving
+    pod shares (PostgreSQL), so feedback reaches any replica and drift sees every row;
+    empty: each pod keeps its own SQLite file (one replica only)."""
+    env_secret: str = "greenbutton-serving-tokens"
+    """Optional Secret whose keys become environment variables of every serving pod: the
+    credentials a serving process itself uses (alert webhooks' tokens, say) and any
+    ``GREENBUTTON_*`` override; pods start without it. Empty: none."""
+    has_prometheus_operator: bool = False
+    """Also write a ServiceMonitor per deployment."""
 
 
 class MonitoringSettings(BaseModel):
@@ -290,6 +318,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     explain: ExplainSettings = Field(default_factory=ExplainSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
@@ -347,8 +376,8 @@ class Settings(BaseSettings):
     def environ(self) -> dict[str, str]:
         """These settings as ``GREENBUTTON_*`` variables, for child processes."""
         env = {"GREENBUTTON_HOME": str(self.home)}
-        for section in ("mlflow", "store", "server", "serving", "controller", "monitoring",
-                        "explain", "auth", "sandbox"):
+        for section in ("mlflow", "store", "server", "serving", "controller", "kubernetes",
+                        "monitoring", "explain", "auth", "sandbox"):
             for key, value in getattr(self, section).model_dump().items():
                 if value is not None:
                     env[f"GREENBUTTON_{section.upper()}__{key.upper()}"] = str(value)

@@ -30,7 +30,6 @@ from sklearn.linear_model import ElasticNet
 import greenbutton
 from greenbutton.config import Settings
 from greenbutton.controller.specs import DeploySpec, resolve
-from greenbutton.controller.targets.docker import BuildContext, write_build_context
 from greenbutton.controller.targets.kubernetes.manifests import KubernetesOptions, render
 from greenbutton.store import Stage
 
@@ -51,16 +50,24 @@ def regressor(estimator: Any) -> greenbutton.Model:
 
 
 @pytest.fixture(scope="module")
-def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildContext]:
+def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The context ``greenbutton build diabetes 1 --out DIR`` writes (no Docker here)."""
     settings = Settings(home=tmp_path_factory.mktemp("gb"), _env_file=None)  # type: ignore[call-arg]
     previous = mlflow.get_tracking_uri()
     X, y = load_diabetes(return_X_y=True, as_frame=True)
     greenbutton.log_model(regressor(ElasticNet(alpha=0.1).fit(X, y)), "diabetes",
                           reference_data=X, settings=settings,
                           pip_requirements=["scikit-learn", "pandas"])
-    yield write_build_context("models:/diabetes/1", tmp_path_factory.mktemp("ctx") / "ctx",
-                              settings)
     mlflow.set_tracking_uri(previous)
+    out = tmp_path_factory.mktemp("ctx") / "ctx"
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(settings.home),
+           "GREENBUTTON_HOME": str(settings.home)}
+    done = subprocess.run([str(Path(sys.executable).parent / "greenbutton"), "build",
+                           "diabetes", "1", "--out", str(out), "--no-image"],
+                          env=env, cwd=out.parent, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"docker build -t greenbutton/diabetes:1 {out}" in done.stdout
+    yield out
 
 
 def _container() -> dict[str, Any]:
@@ -84,9 +91,10 @@ def _image(context: Path) -> tuple[list[str], dict[str, str], str]:
     return entrypoint, env, workdir
 
 
-def _kubelet_env(container: dict[str, Any]) -> dict[str, str]:
-    """The container's ``env`` as kubelet resolves it: downward-API fields of this pod;
-    optional Secrets that do not exist are left out (as kubelet does)."""
+def _kubelet_env(container: dict[str, Any], secrets: dict[str, dict[str, str]]
+                 ) -> dict[str, str]:
+    """The container's ``env`` as kubelet resolves it: downward-API fields of this pod,
+    keys of ``secrets``; optional Secrets that do not exist are left out (as kubelet does)."""
     fields = {"status.podIPs": POD_IPS, "status.podIP": POD_IPS.split(",")[0],
               "metadata.namespace": NAMESPACE, "metadata.name": "diabetes-v1-5d9c7-x2x9z"}
     env: dict[str, str] = {}
@@ -100,7 +108,15 @@ def _kubelet_env(container: dict[str, Any]) -> dict[str, str]:
         elif "resourceFieldRef" in source:
             continue  # the container's limits: none in this pod
         else:
-            assert source["secretKeyRef"].get("optional") is True, item
+            ref = source["secretKeyRef"]
+            if ref["name"] in secrets:
+                env[item["name"]] = secrets[ref["name"]][ref["key"]]
+            else:
+                assert ref.get("optional") is True, f"pod would not start without {ref}"
+    for source in container.get("envFrom", []):
+        ref = source["secretRef"]
+        env.update(secrets.get(ref["name"], {}))
+        assert ref["name"] in secrets or ref.get("optional") is True, ref
     return env
 
 
@@ -119,18 +135,19 @@ def _argv(entrypoint: list[str], args: list[str], port: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def pod(context: BuildContext, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pod(context: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     container = _container()
-    entrypoint, image_env, workdir = _image(context.path)
+    entrypoint, image_env, workdir = _image(context)
     home = tmp_path_factory.mktemp("pod")
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(home),
-           **{k: v.replace(workdir, str(context.path)) for k, v in image_env.items()},
+           **{k: v.replace(workdir, str(context)) for k, v in image_env.items()},
            "GREENBUTTON_HOME": str(home / "greenbutton"),
-           **_kubelet_env(container)}
+           **_kubelet_env(container, {"greenbutton-payloads": {  # the shared store's Secret
+               "uri": f"sqlite:///{home / 'payloads.db'}"}})}
     port = _free_port()
     argv = _argv(entrypoint, container.get("args", []), port)
     log = (home / "serve.log").open("wb")
-    server = subprocess.Popen(argv, cwd=context.path, env=env, stdout=log,
+    server = subprocess.Popen(argv, cwd=context, env=env, stdout=log,
                               stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -192,7 +209,7 @@ def test_unknown_hosts_are_refused(pod: str, host: str) -> None:
     assert httpx.get(f"{pod}/health/ready", headers={"Host": host}, timeout=5).status_code == 400
 
 
-def test_image_env_names_the_model_version(context: BuildContext) -> None:
-    entrypoint, _, _ = _image(context.path)
+def test_image_entrypoint_names_the_model_version(context: Path) -> None:
+    entrypoint, _, _ = _image(context)
     assert entrypoint[-1] == "models:/diabetes/1"
-    assert os.path.isdir(context.path / "model")
+    assert os.path.isdir(context / "model")

@@ -9,7 +9,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from greenbutton.controller.specs import DeploySpec, RouteRule, ShadowRule, resolve
+from greenbutton.config import Settings
+from greenbutton.controller.specs import DeploySpec, ResourcesSpec, RouteRule, ShadowRule, resolve
 from greenbutton.controller.targets.kubernetes.apply import (
     apply_manifests,
     parse_target,
@@ -102,3 +103,33 @@ def test_apply_to_unreachable_cluster_raises_not_ready(tmp_path: Path) -> None:
     }))
     with pytest.raises(NotReady):
         apply_manifests(_manifests(), context="down", kubeconfig=kubeconfig)
+
+
+def _env(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = next(m for m in manifests if m["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
+
+
+def test_workers_follow_the_cpu_limit_else_the_request() -> None:
+    limited = AB.model_copy(update={"resources": ResourcesSpec(cpu_limit="2500m")})
+    resolved = resolve(limited, {Stage.PRODUCTION: 3, Stage.STAGING: 4})
+    assert resolved is not None
+    assert _env(render(resolved, limited, KubernetesOptions()))[
+        "GREENBUTTON_SERVING__WORKERS"] == "2"
+    assert _env(_manifests())["GREENBUTTON_SERVING__WORKERS"] == "1"  # request 250m
+
+
+def test_pods_share_the_payload_store_and_check_tokens_from_settings() -> None:
+    settings = Settings(_env_file=None, kubernetes={  # type: ignore[call-arg]
+        "ingress_host": "ml.example.com", "control_plane_url": "http://gb.platform.svc:8600"})
+    resolved = resolve(AB, {Stage.PRODUCTION: 3, Stage.STAGING: 4})
+    assert resolved is not None
+    env = _env(render(resolved, AB, KubernetesOptions.from_settings(settings, "ml")))
+    assert env["GREENBUTTON_MONITORING__PAYLOAD_STORE_URI"] == {
+        "secretKeyRef": {"name": "greenbutton-payloads", "key": "uri"}}
+    assert env["GREENBUTTON_AUTH__IS_ENDPOINT_AUTH_ENABLED"] == "true"
+    assert env["GREENBUTTON_SERVER__URL"] == "http://gb.platform.svc:8600"
+    assert env["GREENBUTTON_SERVING__POD_IPS"] == {"fieldRef": {"fieldPath": "status.podIPs"}}
+    hosts = env["GREENBUTTON_SERVING__ALLOWED_HOSTS"].split(",")
+    assert {"wine-v3", "wine-v3.ml.svc.cluster.local", "ml.example.com"} <= set(hosts)

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ....config import Settings
 from ...reconcile import DeploymentSpec
 from ...specs import DeploySpec
 from .serving_env import endpoint_host, serving_env
@@ -48,6 +49,20 @@ class KubernetesOptions(BaseModel):
     """The cluster's DNS domain (Service names ``<svc>.<ns>.svc.<domain>`` are accepted)."""
     control_plane_url: str = "http://greenbutton.greenbutton.svc:8600"
     """Where serving pods check callers' tokens (the control plane's Service)."""
+    payload_store_secret: str | None = "greenbutton-payloads"
+    """Secret (key ``uri``) with the payload store's URI shared by every pod; None: each pod
+    keeps its own SQLite file."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, namespace: str) -> KubernetesOptions:
+        """The options ``settings.kubernetes`` describes, for objects in ``namespace``."""
+        k = settings.kubernetes
+        return cls(namespace=namespace, image_prefix=k.image_prefix,
+                   ingress_class=k.ingress_class, ingress_host=k.ingress_host or None,
+                   has_prometheus_operator=k.has_prometheus_operator,
+                   token_secret=k.env_secret or None, cluster_domain=k.cluster_domain,
+                   control_plane_url=k.control_plane_url or settings.server.url,
+                   payload_store_secret=k.payload_store_secret or None)
 
 
 def render(spec: DeploymentSpec, endpoint: DeploySpec, options: KubernetesOptions
@@ -96,6 +111,19 @@ def _resources(endpoint: DeploySpec) -> dict[str, dict[str, str]]:
     return {"requests": requests, "limits": limits}
 
 
+def _cpus(quantity: str) -> float:
+    """``"250m"`` -> 0.25, ``"2"`` -> 2.0 (a validated Kubernetes CPU quantity)."""
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def _workers(endpoint: DeploySpec) -> int:
+    """Workers per pod: the CPU limit (else request) in whole CPUs, at least 1. Set
+    explicitly: without a limit the container would see every core of its node."""
+    r = endpoint.resources
+    cpus = r.cpu_limit or r.cpu_request
+    return max(1, int(_cpus(cpus))) if cpus else 1
+
+
 def _deployment(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
                 options: KubernetesOptions) -> Manifest:
     name, labels = _object_name(spec, version), _labels(spec, version)
@@ -116,7 +144,8 @@ def _deployment(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    container["env"] = serving_env(options, service=name, deployment=spec.name)
+    container["env"] = serving_env(options, service=name, deployment=spec.name,
+                                   workers=_workers(endpoint))
     if options.token_secret:
         container["envFrom"] = [{"secretRef": {"name": options.token_secret, "optional": True}}]
     return {
