@@ -216,6 +216,14 @@ class MonitoringSettings(BaseModel):
     """Feature-squeezing check per row (costs a second model call per request)."""
     buffer_size: PositiveInt = 10_000
     """Payload records held in memory before new ones are dropped (and counted)."""
+    buffer_max_bytes: PositiveInt = 64 * 1024 * 1024
+    """Bytes of payload records held in memory (buffered, or being written with their
+    encoded copy) above which new records are dropped and counted
+    (``greenbutton_payload_dropped_total``; the fill level is
+    ``greenbutton_payload_buffer_bytes``). Per worker: a store that fails (a full disk) or
+    lags costs about this much memory whatever the traffic: at most this plus the encoded
+    copy of the one batch being written (a batch holds an eighth of this, or one larger
+    record; its JSON is up to ~2.5 times its float arrays)."""
     flush_interval_s: PositiveFloat = 0.25
     """Write buffered payload records at least this often. Each flush is a burst of work on
     the worker (scoring, encoding, the insert); four small bursts a second delay fewer

@@ -143,7 +143,9 @@ class MonitoringRuntime:
             if self.settings.is_adversarial_enabled and monitors.adversarial is not None:
                 detector = monitors.adversarial.bound_to(model.pyfunc.predict)
                 annotators.append(AdversarialAnnotator(detector, gauges, labels))
+        gauges.payload_dropped.labels(*labels)  # exported at 0 before the first drop
         self.payload_log = PayloadLog(self.store, gauges, capacity=self.settings.buffer_size,
+                                      max_bytes=self.settings.buffer_max_bytes,
                                       flush_interval_s=self.settings.flush_interval_s,
                                       annotators=annotators, retention=Retention.from_settings(
                                           self.store, self.settings, gauges))
