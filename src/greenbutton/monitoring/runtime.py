@@ -151,7 +151,8 @@ class MonitoringRuntime:
                                           self.store, self.settings, gauges))
         self.feedback = FeedbackService(self.store, self.payload_log, gauges,
                                         reward if callable(reward) else None,
-                                        flush_interval_s=self.settings.flush_interval_s)
+                                        flush_interval_s=self.settings.flush_interval_s,
+                                        served=(model.name, model.version))
         if monitors is None:
             logger.warning("%s v%s was logged without monitors", model.name, model.version)
             return ServingHooks(sinks=[self.payload_log])
