@@ -359,6 +359,12 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def scrape_targets_file(self) -> Path:
+        """Prometheus ``file_sd`` targets the controller keeps up to date (local target):
+        every serving process, labelled model, version and route."""
+        return self.home / "prometheus" / "targets.json"
+
+    @property
     def is_beyond_loopback(self) -> bool:
         """The control plane or a serving process listens on more than loopback."""
         return not {self.server.host, self.serving.host} <= LOOPBACK

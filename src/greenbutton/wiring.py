@@ -11,6 +11,7 @@ from .config import PAYLOAD_DB, Settings
 if TYPE_CHECKING:  # each builder imports what it builds: `serve` needs none of the control plane
     from starlette.applications import Starlette
 
+    from .controller.scrape_targets import ScrapeTargetFile
     from .dataplane.hooks import ServingPlugins
     from .gates.runner import SandboxedGateRunner
     from .governance.access import Access
@@ -188,7 +189,8 @@ def build_control_plane(settings: Settings) -> Starlette:
     controller = Controller(lambda: desired_state(guard.governed_states(), specs,
                                                   target_uri=target_uri),
                             target, routes, settings,
-                            on_rollout=audit_rollout(access.store.append_audit))
+                            on_rollout=audit_rollout(access.store.append_audit),
+                            scrape_targets=_scrape_targets(settings))
     app = create_control_plane(settings, registry, controller, routes, target,
                                access=access, approvals=approvals,
                                elector=elector,
@@ -198,3 +200,13 @@ def build_control_plane(settings: Settings) -> Starlette:
     app.state.guard = guard  # read by controlplane/api.py (GET /api/v1/integrity)
     app.state.home_claim = claim  # held for the life of the process
     return app
+
+
+def _scrape_targets(settings: Settings) -> ScrapeTargetFile | None:
+    """The Prometheus targets file of a local target's processes (Kubernetes pods are
+    found by Prometheus itself: ServiceMonitor or pod discovery, docs/scale-out.md)."""
+    from .controller.scrape_targets import ScrapeTargetFile
+
+    if not settings.controller.target_uri.startswith("local:"):
+        return None
+    return ScrapeTargetFile(settings.scrape_targets_file)

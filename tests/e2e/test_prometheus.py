@@ -25,6 +25,8 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from greenbutton.config import Settings
+from greenbutton.controller.reconcile import InstanceState, ObservedDeployment, VersionRef
+from greenbutton.controller.scrape_targets import ScrapeTargetFile
 from greenbutton.dataplane.hooks import ServingPlugins
 from greenbutton.dataplane.process import build_serving_app
 from greenbutton.monitoring.monitors import fit_monitors
@@ -145,3 +147,39 @@ async def _query_until_present(prometheus: str, query: str, timeout_s: float = 6
                     return float(np.max([float(r["value"][1]) for r in result]))
             await asyncio.sleep(0.5)
     return float("nan")
+
+
+async def test_prometheus_finds_serving_processes_in_the_controllers_targets_file(
+    serving_url: str, tmp_path: Path
+) -> None:
+    ref = VersionRef("digits-route", "digits", 1)
+    ScrapeTargetFile(tmp_path / "targets.json").write(
+        [ObservedDeployment(ref, InstanceState.READY, serving_url)])
+    config = scrape_config({}, interval_s=1, file_sd="targets.json")
+    config.pop("rule_files")
+    (tmp_path / "prometheus.yml").write_text(render_yaml(config))
+    async with httpx.AsyncClient(base_url=serving_url, timeout=30) as client:
+        rows = pd.DataFrame(load_digits().data[:5], columns=[f"pixel_{i}" for i in range(64)])
+        assert (await client.post("/predict", json={
+            "inputs": rows.to_dict(orient="records")})).status_code == 200
+    prom_port = free_port()
+    with open(tmp_path / "prometheus.log", "wb") as log:
+        process = subprocess.Popen(
+            ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=log, stderr=log)
+    try:
+        up = await _query_until_present(f"http://127.0.0.1:{prom_port}",
+                                        'up{route="digits-route",version="1",model="digits"}')
+        requests = await _query_until_present(f"http://127.0.0.1:{prom_port}",
+                                              'sum(greenbutton_requests_total'
+                                              '{route="digits-route"})')
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    assert up == 1.0, (tmp_path / "prometheus.log").read_text()[-2000:]
+    assert requests >= 1.0

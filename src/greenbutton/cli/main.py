@@ -164,7 +164,9 @@ def _parser() -> argparse.ArgumentParser:
 
     prom = sub.add_parser("monitoring-config",
                           help="write Prometheus scrape config, alert rules, Grafana dashboards")
-    prom.add_argument("directory", type=Path)
+    prom.add_argument("directory", type=Path, nargs="?",
+                      help="where to write (default <home>/prometheus, beside the targets "
+                      "file the controller keeps up to date)")
     prom.add_argument("--target", action="append", default=[], metavar="NAME=HOST:PORT",
                       help="a deployment to scrape (repeatable)")
     prom.set_defaults(command=_monitoring_config)
