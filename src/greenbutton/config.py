@@ -186,6 +186,9 @@ class KubernetesSettings(BaseModel):
     ``GREENBUTTON_*`` override; pods start without it. Empty: none."""
     has_prometheus_operator: bool = False
     """Also write a ServiceMonitor per deployment."""
+    prometheus_token_secret: str = "greenbutton-prometheus"
+    """Secret (key ``token``) the ServiceMonitor scrapes ``/metrics`` with: an API token
+    holding ``invoke`` on the served models (endpoint auth covers ``/metrics``)."""
 
 
 class MonitoringSettings(BaseModel):

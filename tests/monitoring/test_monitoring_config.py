@@ -50,3 +50,13 @@ def test_dashboard_declares_the_datasource_it_uses(route: str | None) -> None:
     used = {p["datasource"]["uid"] for p in dashboard["panels"]}
     used |= {v["datasource"]["uid"] for v in dashboard["templating"]["list"]}
     assert used == declared == {"${DS_PROMETHEUS}"}
+
+
+def test_token_file_authorizes_every_job(home: Path, tmp_path: Path) -> None:
+    token = tmp_path / "prometheus.token"
+    token.write_text("gb_secret")
+    assert main(["monitoring-config", "--target", "wine=127.0.0.1:8700",
+                 "--token-file", str(token)]) == 0
+    config = json.loads((home / "prometheus" / "prometheus.yml").read_text())
+    assert [job["authorization"] for job in config["scrape_configs"]] == [
+        {"credentials_file": str(token)}] * 2

@@ -169,6 +169,9 @@ def _parser() -> argparse.ArgumentParser:
                       "file the controller keeps up to date)")
     prom.add_argument("--target", action="append", default=[], metavar="NAME=HOST:PORT",
                       help="a deployment to scrape (repeatable)")
+    prom.add_argument("--token-file", type=Path, metavar="FILE",
+                      help="API token (holding 'invoke') Prometheus sends, where endpoint "
+                      "auth is on")
     prom.set_defaults(command=_monitoring_config)
     image_commands.add_commands(sub)
     sub.choices["build"].set_defaults(command=_build)

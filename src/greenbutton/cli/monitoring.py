@@ -98,7 +98,9 @@ def monitoring_config(settings: Settings, args: argparse.Namespace) -> int:
     targets_file = settings.scrape_targets_file
     file_sd = (targets_file.name if folder.resolve() == targets_file.parent.resolve()
                else str(targets_file))  # relative paths are read from the config's folder
-    (folder / "prometheus.yml").write_text(render_yaml(scrape_config(targets, file_sd=file_sd)))
+    token_file = str(args.token_file.resolve()) if args.token_file else None
+    (folder / "prometheus.yml").write_text(render_yaml(scrape_config(
+        targets, file_sd=file_sd, token_file=token_file)))
     (folder / "greenbutton_rules.yml").write_text(render_yaml(alert_rules()))
     (folder / "grafana-greenbutton.json").write_text(json.dumps(grafana_dashboard(), indent=1))
     for name in targets:

@@ -20,13 +20,14 @@ def _check(name: str) -> str:
 
 
 def scrape_config(targets: dict[str, str], *, interval_s: float = 15.0,
-                  file_sd: str | None = None) -> dict[str, Any]:
+                  file_sd: str | None = None, token_file: str | None = None) -> dict[str, Any]:
     """``prometheus.yml`` scraping ``/metrics`` of every serving process the controller lists
     in ``file_sd`` (its targets file: labels model, version, route), and of each fixed
     ``targets`` address (route name → ``host:port``).
 
     ``honor_labels``: a process's series already carry ``model`` and ``version``, equal to
-    its target's; without it Prometheus would rename them ``exported_*``.
+    its target's; without it Prometheus would rename them ``exported_*``. ``token_file``: a
+    file holding an API token with ``invoke`` on the models, for endpoints that need one.
     """
     jobs: list[dict[str, Any]] = []
     if file_sd is not None:
@@ -41,7 +42,8 @@ def scrape_config(targets: dict[str, str], *, interval_s: float = 15.0,
         "global": {"scrape_interval": f"{interval_s:g}s",
                    "evaluation_interval": f"{interval_s:g}s"},
         "rule_files": ["greenbutton_rules.yml"],
-        "scrape_configs": jobs,
+        "scrape_configs": [{**job, "authorization": {"credentials_file": token_file}}
+                           for job in jobs] if token_file else jobs,
     }
 
 

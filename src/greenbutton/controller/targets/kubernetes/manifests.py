@@ -49,6 +49,9 @@ class KubernetesOptions(BaseModel):
     """The cluster's DNS domain (Service names ``<svc>.<ns>.svc.<domain>`` are accepted)."""
     control_plane_url: str = "http://greenbutton.greenbutton.svc:8600"
     """Where serving pods check callers' tokens (the control plane's Service)."""
+    prometheus_token_secret: str = "greenbutton-prometheus"
+    """Secret (key ``token``) with the API token the ServiceMonitor scrapes ``/metrics``
+    with (a token holding ``invoke`` on the served models)."""
     payload_store_secret: str | None = "greenbutton-payloads"
     """Secret (key ``uri``) with the payload store's URI shared by every pod; None: each pod
     keeps its own SQLite file."""
@@ -62,7 +65,8 @@ class KubernetesOptions(BaseModel):
                    has_prometheus_operator=k.has_prometheus_operator,
                    token_secret=k.env_secret or None, cluster_domain=k.cluster_domain,
                    control_plane_url=k.control_plane_url or settings.server.url,
-                   payload_store_secret=k.payload_store_secret or None)
+                   payload_store_secret=k.payload_store_secret or None,
+                   prometheus_token_secret=k.prometheus_token_secret)
 
 
 def render(spec: DeploymentSpec, endpoint: DeploySpec, options: KubernetesOptions
@@ -259,4 +263,8 @@ def _service_monitor(spec: DeploymentSpec, options: KubernetesOptions) -> Manife
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
             "metadata": _meta(spec.name.lower(), options, _labels(spec)),
             "spec": {"selector": {"matchLabels": _labels(spec)},
-                     "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}]}}
+                     "endpoints": [{
+                         "port": "http", "path": "/metrics", "interval": "15s",
+                         # /metrics needs a token holding 'invoke' (endpoint auth is on)
+                         "authorization": {"type": "Bearer", "credentials": {
+                             "name": options.prometheus_token_secret, "key": "token"}}}]}}
