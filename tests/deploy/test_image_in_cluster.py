@@ -24,6 +24,7 @@ import httpx
 import mlflow
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import ElasticNet
 
@@ -31,6 +32,7 @@ import greenbutton
 from greenbutton.config import Settings
 from greenbutton.controller.specs import DeploySpec, resolve
 from greenbutton.controller.targets.kubernetes.manifests import KubernetesOptions, render
+from greenbutton.controller.targets.worker_memory import RSS_TAG
 from greenbutton.store import Stage
 
 POD_IPS = "10.244.1.17,fd00:10:244:1::17"
@@ -67,6 +69,10 @@ def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                           env=env, cwd=out.parent, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"docker build -t greenbutton/diabetes:1 {out}" in done.stdout
+    assert "one worker holds" in done.stdout, done.stdout  # measured, kept as a version tag
+    rss = MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri
+                       ).get_model_version("diabetes", "1").tags[RSS_TAG]
+    assert 50 * 2**20 < int(rss) < 2 * 2**30
     yield out
 
 

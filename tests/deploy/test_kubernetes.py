@@ -133,3 +133,22 @@ def test_pods_share_the_payload_store_and_check_tokens_from_settings() -> None:
     assert env["GREENBUTTON_SERVING__POD_IPS"] == {"fieldRef": {"fieldPath": "status.podIPs"}}
     hosts = env["GREENBUTTON_SERVING__ALLOWED_HOSTS"].split(",")
     assert {"wine-v3", "wine-v3.ml.svc.cluster.local", "ml.example.com"} <= set(hosts)
+
+
+def test_memory_sized_from_the_measured_worker() -> None:
+    spec = AB.model_copy(update={"resources": ResourcesSpec(cpu_limit="2")})
+    resolved = resolve(spec, {Stage.PRODUCTION: 3, Stage.STAGING: 4})
+    assert resolved is not None
+    options = KubernetesOptions(worker_rss_bytes={3: 400 * 2**20},
+                                payload_buffer_bytes=64 * 2**20)
+    deployments = {m["metadata"]["name"]: m for m in render(resolved, spec, options)
+                   if m["kind"] == "Deployment"}
+
+    def resources(name: str) -> dict[str, dict[str, str]]:
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        return dict(container["resources"])
+
+    # two workers of 400 MiB × 1.25 + 64 MiB buffer each, plus the supervisor (160 + 400)
+    assert resources("wine-v3")["limits"]["memory"] == "1688Mi"
+    assert resources("wine-v3")["requests"]["memory"] == "1688Mi"
+    assert resources("wine-v4")["limits"]["memory"] == "1Gi"  # not measured: the spec's

@@ -23,6 +23,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     build_cmd.add_argument("--out", type=Path, help="folder to write (default build/MODEL-VERSION)")
     build_cmd.add_argument("--no-image", action="store_true",
                            help="only write the context, even where Docker is available")
+    build_cmd.add_argument("--no-measure", action="store_true",
+                           help="do not start the model here to measure one worker's memory "
+                           "(the manifests then keep the deployment's memory limit)")
     manifests_cmd = sub.add_parser(
         "manifests", help="write a deployment's Kubernetes manifests (GREENBUTTON_KUBERNETES__* "
         "settings; see docs/deployment.md)")
@@ -44,6 +47,8 @@ def build(settings: Settings, args: argparse.Namespace) -> int:
     context = write_build_context(f"models:/{args.model}/{args.version}", out, settings,
                                   image_prefix=settings.kubernetes.image_prefix)
     print(f"{context.model} v{context.version}: Docker build context written to {context.path}")
+    if not args.no_measure:
+        _measure(settings, context.path, context.model, context.version)
     if args.no_image:
         print(f"build it with: docker build -t {context.tag} {context.path}")
         return 0
@@ -54,6 +59,36 @@ def build(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     print(f"image {context.tag} built")
     return 0
+
+
+def _measure(settings: Settings, context: Path, name: str, version: str | None) -> None:
+    """Measure one worker of the context's model; keep it as the version's MLflow tag."""
+    from ..controller.targets.worker_memory import RSS_TAG, measure_worker_rss
+    from ..registry.tracking import open_mlflow
+
+    try:
+        rss = measure_worker_rss(context, name, version)
+    except NotReady as error:
+        print(f"worker memory not measured: {error.message}")
+        return
+    if version is not None:
+        open_mlflow(settings.mlflow).set_model_version_tag(name, version, RSS_TAG, str(rss))
+    print(f"one worker holds {rss / 2**20:.0f} MiB once ready (tag {RSS_TAG}; "
+          "'greenbutton manifests' sizes memory limits from it)")
+
+
+def _measured(settings: Settings, model: str, versions: list[int]) -> dict[int, int]:
+    """Each version's measured worker memory, where ``greenbutton build`` measured it."""
+    from ..controller.targets.worker_memory import RSS_TAG
+    from ..registry.tracking import open_mlflow
+
+    client = open_mlflow(settings.mlflow)
+    found: dict[int, int] = {}
+    for version in versions:
+        tag = client.get_model_version(model, str(version)).tags.get(RSS_TAG, "")
+        if tag.isdigit():
+            found[version] = int(tag)
+    return found
 
 
 def manifests(client: ControlPlaneClient, settings: Settings, args: argparse.Namespace) -> int:
@@ -68,7 +103,10 @@ def manifests(client: ControlPlaneClient, settings: Settings, args: argparse.Nam
     resolved = resolve(spec, stages)
     if resolved is None:
         raise InvalidInput(f"no route of {spec.name!r} resolves to a version of {spec.model!r}")
-    written = render(resolved, spec, KubernetesOptions.from_settings(settings, args.namespace))
+    versions = [r.version for r in resolved.routes] + sorted(resolved.mirrors)
+    options = KubernetesOptions.from_settings(settings, args.namespace).model_copy(
+        update={"worker_rss_bytes": _measured(settings, spec.model, versions)})
+    written = render(resolved, spec, options)
     path = write_manifests(written, args.out, spec.name)
     print(f"{spec.name}: {len(written)} manifests written to {path}")
     return 0

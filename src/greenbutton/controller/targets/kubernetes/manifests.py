@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from ....config import Settings
 from ...reconcile import DeploymentSpec
 from ...specs import DeploySpec
+from ..worker_memory import as_quantity, memory_limit_bytes
 from .serving_env import endpoint_host, serving_env
 
 Manifest = dict[str, Any]
@@ -55,6 +56,11 @@ class KubernetesOptions(BaseModel):
     payload_store_secret: str | None = "greenbutton-payloads"
     """Secret (key ``uri``) with the payload store's URI shared by every pod; None: each pod
     keeps its own SQLite file."""
+    worker_rss_bytes: dict[int, int] = {}
+    """Measured peak memory of one worker, per version (``greenbutton build``); a version
+    found here gets its memory limit from it (see ``worker_memory.memory_limit_bytes``)."""
+    payload_buffer_bytes: int = 64 * 1024 * 1024
+    """Each worker's payload buffer bound (``monitoring.buffer_max_bytes``)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, namespace: str) -> KubernetesOptions:
@@ -66,7 +72,8 @@ class KubernetesOptions(BaseModel):
                    token_secret=k.env_secret or None, cluster_domain=k.cluster_domain,
                    control_plane_url=k.control_plane_url or settings.server.url,
                    payload_store_secret=k.payload_store_secret or None,
-                   prometheus_token_secret=k.prometheus_token_secret)
+                   prometheus_token_secret=k.prometheus_token_secret,
+                   payload_buffer_bytes=settings.monitoring.buffer_max_bytes)
 
 
 def render(spec: DeploymentSpec, endpoint: DeploySpec, options: KubernetesOptions
@@ -108,10 +115,18 @@ def _meta(name: str, options: KubernetesOptions, labels: dict[str, str],
     return meta
 
 
-def _resources(endpoint: DeploySpec) -> dict[str, dict[str, str]]:
+def _resources(endpoint: DeploySpec, version: int,
+               options: KubernetesOptions) -> dict[str, dict[str, str]]:
+    """The spec's requests and limits; with a measured worker size, memory sized from it
+    (limit and request alike: a pod is not scheduled where it cannot grow to its limit)."""
     r = endpoint.resources
     requests = {k: v for k, v in (("cpu", r.cpu_request), ("memory", r.memory_request)) if v}
     limits = {k: v for k, v in (("cpu", r.cpu_limit), ("memory", r.memory_limit)) if v}
+    rss = options.worker_rss_bytes.get(version)
+    if rss is not None:
+        memory = as_quantity(memory_limit_bytes(rss, _workers(endpoint),
+                                                options.payload_buffer_bytes))
+        requests["memory"] = limits["memory"] = memory
     return {"requests": requests, "limits": limits}
 
 
@@ -142,7 +157,7 @@ def _deployment(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
         "livenessProbe": {**probe, "httpGet": {"path": "/health/live", "port": "http"},
                           "periodSeconds": 10},
         "startupProbe": {**probe, "failureThreshold": 60, "periodSeconds": 2},
-        "resources": _resources(endpoint),
+        "resources": _resources(endpoint, version, options),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "runAsNonRoot": True, "runAsUser": _RUN_AS,
                             "capabilities": {"drop": ["ALL"]}},
