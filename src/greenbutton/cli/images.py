@@ -21,6 +21,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     build_cmd.add_argument("model", help="registered model name")
     build_cmd.add_argument("version", help="version number")
     build_cmd.add_argument("--out", type=Path, help="folder to write (default build/MODEL-VERSION)")
+    build_cmd.add_argument("--base-image", metavar="REF",
+                           help="FROM image, e.g. pinned by digest: "
+                           "python:3.11-slim@sha256:... (default python:X.Y-slim)")
     build_cmd.add_argument("--no-image", action="store_true",
                            help="only write the context, even where Docker is available")
     build_cmd.add_argument("--no-measure", action="store_true",
@@ -45,7 +48,8 @@ def build(settings: Settings, args: argparse.Namespace) -> int:
     open_mlflow(settings.mlflow)  # MLflow's database created first, one process at a time
     out = args.out or Path("build") / f"{args.model}-{args.version}"
     context = write_build_context(f"models:/{args.model}/{args.version}", out, settings,
-                                  image_prefix=settings.kubernetes.image_prefix)
+                                  image_prefix=settings.kubernetes.image_prefix,
+                                  base_image=args.base_image)
     print(f"{context.model} v{context.version}: Docker build context written to {context.path}")
     if not args.no_measure:
         _measure(settings, context.path, context.model, context.version)
