@@ -140,7 +140,8 @@ async def _query_until_present(prometheus: str, query: str, timeout_s: float = 6
     deadline = asyncio.get_running_loop().time() + timeout_s
     async with httpx.AsyncClient(base_url=prometheus, timeout=5) as client:
         while asyncio.get_running_loop().time() < deadline:
-            with contextlib.suppress(httpx.TransportError):
+            # still starting: no answer yet, or a plain-text 503
+            with contextlib.suppress(httpx.TransportError, ValueError):
                 body = (await client.get("/api/v1/query", params={"query": query})).json()
                 result = body.get("data", {}).get("result", [])
                 if result:
