@@ -215,6 +215,7 @@ def test_unknown_hosts_are_refused(pod: str, host: str) -> None:
     assert httpx.get(f"{pod}/health/ready", headers={"Host": host}, timeout=5).status_code == 400
 
 
+@pytest.mark.slow
 def test_image_entrypoint_names_the_model_version(context: Path) -> None:
     entrypoint, _, _ = _image(context)
     assert entrypoint[-1] == "models:/diabetes/1"

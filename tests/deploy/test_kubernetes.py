@@ -34,9 +34,22 @@ def _manifests(operator: bool = True, spec: DeploySpec = AB) -> list[dict[str, A
                                                     has_prometheus_operator=operator))
 
 
+def _every_kind_of_manifest() -> list[dict[str, Any]]:
+    """A/B, shadow, measured memory, CPU limits, an Ingress host: every shape render makes."""
+    limited = DeploySpec(name="wine", model="wine", shadow=(ShadowRule(to="staging",
+                                                                      percent=5),),
+                         resources=ResourcesSpec(cpu_limit="2", memory_limit=None))
+    options = KubernetesOptions(namespace="ml", ingress_host="ml.example.com",
+                                worker_rss_bytes={3: 300 * 2**20}, payload_store_secret=None)
+    resolved = resolve(limited, {Stage.PRODUCTION: 3, Stage.STAGING: 4})
+    assert resolved is not None
+    return [*_manifests(operator=False), *_manifests(operator=False, spec=SHADOWED),
+            *render(resolved, limited, options)]
+
+
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_manifests_validate_against_schema(version: str) -> None:
-    for manifest in _manifests(operator=False):
+    for manifest in _every_kind_of_manifest():
         kubernetes_validate.validate(manifest, version, strict=True)
 
 

@@ -7,8 +7,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import yaml
 from mlflow import MlflowClient
+from test_kubernetes import K8S_VERSIONS
 
 from greenbutton.cli.images import manifests
 from greenbutton.config import Settings
@@ -40,3 +42,6 @@ def test_manifests_written_with_measured_memory(settings: Settings, mlflow_clien
               ["memory"] for name, d in deployments.items()}
     assert memory == {"wine-v1": "439Mi", "wine-v2": "1Gi"}  # 300 × 1.25 + 64; not measured
     assert {m["metadata"]["namespace"] for m in written} == {"ml"}
+    for version in K8S_VERSIONS:
+        for manifest in written:
+            kubernetes_validate.validate(manifest, version, strict=True)
