@@ -85,7 +85,9 @@ class ServingSettings(BaseModel):
     max_concurrency: PositiveInt = 256
     """Most requests one worker handles at once; more get 503 with ``Retry-After``."""
     workers: NonNegativeInt = 0
-    """Worker processes sharing the listening socket; 0: one per CPU core."""
+    """Worker processes sharing the listening socket; 0: one per CPU core this process may
+    use (its affinity, capped by its container's CPU limit: cgroup ``cpu.max`` or
+    ``cpu.cfs_quota_us``, rounded down, at least 1)."""
     native_threads: NonNegativeInt = 0
     """Threads of the native math pools (OpenBLAS, OpenMP) in each worker; 0: the cores
     divided among the workers, at least 1. More threads than cores spin and starve the
@@ -95,7 +97,14 @@ class ServingSettings(BaseModel):
     max_batch_wait_ms: NonNegativeFloat | None = None
     """Override every model's declared ``max_batch_wait_ms``."""
     allowed_hosts: str = ""
-    """Comma-separated extra ``Host`` names accepted besides loopback (``*``: any)."""
+    """Comma-separated extra ``Host`` names accepted besides loopback (``*``: any;
+    ``*.example.com``: its subdomains). Bound beyond loopback with none given (nor
+    ``pod_ips``), any name is accepted. The generated Kubernetes manifests set the
+    version's Service names and the Ingress host."""
+    pod_ips: str = ""
+    """Comma-separated addresses of this pod, accepted as ``Host`` (kubelet's probes and
+    callers by pod IP send them); the generated manifests fill it from the downward API
+    (``status.podIPs``)."""
     model_dir: Path | None = None
     """The served model's files are already here (the local target copies each version
     for its processes): MLflow is not asked; the model URI still names model and version."""
@@ -106,6 +115,12 @@ class ServingSettings(BaseModel):
             raise ValueError(f"stuck_call_s ({self.stuck_call_s}) must be at least "
                              f"request_timeout_s ({self.request_timeout_s})")
         return self
+
+    @property
+    def extra_hosts(self) -> list[str]:
+        """:attr:`allowed_hosts` and :attr:`pod_ips`, as a list."""
+        given = f"{self.allowed_hosts},{self.pod_ips}".split(",")
+        return [name.strip() for name in given if name.strip()]
 
     @property
     def stuck_after_s(self) -> float:
@@ -160,6 +175,35 @@ class ControllerSettings(BaseModel):
         return 2 if is_local and (os.cpu_count() or 1) >= 2 else 1
 
 
+class KubernetesSettings(BaseModel):
+    """What the generated Kubernetes manifests need to know of the cluster
+    (``kubernetes://`` targets, ``greenbutton manifests``; see docs/deployment.md)."""
+
+    image_prefix: str = "greenbutton/"
+    """Serving images are ``<prefix><model>:<version>`` (``greenbutton build``'s tag)."""
+    ingress_class: str = "nginx"
+    """IngressClass of the endpoints' Ingress (ingress-nginx annotations are used)."""
+    ingress_host: str = ""
+    """Public host name of the endpoints (``https://<host>/endpoints/<name>/``); empty: any."""
+    cluster_domain: str = "cluster.local"
+    """The cluster's DNS domain (serving pods accept ``<svc>.<ns>.svc.<domain>``)."""
+    control_plane_url: str = ""
+    """Where serving pods check callers' tokens; empty: ``server.url``."""
+    payload_store_secret: str = "greenbutton-payloads"
+    """Secret (key ``uri``) holding the SQLAlchemy URI of the payload store every serving
+    pod shares (PostgreSQL), so feedback reaches any replica and drift sees every row;
+    empty: each pod keeps its own SQLite file (one replica only)."""
+    env_secret: str = "greenbutton-serving-tokens"
+    """Optional Secret whose keys become environment variables of every serving pod: the
+    credentials a serving process itself uses (alert webhooks' tokens, say) and any
+    ``GREENBUTTON_*`` override; pods start without it. Empty: none."""
+    has_prometheus_operator: bool = False
+    """Also write a ServiceMonitor per deployment."""
+    prometheus_token_secret: str = "greenbutton-prometheus"
+    """Secret (key ``token``) the ServiceMonitor scrapes ``/metrics`` with: an API token
+    holding ``invoke`` on the served models (endpoint auth covers ``/metrics``)."""
+
+
 class MonitoringSettings(BaseModel):
     """Monitors of a serving process: drift windows, outliers, payload log, feedback, alerts."""
 
@@ -188,6 +232,14 @@ class MonitoringSettings(BaseModel):
     """Feature-squeezing check per row (costs a second model call per request)."""
     buffer_size: PositiveInt = 10_000
     """Payload records held in memory before new ones are dropped (and counted)."""
+    buffer_max_bytes: PositiveInt = 64 * 1024 * 1024
+    """Bytes of payload records held in memory (buffered, or being written with their
+    encoded copy) above which new records are dropped and counted
+    (``greenbutton_payload_dropped_total``; the fill level is
+    ``greenbutton_payload_buffer_bytes``). Per worker: a store that fails (a full disk) or
+    lags costs about this much memory whatever the traffic: at most this plus the encoded
+    copy of the one batch being written (a batch holds an eighth of this, or one larger
+    record; its JSON is up to ~2.5 times its float arrays)."""
     flush_interval_s: PositiveFloat = 0.25
     """Write buffered payload records at least this often. Each flush is a burst of work on
     the worker (scoring, encoding, the insert); four small bursts a second delay fewer
@@ -290,6 +342,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     explain: ExplainSettings = Field(default_factory=ExplainSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
@@ -322,6 +375,12 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def scrape_targets_file(self) -> Path:
+        """Prometheus ``file_sd`` targets the controller keeps up to date (local target):
+        every serving process, labelled model, version and route."""
+        return self.home / "prometheus" / "targets.json"
+
+    @property
     def is_beyond_loopback(self) -> bool:
         """The control plane or a serving process listens on more than loopback."""
         return not {self.server.host, self.serving.host} <= LOOPBACK
@@ -347,8 +406,8 @@ class Settings(BaseSettings):
     def environ(self) -> dict[str, str]:
         """These settings as ``GREENBUTTON_*`` variables, for child processes."""
         env = {"GREENBUTTON_HOME": str(self.home)}
-        for section in ("mlflow", "store", "server", "serving", "controller", "monitoring",
-                        "explain", "auth", "sandbox"):
+        for section in ("mlflow", "store", "server", "serving", "controller", "kubernetes",
+                        "monitoring", "explain", "auth", "sandbox"):
             for key, value in getattr(self, section).model_dump().items():
                 if value is not None:
                     env[f"GREENBUTTON_{section.upper()}__{key.upper()}"] = str(value)

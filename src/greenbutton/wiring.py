@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # each builder imports what it builds: `serve` needs none of 
     from starlette.applications import Starlette
 
     from .controller.leader import Elector
+    from .controller.scrape_targets import ScrapeTargetFile
     from .controller.targets import Target
     from .controlplane.context import ControlPlane
     from .dataplane.hooks import ServingPlugins
@@ -178,6 +179,7 @@ def assemble_control_plane(settings: Settings, store: SqlStore, registry: Regist
     guard = LifecycleGuard(access.store, store, registry, seal=access.store.seal,
                            mirror_interval_s=settings.controller.integrity_interval_s)
     target_uri = settings.controller.target_uri
+    scrape_targets = _scrape_targets(settings) if target is None else None
     target = target or open_target(target_uri, settings)
     routes = RouteTable()
     replicas = settings.controller.default_replicas
@@ -185,7 +187,8 @@ def assemble_control_plane(settings: Settings, store: SqlStore, registry: Regist
                                                   target_uri=target_uri,
                                                   default_replicas=replicas),
                             target, routes, settings,
-                            on_rollout=audit_rollout(access.store.append_audit))
+                            on_rollout=audit_rollout(access.store.append_audit),
+                            scrape_targets=scrape_targets)
     return ControlPlane(settings=settings, registry=registry, controller=controller,
                         routes=routes, target=target, access=access, approvals=approvals,
                         deployments=specs, guard=guard, elector=elector or AlwaysLeader(),
@@ -209,3 +212,13 @@ def build_control_plane(settings: Settings) -> Starlette:
                                    elector=elector, on_leadership_lost=terminate_this_process,
                                    resources=(claim,) if claim is not None else ())
     return create_control_plane(plane)
+
+
+def _scrape_targets(settings: Settings) -> ScrapeTargetFile | None:
+    """The Prometheus targets file of a local target's processes (Kubernetes pods are
+    found by Prometheus itself: ServiceMonitor or pod discovery, docs/scale-out.md)."""
+    from .controller.scrape_targets import ScrapeTargetFile
+
+    if not settings.controller.target_uri.startswith("local:"):
+        return None
+    return ScrapeTargetFile(settings.scrape_targets_file)

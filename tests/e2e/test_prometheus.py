@@ -11,7 +11,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -25,6 +25,8 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
 from greenbutton.config import Settings
+from greenbutton.controller.reconcile import InstanceState, ObservedDeployment, VersionRef
+from greenbutton.controller.scrape_targets import ScrapeTargetFile
 from greenbutton.dataplane.hooks import ServingPlugins
 from greenbutton.dataplane.process import build_serving_app
 from greenbutton.monitoring.monitors import fit_monitors
@@ -67,22 +69,22 @@ def test_generated_alert_rules_pass_promtool(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.fixture
-async def serving_url(tmp_path: Path) -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def serve_digits(folder: Path) -> AsyncIterator[str]:
     """A monitored digits model served by uvicorn on a loopback port (the real app build)."""
     X, y = load_digits(return_X_y=True, as_frame=True)
     X.columns = [f"pixel_{i}" for i in range(64)]
     clf = LogisticRegression(max_iter=500).fit(X, y)
-    artifacts = fit_monitors(X, clf.predict(X), tmp_path / "fit", with_mmd=False)
-    mlflow.pyfunc.save_model(tmp_path / "model", python_model=Digits(clf), artifacts=artifacts,
+    artifacts = fit_monitors(X, clf.predict(X), folder / "fit", with_mmd=False)
+    mlflow.pyfunc.save_model(folder / "model", python_model=Digits(clf), artifacts=artifacts,
                              signature=infer_signature(X, y.to_numpy()), input_example=X[:2])
-    settings = Settings(home=tmp_path / "gb", _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(home=folder / "gb", _env_file=None)  # type: ignore[call-arg]
     settings.home.mkdir()
     settings.monitoring.drift_interval_s = 0.2
     store = PayloadStore(settings.monitoring.payload_store_uri)
     runtime = MonitoringRuntime(settings.monitoring, store)
     plugins = ServingPlugins(routes=runtime.routes(), hooks=runtime.hooks)
-    app = build_serving_app(settings, str(tmp_path / "model"), plugins=plugins)
+    app = build_serving_app(settings, str(folder / "model"), plugins=plugins)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
                                            log_level="warning"))
@@ -100,6 +102,34 @@ async def serving_url(tmp_path: Path) -> AsyncIterator[str]:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
         store.close()
+
+
+@pytest.fixture
+async def serving_url(tmp_path: Path) -> AsyncIterator[str]:
+    """One monitored digits endpoint."""
+    async with serve_digits(tmp_path) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def prometheus(folder: Path, config: dict[str, object]) -> Iterator[str]:
+    """A real Prometheus on a loopback port scraping as ``config`` says; its URL."""
+    (folder / "prometheus.yml").write_text(render_yaml(config))
+    port = free_port()
+    with open(folder / "prometheus.log", "wb") as log:
+        process = subprocess.Popen(
+            ["prometheus", f"--config.file={folder / 'prometheus.yml'}",
+             f"--storage.tsdb.path={folder / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 async def test_prometheus_scrapes_drift_gauge_from_live_endpoint(serving_url: str,
@@ -138,10 +168,88 @@ async def _query_until_present(prometheus: str, query: str, timeout_s: float = 6
     deadline = asyncio.get_running_loop().time() + timeout_s
     async with httpx.AsyncClient(base_url=prometheus, timeout=5) as client:
         while asyncio.get_running_loop().time() < deadline:
-            with contextlib.suppress(httpx.TransportError):
+            # still starting: no answer yet, or a plain-text 503
+            with contextlib.suppress(httpx.TransportError, ValueError):
                 body = (await client.get("/api/v1/query", params={"query": query})).json()
                 result = body.get("data", {}).get("result", [])
                 if result:
                     return float(np.max([float(r["value"][1]) for r in result]))
             await asyncio.sleep(0.5)
     return float("nan")
+
+
+async def test_prometheus_finds_serving_processes_in_the_controllers_targets_file(
+    serving_url: str, tmp_path: Path
+) -> None:
+    ref = VersionRef("digits-route", "digits", 1)
+    ScrapeTargetFile(tmp_path / "targets.json").write(
+        [ObservedDeployment(ref, InstanceState.READY, serving_url)])
+    config = scrape_config({}, interval_s=1, file_sd="targets.json")
+    config.pop("rule_files")
+    (tmp_path / "prometheus.yml").write_text(render_yaml(config))
+    async with httpx.AsyncClient(base_url=serving_url, timeout=30) as client:
+        rows = pd.DataFrame(load_digits().data[:5], columns=[f"pixel_{i}" for i in range(64)])
+        assert (await client.post("/predict", json={
+            "inputs": rows.to_dict(orient="records")})).status_code == 200
+    prom_port = free_port()
+    with open(tmp_path / "prometheus.log", "wb") as log:
+        process = subprocess.Popen(
+            ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=log, stderr=log)
+    try:
+        up = await _query_until_present(f"http://127.0.0.1:{prom_port}",
+                                        'up{route="digits-route",version="1",model="digits"}')
+        requests = await _query_until_present(f"http://127.0.0.1:{prom_port}",
+                                              'sum(greenbutton_requests_total'
+                                              '{route="digits-route"})')
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    assert up == 1.0, (tmp_path / "prometheus.log").read_text()[-2000:]
+    assert requests >= 1.0
+
+
+async def test_scrape_follows_a_rollout_without_gaps_for_the_version_that_stays(
+    tmp_path: Path
+) -> None:
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    async with serve_digits(tmp_path / "v1") as v1, serve_digits(tmp_path / "v2") as v2:
+        targets = ScrapeTargetFile(tmp_path / "targets.json")
+
+        def observed(*urls: tuple[int, str]) -> list[ObservedDeployment]:
+            return [ObservedDeployment(VersionRef("digits", "digits", version),
+                                       InstanceState.READY, url) for version, url in urls]
+
+        targets.write(observed((1, v1)))
+        config = scrape_config({}, interval_s=1, file_sd="targets.json")
+        config.pop("rule_files")
+        with prometheus(tmp_path, config) as prom:
+            assert await _query_until_present(prom, 'up{version="1"}') == 1.0
+            targets.write(observed((1, v1), (2, v2)))  # the new version starts
+            assert await _query_until_present(prom, 'up{version="2"}') == 1.0
+            rows = pd.DataFrame(load_digits().data[:2], columns=[f"pixel_{i}" for i in range(64)])
+            async with httpx.AsyncClient(timeout=30) as client:
+                for i in range(20):  # traffic on the version that stays, through the switch
+                    answer = await client.post(f"{v2}/predict", json={
+                        "inputs": rows.to_dict(orient="records")})
+                    assert answer.status_code == 200
+                    await asyncio.sleep(0.25)
+                    if i == 5:
+                        targets.write(observed((2, v2)))  # the old version is gone
+            await asyncio.sleep(3)
+            samples = await _query_until_present(prom, 'count_over_time(up{version="2"}[8s])')
+            lowest = await _query_until_present(prom, 'min_over_time(up{version="2"}[8s])')
+            v1_now = await _query_until_present(prom, 'absent(up{version="1"})', timeout_s=20)
+            served = await _query_until_present(
+                prom, 'sum(increase(greenbutton_requests_total{version="",route="digits",'
+                f'instance="{v2.removeprefix("http://")}"}}[20s]))')
+    log = (tmp_path / "prometheus.log").read_text()[-2000:]
+    assert samples >= 6 and lowest == 1.0, log  # scraped every second, never down
+    assert v1_now == 1.0, log  # the old target was dropped (absent() is 1)
+    assert served > 0, log

@@ -77,3 +77,31 @@ async def test_too_many_rows_counted(settings: Settings, dataplane: DataPlane,
         assert response.status_code == 413
         metrics = (await client.get("/metrics")).text
     assert 'greenbutton_limit_rejections_total{limit="rows"} 1.0' in metrics
+
+
+async def _status_with_host(app: Starlette, host: str) -> int:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        return (await client.get("/health/live", headers={"host": host})).status_code
+
+
+async def test_pod_addresses_and_service_names_accepted_when_bound_beyond_loopback(
+    settings: Settings, dataplane: DataPlane
+) -> None:
+    serving = settings.serving.model_copy(update={
+        "host": "0.0.0.0", "allowed_hosts": "wine-v3,wine-v3.ml.svc,*.example.com",
+        "pod_ips": "10.1.2.3,fd00::17"})
+    app = create_app(settings.model_copy(update={"serving": serving}), dataplane)
+    for host in ("10.1.2.3:8080", "[fd00::17]:8080", "[FD00::17]", "wine-v3", "wine-v3:80",
+                 "WINE-V3.ml.svc", "a.example.com", "127.0.0.1:8080", "localhost"):
+        assert await _status_with_host(app, host) == 200, host
+    for host in ("10.1.2.4:8080", "[fd00::18]:8080", "wine-v4", "example.com", "[fd00", ""):
+        assert await _status_with_host(app, host) == 400, host
+
+
+async def test_any_host_accepted_beyond_loopback_when_none_configured(
+    settings: Settings, dataplane: DataPlane
+) -> None:
+    serving = settings.serving.model_copy(update={"host": "0.0.0.0"})
+    app = create_app(settings.model_copy(update={"serving": serving}), dataplane)
+    assert await _status_with_host(app, "anything.example:8080") == 200

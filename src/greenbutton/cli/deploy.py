@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..client import ControlPlaneClient
+from ..config import Settings
 from ..controller.specs import DeploySpec, parse_route, parse_shadow, resolve
 from ..errors import InvalidInput
 from ..store.protocol import Stage
@@ -27,13 +28,14 @@ def spec_from_args(args: argparse.Namespace) -> DeploySpec:
         raise InvalidInput(str(error)) from None
 
 
-def deploy(client: ControlPlaneClient, args: argparse.Namespace) -> dict[str, Any] | None:
+def deploy(client: ControlPlaneClient, args: argparse.Namespace,
+           settings: Settings) -> dict[str, Any] | None:
     """Store the spec through the control plane, or write Kubernetes manifests to a folder;
     returns the request when, under four-eyes, someone else must approve it first."""
     spec = spec_from_args(args)
     if args.write_manifests is not None:
         model = next((m for m in client.models() if m["name"] == spec.model), None)
-        _write(spec, model or {}, args)
+        _write(spec, model or {}, args, settings)
         return None
     saved = client.put_spec(spec.name, spec.model_dump(mode="json", exclude={"name"}),
                             actor=args.actor)
@@ -46,7 +48,8 @@ def deploy(client: ControlPlaneClient, args: argparse.Namespace) -> dict[str, An
     return None
 
 
-def _write(spec: DeploySpec, model: dict[str, Any], args: argparse.Namespace) -> None:
+def _write(spec: DeploySpec, model: dict[str, Any], args: argparse.Namespace,
+           settings: Settings) -> None:
     from ..controller.targets.kubernetes.apply import write_manifests
     from ..controller.targets.kubernetes.manifests import KubernetesOptions, render
 
@@ -55,6 +58,7 @@ def _write(spec: DeploySpec, model: dict[str, Any], args: argparse.Namespace) ->
     resolved = resolve(spec, stages)
     if resolved is None:
         raise InvalidInput(f"no route of {spec.name!r} resolves to a version of {spec.model!r}")
-    manifests = render(resolved, spec, KubernetesOptions(namespace=args.namespace))
+    manifests = render(resolved, spec, KubernetesOptions.from_settings(settings,
+                                                                       args.namespace))
     path = write_manifests(manifests, args.write_manifests, spec.name)
     print(f"{spec.name}: {len(manifests)} manifests written to {path}")

@@ -16,6 +16,7 @@ from .. import logs
 from ..config import Settings
 from ..errors import GreenbuttonError
 from . import governance as governance_commands
+from . import images as image_commands
 
 EXIT_PENDING = 3
 """Exit status of ``promote`` and ``deploy`` when the change awaits another approver."""
@@ -168,10 +169,18 @@ def _parser() -> argparse.ArgumentParser:
 
     prom = sub.add_parser("monitoring-config",
                           help="write Prometheus scrape config, alert rules, Grafana dashboards")
-    prom.add_argument("directory", type=Path)
+    prom.add_argument("directory", type=Path, nargs="?",
+                      help="where to write (default <home>/prometheus, beside the targets "
+                      "file the controller keeps up to date)")
     prom.add_argument("--target", action="append", default=[], metavar="NAME=HOST:PORT",
                       help="a deployment to scrape (repeatable)")
+    prom.add_argument("--token-file", type=Path, metavar="FILE",
+                      help="API token (holding 'invoke') Prometheus sends, where endpoint "
+                      "auth is on")
     prom.set_defaults(command=_monitoring_config)
+    image_commands.add_commands(sub)
+    sub.choices["build"].set_defaults(command=_build)
+    sub.choices["manifests"].set_defaults(command=_manifests)
     governance_commands.add_commands(sub)
     return parser
 
@@ -193,8 +202,17 @@ def _deploy(settings: Settings, args: argparse.Namespace) -> int:
     from .deploy import deploy
 
     with _client(settings) as client:
-        pending = deploy(client, args)
+        pending = deploy(client, args, settings)
     return 0 if pending is None else print_pending(pending)
+
+
+def _build(settings: Settings, args: argparse.Namespace) -> int:
+    return image_commands.build(settings, args)
+
+
+def _manifests(settings: Settings, args: argparse.Namespace) -> int:
+    with _client(settings) as client:
+        return image_commands.manifests(client, settings, args)
 
 
 def _doctor(settings: Settings, args: argparse.Namespace) -> int:

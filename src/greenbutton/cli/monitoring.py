@@ -86,18 +86,28 @@ def payload_prune(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def monitoring_config(settings: Settings, args: argparse.Namespace) -> int:
-    """Write ``prometheus.yml``, ``greenbutton_rules.yml`` and one dashboard per target."""
+    """Write ``prometheus.yml`` (the controller's targets file, plus any ``--target``),
+    ``greenbutton_rules.yml`` and Grafana dashboards (all routes, and one per target)."""
     targets: dict[str, str] = {}
     for item in args.target:
         name, _, address = item.partition("=")
         if not address:
             raise InvalidInput(f"--target must be NAME=HOST:PORT, got {item!r}", field="target")
         targets[name] = address
-    folder: Path = args.directory
+    folder: Path = args.directory or settings.scrape_targets_file.parent
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "prometheus.yml").write_text(render_yaml(scrape_config(targets)))
+    targets_file = settings.scrape_targets_file
+    file_sd = (targets_file.name if folder.resolve() == targets_file.parent.resolve()
+               else str(targets_file))  # relative paths are read from the config's folder
+    token_file = str(args.token_file.resolve()) if args.token_file else None
+    (folder / "prometheus.yml").write_text(render_yaml(scrape_config(
+        targets, file_sd=file_sd, token_file=token_file)))
     (folder / "greenbutton_rules.yml").write_text(render_yaml(alert_rules()))
+    (folder / "grafana-greenbutton.json").write_text(json.dumps(grafana_dashboard(), indent=1))
     for name in targets:
         (folder / f"grafana-{name}.json").write_text(json.dumps(grafana_dashboard(name), indent=1))
-    print(f"wrote Prometheus and Grafana files for {len(targets)} deployment(s) to {folder}")
+    fixed = f" and {len(targets)} fixed target(s)" if targets else ""
+    print(f"wrote Prometheus and Grafana files to {folder}: every serving process the "
+          f"controller runs (from {targets_file}){fixed}\n"
+          f"run: prometheus --config.file={folder / 'prometheus.yml'}")
     return 0

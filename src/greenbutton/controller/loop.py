@@ -38,6 +38,7 @@ from .reconcile import (
 )
 from .rollouts import WORST_FIRST, RolloutWatch, shares_by_version
 from .routing.table import RouteTable
+from .scrape_targets import ScrapeTargetFile
 from .summary import Situation, is_crash_looping, summarize
 from .targets import SpecAwareTarget, Target
 
@@ -107,8 +108,10 @@ class Controller:
         settings: Settings,
         *,
         on_rollout: Callable[[DeploymentSpec], None] | None = None,
+        scrape_targets: ScrapeTargetFile | None = None,
     ) -> None:
-        """``on_rollout(spec)``: see ``RolloutWatch`` (e.g. an audit entry per rollout)."""
+        """``on_rollout(spec)``: see ``RolloutWatch`` (e.g. an audit entry per rollout).
+        ``scrape_targets``: kept up to date with every serving process observed."""
         self._desired_state = desired_state
         self._rollouts = RolloutWatch(on_rollout)
         self._target = target
@@ -124,6 +127,7 @@ class Controller:
         self._errors: dict[str, str] = {}
         self._desired: list[DeploymentSpec] = []
         self._observed: list[ObservedDeployment] = []
+        self._scrape_targets = scrape_targets
 
     async def reconcile_once(self) -> list[Action]:
         """Observe, plan and carry out one step; returns the actions it attempted."""
@@ -141,6 +145,11 @@ class Controller:
             desired = [spec.model_copy(update={"replicas": 1}) for spec in desired]
         observed = self._overlay_draining(await self._target.observe())
         self._desired, self._observed = desired, observed
+        if self._scrape_targets is not None:
+            try:
+                await asyncio.to_thread(self._scrape_targets.write, observed)
+            except OSError:
+                log.exception("writing Prometheus scrape targets failed")
         for spec in desired:  # level-triggered like the rest: re-applied every pass
             self._routes.set_sticky_header(spec.name, spec.sticky_header)
         actions = plan(desired, observed, self._routes.snapshot(), backoff=self._backoff)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -21,7 +20,7 @@ from ..errors import GreenbuttonError, ModelNotReady
 from .context import ServingContext, serving
 from .core import DataPlane
 from .encoding import CSV
-from .guards import CrossSiteWriteGuard, JsonOnlyWrites, allowed_hosts
+from .guards import CrossSiteWriteGuard, HostCheck, JsonOnlyWrites, allowed_hosts
 from .middleware import RequestContextMiddleware
 from .openapi import docs, openapi_json
 from .protocols import v2
@@ -69,10 +68,9 @@ def create_app(
         *extra_routes,
     ]
     serving = settings.serving
-    hosts = allowed_hosts(serving.host, [h.strip() for h in serving.allowed_hosts.split(",")
-                                         if h.strip()])
+    hosts = allowed_hosts(serving.host, serving.extra_hosts)
     middleware = [  # outermost first: Host and Origin checks before anything else runs
-        Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+        Middleware(HostCheck, hosts=hosts),
         Middleware(CrossSiteWriteGuard, hosts=hosts),
         Middleware(RequestContextMiddleware, dataplane=dataplane, instrumented=PREDICTION_PATHS),
         Middleware(JsonOnlyWrites, extra={"/invocations": frozenset({CSV})}),

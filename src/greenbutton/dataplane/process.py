@@ -43,7 +43,7 @@ from .loading import ServedModel
 from .metrics import Metrics
 from .prefetch import ModelFetch
 from .shared_metrics import SharedMetrics, retire
-from .threads import limit_native_threads
+from .threads import limit_native_threads, worker_count
 from .watchdog import DEADLINE_SLACK_S, EXIT_STUCK, StuckCall, Watchdog
 from .workers import EXIT_LOAD_FAILED, Supervisor
 
@@ -319,14 +319,15 @@ def run(
 ) -> None:
     """Serve ``model_uri`` until SIGTERM/SIGINT, on ``host:port`` or an inherited socket ``fd``.
 
-    ``settings.serving.workers`` processes share the socket (0: one per core); returns after
+    ``settings.serving.workers`` processes share the socket (0: one per core the container's
+    CPU limit allows, see :mod:`.cpu_quota`); returns after
     a graceful drain, raises ModelNotReady if the model cannot be loaded. One worker loads
     in the background (``/health/live`` answers at once); several workers are forked after
     the supervisor has loaded the model, so each starts with it (copy-on-write) and a
     replacement is ready in a moment. ``fetch`` (see :mod:`.prefetch`) has its files on the way.
     """
     sock = listening_socket(settings, host, port, fd)
-    workers = settings.serving.workers or os.cpu_count() or 1
+    workers = worker_count(settings.serving)
     logger.info("serving %s on %s with %d worker%s", model_uri, _url_of(sock), workers,
                 "s" if workers > 1 else "")
     if workers == 1:

@@ -13,19 +13,23 @@ import os
 from threadpoolctl import threadpool_limits
 
 from ..config import ServingSettings
+from .cpu_quota import cpu_limit
 
 
 def worker_count(settings: ServingSettings) -> int:
-    """Worker processes of one serving process (``workers``, or one per core)."""
+    """Worker processes of one serving process (``workers``, or one per available core)."""
     return settings.workers or available_cores()
 
 
-def available_cores() -> int:
-    """Cores this process may run on."""
+def available_cores(limit: float | None = None) -> int:
+    """Cores this process may run on: its affinity mask, capped by its container's CPU
+    limit (``limit``, default: read from the cgroup) rounded down, at least 1."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    limit = cpu_limit() if limit is None else limit
+    return cores if limit is None else max(1, min(cores, int(limit)))
 
 
 def native_threads(settings: ServingSettings) -> int:

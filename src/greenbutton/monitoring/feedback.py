@@ -55,13 +55,23 @@ class FeedbackService:
     """Joins feedback with the payload log, stores it, and republishes live quality."""
 
     def __init__(self, store: PayloadStore, log: PendingLog, gauges: MonitoringGauges,
-                 reward: Reward | None = None, *, flush_interval_s: float = 1.0) -> None:
+                 reward: Reward | None = None, *, flush_interval_s: float = 1.0,
+                 served: tuple[str, str | None] | None = None) -> None:
+        """``served``: the (model, version) of this process. Its gauges then carry that
+        version's live quality only (a payload store shared by several models and versions
+        would otherwise have every process export everyone's, leaking one model's series to
+        another's readers and double-counting in sums), and feedback on another model's
+        request is not found here."""
         self.store, self.log, self.gauges, self.reward = store, log, gauges, reward
         self.flush_interval_s = flush_interval_s
+        self.served = served
 
     async def record(self, feedback: Feedback) -> dict[str, Any]:
         """Store ``feedback``; FeedbackNotFound (404) / FeedbackExists (409) as appropriate."""
         logged = await self._find(feedback.request_id)
+        if logged is not None and self.served is not None and (
+                logged.model_name != self.served[0]):
+            logged = None  # another model's prediction: not this endpoint's to judge
         if logged is None:
             raise FeedbackNotFound(f"no logged prediction has request id "
                                    f"{feedback.request_id!r}")
@@ -69,7 +79,10 @@ class FeedbackService:
         await asyncio.to_thread(self.store.save_feedback, values, replace=feedback.replace)
         kind = "truth" if feedback.truth is not None else "reward"
         self.gauges.feedback.labels(logged.model_name, logged.model_version or "", kind).inc()
-        self.gauges.publish_feedback(await asyncio.to_thread(self.store.summaries))
+        summaries = await asyncio.to_thread(self.store.summaries)
+        self.gauges.publish_feedback([
+            x for x in summaries if self.served is None
+            or (x.model_name, x.model_version) == self.served])
         return {"request_id": feedback.request_id, "model": {
             "name": logged.model_name, "version": logged.model_version},
             "is_correct": values["is_correct"], "abs_error": values["abs_error"],

@@ -58,6 +58,11 @@ class MonitoringGauges:
         self.adversarial_rows = counter("adversarial_rows", "Rows flagged as adversarial.", MODEL)
         self.payload_dropped = counter("payload_dropped", "Payload records dropped because the "
                                        "buffer was full or the store failed.", MODEL)
+        self.payload_buffer_bytes = gauge("payload_buffer_bytes", "Bytes of payload records "
+                                          "held in memory: buffered, or being written.", ())
+        self.payload_buffer_max_bytes = gauge("payload_buffer_max_bytes", "The payload "
+                                              "buffer's bound (monitoring.buffer_max_bytes); "
+                                              "records beyond it are dropped.", ())
         self.payload_pruned = counter("payload_pruned", "Payload records deleted by retention "
                                       "(payload_retention_days, payload_max_rows).", ())
         self.payload_prune_failed = counter("payload_prune_failed", "Retention prunes that "

@@ -19,17 +19,31 @@ def _check(name: str) -> str:
     return name
 
 
-def scrape_config(targets: dict[str, str], *, interval_s: float = 15.0) -> dict[str, Any]:
-    """``prometheus.yml`` scraping ``/metrics`` of each deployment (name → ``host:port``)."""
+def scrape_config(targets: dict[str, str], *, interval_s: float = 15.0,
+                  file_sd: str | None = None, token_file: str | None = None) -> dict[str, Any]:
+    """``prometheus.yml`` scraping ``/metrics`` of every serving process the controller lists
+    in ``file_sd`` (its targets file: labels model, version, route), and of each fixed
+    ``targets`` address (route name → ``host:port``).
+
+    ``honor_labels``: a process's series already carry ``model`` and ``version``, equal to
+    its target's; without it Prometheus would rename them ``exported_*``. ``token_file``: a
+    file holding an API token with ``invoke`` on the models, for endpoints that need one.
+    """
+    jobs: list[dict[str, Any]] = []
+    if file_sd is not None:
+        jobs.append({"job_name": "greenbutton", "metrics_path": "/metrics",
+                     "honor_labels": True,
+                     "file_sd_configs": [{"files": [file_sd], "refresh_interval": "5s"}]})
+    jobs += [{"job_name": f"greenbutton-{_check(name)}", "metrics_path": "/metrics",
+              "honor_labels": True,
+              "static_configs": [{"targets": [address], "labels": {"route": name}}]}
+             for name, address in sorted(targets.items())]
     return {
         "global": {"scrape_interval": f"{interval_s:g}s",
                    "evaluation_interval": f"{interval_s:g}s"},
         "rule_files": ["greenbutton_rules.yml"],
-        "scrape_configs": [
-            {"job_name": f"greenbutton-{_check(name)}", "metrics_path": "/metrics",
-             "static_configs": [{"targets": [address], "labels": {"deployment": name}}]}
-            for name, address in sorted(targets.items())
-        ],
+        "scrape_configs": [{**job, "authorization": {"credentials_file": token_file}}
+                           for job in jobs] if token_file else jobs,
     }
 
 
@@ -72,9 +86,16 @@ def _rule(name: str, expr: str, duration: str, summary: str) -> dict[str, Any]:
             "annotations": {"summary": summary}}
 
 
-def grafana_dashboard(deployment: str) -> dict[str, Any]:
-    """A Grafana dashboard (JSON model) of one deployment: traffic, quality and drift."""
-    selector = f'deployment="{_check(deployment)}"'
+DATASOURCE_INPUT = {"name": "DS_PROMETHEUS", "label": "Prometheus",
+                    "description": "The Prometheus that scrapes greenbutton",
+                    "type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus"}
+"""Grafana asks which Prometheus to use when the dashboard is imported."""
+
+
+def grafana_dashboard(route: str | None = None) -> dict[str, Any]:
+    """A Grafana dashboard (JSON model) of one route (deployment), or of any route chosen in
+    the dashboard (``route`` variable) when none is given: traffic, quality and drift."""
+    selector = f'route="{_check(route)}"' if route else 'route=~"$route"'
     panels = [
         ("Requests / s", f"sum by (version, status) (rate(greenbutton_requests_total{{{selector}}}"
                          "[5m]))"),
@@ -89,23 +110,37 @@ def grafana_dashboard(deployment: str) -> dict[str, Any]:
         ("Outlier rate", f"sum by (version) (rate(greenbutton_outlier_rows_total{{{selector}}}"
                          f"[10m])) / sum by (version) (rate(greenbutton_prediction_rows_total"
                          f"{{{selector}}}[10m]))"),
-        ("Mean reward", f"greenbutton_feedback_mean_reward{{{selector}}}"),
-        ("Accuracy", f"greenbutton_feedback_accuracy{{{selector}}}"),
+        ("Mean reward", f"max by (version) (greenbutton_feedback_mean_reward{{{selector}}})"),
+        ("Accuracy", f"max by (version) (greenbutton_feedback_accuracy{{{selector}}})"),
         ("Performance: recent feedback, held-out, estimated without labels",
          f"max by (version, source) (greenbutton_performance{{{selector}}})"),
         ("Data quality: worst share of rows failing a check",
          f"max by (version, check) (greenbutton_data_quality_rate{{{selector}}})"),
         ("Dropped payload records / s",
          f"sum by (version) (rate(greenbutton_payload_dropped_total{{{selector}}}[5m]))"),
+        ("Payload buffer fill (bytes)",
+         f"max by (version) (greenbutton_payload_buffer_bytes{{{selector}}})"),
     ]
+    datasource = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+    variables: list[dict[str, Any]] = []
+    if not route:
+        variables.append({"name": "route", "label": "Route", "type": "query",
+                          "datasource": datasource, "refresh": 2, "includeAll": True,
+                          "multi": True, "query": "label_values(greenbutton_requests_total, "
+                          "route)", "definition": "label_values(greenbutton_requests_total, "
+                          "route)"})
+    name = route or "all routes"
     return {
-        "title": f"greenbutton — {deployment}", "uid": f"gb-{deployment}"[:40],
+        "__inputs": [DATASOURCE_INPUT],
+        "__requires": [{"type": "datasource", "id": "prometheus", "name": "Prometheus",
+                        "version": "1.0.0"}],
+        "title": f"greenbutton — {name}", "uid": f"gb-{route or 'routes'}"[:40],
         "schemaVersion": 39, "time": {"from": "now-6h", "to": "now"}, "refresh": "30s",
-        "templating": {"list": []},
+        "templating": {"list": variables},
         "panels": [
             {"id": i + 1, "type": "timeseries", "title": title,
              "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
-             "datasource": {"type": "prometheus", "uid": "${DS_PROMETHEUS}"},
+             "datasource": datasource,
              "targets": [{"expr": expr, "legendFormat": "{{version}}", "refId": "A"}]}
             for i, (title, expr) in enumerate(panels)
         ],

@@ -143,13 +143,16 @@ class MonitoringRuntime:
             if self.settings.is_adversarial_enabled and monitors.adversarial is not None:
                 detector = monitors.adversarial.bound_to(model.pyfunc.predict)
                 annotators.append(AdversarialAnnotator(detector, gauges, labels))
+        gauges.payload_dropped.labels(*labels)  # exported at 0 before the first drop
         self.payload_log = PayloadLog(self.store, gauges, capacity=self.settings.buffer_size,
+                                      max_bytes=self.settings.buffer_max_bytes,
                                       flush_interval_s=self.settings.flush_interval_s,
                                       annotators=annotators, retention=Retention.from_settings(
                                           self.store, self.settings, gauges))
         self.feedback = FeedbackService(self.store, self.payload_log, gauges,
                                         reward if callable(reward) else None,
-                                        flush_interval_s=self.settings.flush_interval_s)
+                                        flush_interval_s=self.settings.flush_interval_s,
+                                        served=(model.name, model.version))
         if monitors is None:
             logger.warning("%s v%s was logged without monitors", model.name, model.version)
             return ServingHooks(sinks=[self.payload_log])

@@ -72,7 +72,7 @@ def _kubernetes(uri: str, settings: Settings) -> Target:
 
     context, namespace = parse_target(uri)
     return KubernetesTarget(ClusterSink(context, namespace),
-                            KubernetesOptions(namespace=namespace))
+                            KubernetesOptions.from_settings(settings, namespace))
 
 
 def _kubernetes_dir(uri: str, settings: Settings) -> Target:
@@ -83,7 +83,8 @@ def _kubernetes_dir(uri: str, settings: Settings) -> Target:
     path = uri.partition("://")[2]
     if not path.startswith("/"):
         raise InvalidInput(f"kubernetes+dir:// wants an absolute path: {uri!r}", field="target")
-    return KubernetesTarget(DirSink(Path(path)), KubernetesOptions())
+    return KubernetesTarget(DirSink(Path(path)),
+                            KubernetesOptions.from_settings(settings, "default"))
 
 
 BUILDERS: dict[str, Callable[[str, Settings], Target]] = {

@@ -16,11 +16,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ....config import Settings
 from ...reconcile import DeploymentSpec
 from ...specs import DeploySpec
+from ..worker_memory import as_quantity, memory_limit_bytes
+from .serving_env import endpoint_host, serving_env
 
 Manifest = dict[str, Any]
 PORT = 8080
+"""The serving container's port (named ``http``)."""
+SERVICE_PORT = 80
+"""Each version's Service listens here and forwards to ``PORT``."""
 DEPLOYMENT_ANNOTATION = "greenbutton.dev/deployment"
 """On each Deployment: the greenbutton deployment name (labels are lower-cased)."""
 _RUN_AS = 10001
@@ -40,6 +46,34 @@ class KubernetesOptions(BaseModel):
     has_prometheus_operator: bool = False
     token_secret: str | None = "greenbutton-serving-tokens"
     """Secret whose keys become the serving process' environment (optional at runtime)."""
+    cluster_domain: str = "cluster.local"
+    """The cluster's DNS domain (Service names ``<svc>.<ns>.svc.<domain>`` are accepted)."""
+    control_plane_url: str = "http://greenbutton.greenbutton.svc:8600"
+    """Where serving pods check callers' tokens (the control plane's Service)."""
+    prometheus_token_secret: str = "greenbutton-prometheus"
+    """Secret (key ``token``) with the API token the ServiceMonitor scrapes ``/metrics``
+    with (a token holding ``invoke`` on the served models)."""
+    payload_store_secret: str | None = "greenbutton-payloads"
+    """Secret (key ``uri``) with the payload store's URI shared by every pod; None: each pod
+    keeps its own SQLite file."""
+    worker_rss_bytes: dict[int, int] = {}
+    """Measured peak memory of one worker, per version (``greenbutton build``); a version
+    found here gets its memory limit from it (see ``worker_memory.memory_limit_bytes``)."""
+    payload_buffer_bytes: int = 64 * 1024 * 1024
+    """Each worker's payload buffer bound (``monitoring.buffer_max_bytes``)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, namespace: str) -> KubernetesOptions:
+        """The options ``settings.kubernetes`` describes, for objects in ``namespace``."""
+        k = settings.kubernetes
+        return cls(namespace=namespace, image_prefix=k.image_prefix,
+                   ingress_class=k.ingress_class, ingress_host=k.ingress_host or None,
+                   has_prometheus_operator=k.has_prometheus_operator,
+                   token_secret=k.env_secret or None, cluster_domain=k.cluster_domain,
+                   control_plane_url=k.control_plane_url or settings.server.url,
+                   payload_store_secret=k.payload_store_secret or None,
+                   prometheus_token_secret=k.prometheus_token_secret,
+                   payload_buffer_bytes=settings.monitoring.buffer_max_bytes)
 
 
 def render(spec: DeploymentSpec, endpoint: DeploySpec, options: KubernetesOptions
@@ -81,11 +115,32 @@ def _meta(name: str, options: KubernetesOptions, labels: dict[str, str],
     return meta
 
 
-def _resources(endpoint: DeploySpec) -> dict[str, dict[str, str]]:
+def _resources(endpoint: DeploySpec, version: int,
+               options: KubernetesOptions) -> dict[str, dict[str, str]]:
+    """The spec's requests and limits; with a measured worker size, memory sized from it
+    (limit and request alike: a pod is not scheduled where it cannot grow to its limit)."""
     r = endpoint.resources
     requests = {k: v for k, v in (("cpu", r.cpu_request), ("memory", r.memory_request)) if v}
     limits = {k: v for k, v in (("cpu", r.cpu_limit), ("memory", r.memory_limit)) if v}
+    rss = options.worker_rss_bytes.get(version)
+    if rss is not None:
+        memory = as_quantity(memory_limit_bytes(rss, _workers(endpoint),
+                                                options.payload_buffer_bytes))
+        requests["memory"] = limits["memory"] = memory
     return {"requests": requests, "limits": limits}
+
+
+def _cpus(quantity: str) -> float:
+    """``"250m"`` -> 0.25, ``"2"`` -> 2.0 (a validated Kubernetes CPU quantity)."""
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def _workers(endpoint: DeploySpec) -> int:
+    """Workers per pod: the CPU limit (else request) in whole CPUs, at least 1. Set
+    explicitly: without a limit the container would see every core of its node."""
+    r = endpoint.resources
+    cpus = r.cpu_limit or r.cpu_request
+    return max(1, int(_cpus(cpus))) if cpus else 1
 
 
 def _deployment(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
@@ -102,12 +157,14 @@ def _deployment(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
         "livenessProbe": {**probe, "httpGet": {"path": "/health/live", "port": "http"},
                           "periodSeconds": 10},
         "startupProbe": {**probe, "failureThreshold": 60, "periodSeconds": 2},
-        "resources": _resources(endpoint),
+        "resources": _resources(endpoint, version, options),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "runAsNonRoot": True, "runAsUser": _RUN_AS,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    container["env"] = serving_env(options, service=name, deployment=spec.name,
+                                   workers=_workers(endpoint))
     if options.token_secret:
         container["envFrom"] = [{"secretRef": {"name": options.token_secret, "optional": True}}]
     return {
@@ -139,7 +196,8 @@ def _service(spec: DeploymentSpec, version: int, options: KubernetesOptions) -> 
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": _meta(_object_name(spec, version), options, labels),
             "spec": {"selector": labels, "ports": [
-                {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}
+                {"name": "http", "port": SERVICE_PORT, "targetPort": "http",
+                 "protocol": "TCP"}]}}
 
 
 def _hpa(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
@@ -175,6 +233,9 @@ def _ingress(spec: DeploymentSpec, name: str, version: int, options: KubernetesO
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
             "metadata": _meta(name, options, _labels(spec), {
                 "nginx.ingress.kubernetes.io/use-regex": "true",
+                # the Host every version accepts, canaries and mirrors included
+                "nginx.ingress.kubernetes.io/upstream-vhost":
+                    endpoint_host(spec.name, options.namespace),
                 "nginx.ingress.kubernetes.io/rewrite-target": "/$2", **annotations}),
             "spec": {"ingressClassName": options.ingress_class, "rules": [rule]}}
 
@@ -186,8 +247,10 @@ def _ingresses(spec: DeploymentSpec, options: KubernetesOptions) -> list[Manifes
     total = sum(r.weight for r in routes)
     main: dict[str, str] = {}
     for version, percent in sorted(spec.mirrors.items())[:1]:
-        host = f"{_object_name(spec, version)}.{options.namespace}.svc.cluster.local"
+        host = f"{_object_name(spec, version)}.{options.namespace}.svc.{options.cluster_domain}"
         main["nginx.ingress.kubernetes.io/mirror-target"] = f"http://{host}$request_uri"
+        main["nginx.ingress.kubernetes.io/mirror-host"] = endpoint_host(spec.name,
+                                                                         options.namespace)
         main["greenbutton.dev/mirror-percent"] = str(percent)
     manifests = [_ingress(spec, spec.name.lower(), routes[0].version, options, main)]
     if len(routes) > 1:
@@ -215,4 +278,8 @@ def _service_monitor(spec: DeploymentSpec, options: KubernetesOptions) -> Manife
     return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
             "metadata": _meta(spec.name.lower(), options, _labels(spec)),
             "spec": {"selector": {"matchLabels": _labels(spec)},
-                     "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}]}}
+                     "endpoints": [{
+                         "port": "http", "path": "/metrics", "interval": "15s",
+                         # /metrics needs a token holding 'invoke' (endpoint auth is on)
+                         "authorization": {"type": "Bearer", "credentials": {
+                             "name": options.prometheus_token_secret, "key": "token"}}}]}}

@@ -35,7 +35,7 @@ from ...rollouts import shares_by_version
 from ...specs import DeploySpec, ResourcesSpec
 from .manifests import (
     DEPLOYMENT_ANNOTATION,
-    PORT,
+    SERVICE_PORT,
     KubernetesOptions,
     Manifest,
     render,
@@ -90,7 +90,8 @@ class KubernetesTarget:
                 continue  # not one of ours (or written by hand)
             state, reason = self._sink.state_of(manifest)
             ref = VersionRef(name, labels.get("greenbutton.dev/model", name), int(version))
-            url = f"http://{meta['name']}.{self._options.namespace}.svc.cluster.local:{PORT}"
+            url = (f"http://{meta['name']}.{self._options.namespace}.svc."
+                   f"{self._options.cluster_domain}:{SERVICE_PORT}")  # its Service's port
             observed.append(ObservedDeployment(ref, state, url, reason, handle=meta["name"]))
         return observed
 
