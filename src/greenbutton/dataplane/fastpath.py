@@ -114,7 +114,13 @@ class TensorConformer:
         return cls(spec.type, tuple(spec.shape))
 
     def conform(self, array: Any) -> np.ndarray | None:
-        """``array`` when MLflow's enforcement would hand it to the model unchanged."""
+        """``array`` when MLflow's enforcement would hand it to the model unchanged; for a
+        DataFrame of two columns or more, its values, as MLflow's enforcement takes them."""
+        if isinstance(array, pd.DataFrame):
+            rows, width = array.shape
+            if width < 2 or rows == 0 or self.shape != (-1, width):
+                return None  # MLflow reshapes one column and refuses the rest
+            array = array.to_numpy()
         if not isinstance(array, np.ndarray) or array.dtype != self.dtype:
             return None
         if array.ndim != len(self.shape):
