@@ -179,17 +179,18 @@ class RequestSchema:
     def to_frame(self, payload: Any) -> tuple[pd.DataFrame, dict[str, Any] | None]:
         """The request's rows as a typed DataFrame, and its params; raises SchemaMismatch."""
         frame, params, _ = self.parse(payload)
-        return frame, params
+        return (frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)), params
 
     def parse(self, payload: Any
-              ) -> tuple[pd.DataFrame, dict[str, Any] | None, np.ndarray | None]:
+              ) -> tuple[pd.DataFrame | np.ndarray, dict[str, Any] | None, np.ndarray | None]:
         """:meth:`to_frame`, and the rows as the one numeric array the frame was built from
-        when every column has the same numeric type (else None)."""
+        when every column has the same numeric type (else None). For a 2-D tensor signature,
+        rows of plain numbers come back as one array of its dtype, not a frame."""
         rows, params = self._split(payload)
         if self.columns is None and self.tensor is not None:
             matrix = self._tensor_matrix(rows)
-            if matrix is not None:  # one block: the model takes it as it is (see fastpath)
-                return pd.DataFrame(matrix), params, matrix
+            if matrix is not None:  # the array itself, as /invocations hands it the model
+                return matrix, params, matrix
         if self.columns is None:
             first = rows[0]
             return (
