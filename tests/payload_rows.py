@@ -11,13 +11,16 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from greenbutton.monitoring.payload_store import PayloadStore, payload_requests, predictions
+from greenbutton.monitoring.payload_schema import VERSION_TABLE, payload_requests, predictions
+from greenbutton.monitoring.payload_store import PayloadStore
 
 
 def write_rows_before_batches(store: PayloadStore, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the ``gb_predictions`` columns) one row each."""
+    """Insert ``rows`` (dicts with the ``gb_predictions`` columns) one row each, in a store
+    that, like those of that version, has no alembic version table: the next open adopts it."""
     with store.engine.begin() as connection:
         connection.execute(insert(predictions), [dict(row) for row in rows])
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {VERSION_TABLE}")
 
 
 def write_each(store: PayloadStore, rows: Sequence[dict[str, Any]], per_batch: int = 1) -> None:

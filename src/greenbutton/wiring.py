@@ -9,12 +9,17 @@ from typing import TYPE_CHECKING
 from .config import PAYLOAD_DB, Settings
 
 if TYPE_CHECKING:  # each builder imports what it builds: `serve` needs none of the control plane
+    from collections.abc import Callable
+
     from starlette.applications import Starlette
 
+    from .controller.leader import Elector
+    from .controller.targets import Target
+    from .controlplane.context import ControlPlane
     from .dataplane.hooks import ServingPlugins
     from .gates.runner import SandboxedGateRunner
     from .governance.access import Access
-    from .governance.approvals import Approvals
+    from .governance.approvals import GateRunner
     from .registry import Registry
     from .store.protocol import LifecycleStore
     from .store.sql import SqlStore
@@ -121,23 +126,6 @@ def governed_model_uri(settings: Settings, uri: str) -> str:
         store.close()
 
 
-def build_governance(settings: Settings, store: SqlStore,
-                     registry: Registry) -> tuple[Access, Approvals]:
-    """Tokens and permissions over the store, and the approval workflow with its gates
-    (run in the sandbox, so the control plane never unpickles a model)."""
-    from .controller.specs import check_spec_change
-    from .governance.access import Access
-    from .governance.approvals import Approvals
-
-    access = Access(store.governance_store(), token_ttl_days=settings.auth.token_ttl_days)
-    approvals = Approvals(access, registry, build_gate_runner(settings),
-                          four_eyes_default=settings.auth.is_four_eyes_default,
-                          deployments=store.deployment_store(),
-                          check_spec=lambda change: check_spec_change(
-                              change, store.list_states(change.model)))
-    return access, approvals
-
-
 def build_gate_runner(settings: Settings) -> SandboxedGateRunner:
     """Gates run on a copy of the version in the sandbox: no network, none of our files."""
     from .gates.runner import SandboxedGateRunner
@@ -159,42 +147,63 @@ def bootstrap_admin(settings: Settings, access: Access) -> bool:
     return True
 
 
-def build_control_plane(settings: Settings) -> Starlette:
-    """Everything ``greenbutton up`` runs: API, stable endpoint URLs, reconcile loop. On an
-    embedded store it claims the home first: a second ``up`` there refuses."""
+def assemble_control_plane(settings: Settings, store: SqlStore, registry: Registry, *,
+                           gates: GateRunner | None = None, target: Target | None = None,
+                           elector: Elector | None = None,
+                           on_leadership_lost: Callable[[], None] | None = None,
+                           resources: tuple[object, ...] = ()) -> ControlPlane:
+    """The control plane's parts over ``store`` and ``registry``: tokens and permissions, the
+    approval workflow with its gates (in the sandbox unless ``gates`` is given), the
+    lifecycle guard, deployment specs, and the controller reconciling what governance
+    allows. ``up`` and the in-process tests build it the same way."""
     from .controller.desired import desired_state
-    from .controller.home_claim import claim_home
-    from .controller.leader import open_elector, terminate_this_process
+    from .controller.leader import AlwaysLeader
     from .controller.loop import Controller
     from .controller.rollouts import audit_rollout
     from .controller.routing.table import RouteTable
+    from .controller.specs import check_spec_change
     from .controller.targets import open_target
-    from .controlplane.app import create_control_plane
+    from .controlplane.context import ControlPlane
+    from .governance.access import Access
+    from .governance.approvals import Approvals
     from .governance.integrity import LifecycleGuard
-    from .store.deployments import deployment_store_for
+
+    access = Access(store.governance_store(), token_ttl_days=settings.auth.token_ttl_days)
+    specs = store.deployment_store()
+    approvals = Approvals(access, registry, gates or build_gate_runner(settings),
+                          four_eyes_default=settings.auth.is_four_eyes_default,
+                          deployments=specs,
+                          check_spec=lambda change: check_spec_change(
+                              change, store.list_states(change.model)))
+    guard = LifecycleGuard(access.store, store, registry, seal=access.store.seal,
+                           mirror_interval_s=settings.controller.integrity_interval_s)
+    target_uri = settings.controller.target_uri
+    target = target or open_target(target_uri, settings)
+    routes = RouteTable()
+    controller = Controller(lambda: desired_state(guard.governed_states(), specs,
+                                                  target_uri=target_uri),
+                            target, routes, settings,
+                            on_rollout=audit_rollout(access.store.append_audit))
+    return ControlPlane(settings=settings, registry=registry, controller=controller,
+                        routes=routes, target=target, access=access, approvals=approvals,
+                        deployments=specs, guard=guard, elector=elector or AlwaysLeader(),
+                        on_leadership_lost=on_leadership_lost,
+                        is_bootstrapped=bootstrap_admin(settings, access),
+                        resources=resources)
+
+
+def build_control_plane(settings: Settings) -> Starlette:
+    """Everything ``greenbutton up`` runs: API, stable endpoint URLs, reconcile loop. On an
+    embedded store it claims the home first: a second ``up`` there refuses."""
+    from .controller.home_claim import claim_home
+    from .controller.leader import open_elector, terminate_this_process
+    from .controlplane.app import create_control_plane
 
     prepare_home(settings)
     elector = open_elector(settings)
     claim = None if elector.is_shared else claim_home(settings.home, settings.server.url)
     store = build_store(settings)
-    registry = build_registry(settings, store)
-    routes = RouteTable()
-    target = open_target(settings.controller.target_uri, settings)
-    specs = deployment_store_for(store)
-    target_uri = settings.controller.target_uri
-    access, approvals = build_governance(settings, store, registry)
-    guard = LifecycleGuard(access.store, store, registry, seal=access.store.seal,
-                           mirror_interval_s=settings.controller.integrity_interval_s)
-    controller = Controller(lambda: desired_state(guard.governed_states(), specs,
-                                                  target_uri=target_uri),
-                            target, routes, settings,
-                            on_rollout=audit_rollout(access.store.append_audit))
-    app = create_control_plane(settings, registry, controller, routes, target,
-                               access=access, approvals=approvals,
-                               elector=elector,
-                               on_leadership_lost=terminate_this_process)
-    app.state.is_bootstrapped = bootstrap_admin(settings, access)  # said once by the CLI
-    app.state.deployment_store = specs  # read by controlplane/api_deployments.py
-    app.state.guard = guard  # read by controlplane/api.py (GET /api/v1/integrity)
-    app.state.home_claim = claim  # held for the life of the process
-    return app
+    plane = assemble_control_plane(settings, store, build_registry(settings, store),
+                                   elector=elector, on_leadership_lost=terminate_this_process,
+                                   resources=(claim,) if claim is not None else ())
+    return create_control_plane(plane)

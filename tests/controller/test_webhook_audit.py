@@ -9,17 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from control_plane import in_process_control_plane
 from greenbutton.config import Settings
-from greenbutton.controller.desired import desired_state
 from greenbutton.controller.loop import Controller
 from greenbutton.controller.reconcile import DeploymentSpec
 from greenbutton.controller.rollouts import audit_rollout
 from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.targets import open_target
-from greenbutton.controlplane.app import create_control_plane
 from greenbutton.governance.access import Access
-from greenbutton.store.deployments import deployment_store_for
-from greenbutton.wiring import build_governance, build_registry, build_store
+from greenbutton.wiring import build_registry, build_store
 
 API = "/api/v1"
 SPEC = {"model": "wine", "routes": [{"to": "production", "weight": 100}], "replicas": 2}
@@ -43,28 +41,16 @@ async def world(settings: Settings, tmp_path: Path) -> AsyncIterator[World]:
     settings = settings.model_copy(update={"store": settings.store.model_copy(
         update={"uri": f"sqlite:///{tmp_path / 'gb.db'}"})})
     store = build_store(settings)
-    registry = build_registry(settings, store)
-    specs = deployment_store_for(store)
-    target = open_target("local://", settings)
-    routes = RouteTable()
-    controller = Controller(lambda: desired_state(store.list_states(), specs), target, routes,
-                            settings)
-    access, approvals = build_governance(settings, store, registry)
-    admin_token = access.bootstrap_admin()
-    assert admin_token is not None
-    admin = access.authenticate(admin_token.secret)
-    tokens = {"admin": admin_token.secret}
-    for name, role in (("ci", "viewer"), ("nobody", "viewer"), ("ops", "maintainer")):
-        access.create_principal(admin, name, role)
-        tokens[name] = access.issue_token(admin, name, "t").secret
-    access.change_grant(admin, "ci", "wine", "deploy", is_granted=True)
-    app = create_control_plane(settings, registry, controller, routes, target,
-                               access=access, approvals=approvals)
-    app.state.deployment_store = specs
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8600") as c:
-        yield World(c, access, controller, tokens)
-    await target.close()
+    async with in_process_control_plane(settings, store, build_registry(settings, store),
+                                        is_signed_in=False) as found:
+        access, admin = found.plane.access, found.admin
+        assert found.admin_token is not None
+        tokens = {"admin": found.admin_token}
+        for name, role in (("ci", "viewer"), ("nobody", "viewer"), ("ops", "maintainer")):
+            access.create_principal(admin, name, role)
+            tokens[name] = access.issue_token(admin, name, "t").secret
+        access.change_grant(admin, "ci", "wine", "deploy", is_granted=True)
+        yield World(found.client, access, found.plane.controller, tokens)
     store.close()
 
 

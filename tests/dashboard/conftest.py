@@ -10,21 +10,15 @@ import httpx
 import mlflow
 import pytest
 
-from control_plane import control_plane_client, log_echo_versions
+from control_plane import control_plane_client, in_process_control_plane, log_echo_versions
 from greenbutton.config import Settings
-from greenbutton.controller.desired import desired_state
 from greenbutton.controller.loop import Controller
 from greenbutton.controller.reconcile import InstanceState, ObservedDeployment, VersionRef
-from greenbutton.controller.routing.table import RouteTable
-from greenbutton.controller.specs import check_spec_change
-from greenbutton.controlplane.app import create_control_plane
 from greenbutton.controlplane.dashboard.session import COOKIE
 from greenbutton.governance.access import Access
-from greenbutton.governance.approvals import Approvals
+from greenbutton.governance.approvals import SpecChange
 from greenbutton.registry import Registry, Stage
-from greenbutton.store.deployments import deployment_store_for
 from greenbutton.store.governance_records import GateOutcome
-from greenbutton.store.governance_sql import open_governance_store
 from greenbutton.store.protocol import DeploymentStore
 from greenbutton.wiring import build_registry, build_store
 
@@ -45,13 +39,6 @@ async def web(home: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with control_plane_client(home, store, build_registry(home, store)) as client:
         yield client
     store.close()
-
-
-class NoGates:
-    """A gate runner with no gates (the gates themselves are tested in tests/gates)."""
-
-    def run(self, model: str, version: int) -> list[GateOutcome]:
-        return []
 
 
 @dataclass
@@ -96,26 +83,28 @@ class Governed:
         return {"cookie": f"{COOKIE}={self.tokens[who]}"}
 
 
-@pytest.fixture
-async def governed(tmp_path: Path, home: Settings) -> AsyncIterator[Governed]:
-    """The control plane of ``home`` with governance in a fresh store of its own."""
-    settings = Settings(home=home.home, store={"uri": f"sqlite:///{tmp_path / 'gb.db'}"},  # type: ignore[arg-type]
-                        _env_file=None)
-    store = build_store(settings)
-    registry = build_registry(settings, store)
-    access = Access(open_governance_store(settings.store.uri))
-    approvals = Approvals(access, registry, NoGates())
-    issued = access.bootstrap_admin()
-    assert issued is not None
-    admin = access.authenticate(issued.secret)
-    tokens = {"admin": issued.secret}
-    for role in ("maintainer", "viewer"):
+def _team(access: Access, admin_token: str, roles: tuple[str, ...]) -> dict[str, str]:
+    """A token for the admin and for one principal per role (named after it)."""
+    admin = access.authenticate(admin_token)
+    tokens = {"admin": admin_token}
+    for role in roles:
         access.create_principal(admin, role, role)
         tokens[role] = access.issue_token(admin, role).secret
-    async with control_plane_client(settings, store, registry, access=access,
-                                    approvals=approvals) as client:
-        yield Governed(client, tokens)
-    access.store.close()
+    return tokens
+
+
+@pytest.fixture
+async def governed(tmp_path: Path, home: Settings) -> AsyncIterator[Governed]:
+    """The control plane of ``home`` in a fresh store of its own; the client is signed in as
+    nobody (each test sends a cookie or nothing)."""
+    settings = Settings(home=tmp_path / "gb", store={"uri": f"sqlite:///{tmp_path / 'gb.db'}"},  # type: ignore[arg-type]
+                        mlflow=home.mlflow, _env_file=None)
+    store = build_store(settings)
+    registry = build_registry(settings, store)
+    async with in_process_control_plane(settings, store, registry, gates=FixedGates(),
+                                        is_signed_in=False) as found:
+        yield Governed(found.client, _team(found.plane.access, found.admin_token,
+                                           ("maintainer", "viewer")))
     store.close()
 
 
@@ -143,41 +132,29 @@ class Deployed:
 
 @pytest.fixture
 async def deployed(tmp_path: Path, home: Settings) -> AsyncIterator[Deployed]:
-    settings = Settings(home=home.home, store={"uri": f"sqlite:///{tmp_path / 'gb.db'}"},  # type: ignore[arg-type]
+    settings = Settings(home=tmp_path / "gb", store={"uri": f"sqlite:///{tmp_path / 'gb.db'}"},  # type: ignore[arg-type]
                         monitoring={"payload_store_uri": f"sqlite:///{tmp_path / 'mon.db'}"},
-                        _env_file=None)
+                        mlflow=home.mlflow, _env_file=None)
     store = build_store(settings)
     registry = build_registry(settings, store)
-    access = Access(store.governance_store())
-    gates = FixedGates({1: [GateOutcome("metric", False, {"reason": "accuracy 0.4 < 0.8"})],
-                        2: [GateOutcome("metric", True, {"value": 0.9})]})
-    approvals = Approvals(access, registry, gates, deployments=store.deployment_store(),
-                          check_spec=lambda change: check_spec_change(
-                              change, store.list_states(change.model)))
-    issued = access.bootstrap_admin()
-    assert issued is not None
-    admin = access.authenticate(issued.secret)
-    tokens = {"admin": issued.secret}
-    for role in ("maintainer", "viewer", "data-scientist"):
-        access.create_principal(admin, role, role)
-        tokens[role] = access.issue_token(admin, role).secret
-    registry.transition("echo", 1, Stage.PRODUCTION, actor="admin")
-    registry.transition("echo", 2, Stage.STAGING, actor="admin")
-    specs = deployment_store_for(store)
-    specs.put_spec("echo", {"model": "echo", "routes": [{"to": "production", "weight": 80},
-                                                        {"to": "challenger", "weight": 20}]},
-                   actor="admin")
-    target, routes = ReadyTarget(), RouteTable()
-    controller = Controller(lambda: desired_state(store.list_states(), specs), target, routes,
-                            settings)
-    app = create_control_plane(settings, registry, controller, routes, target,
-                               access=access, approvals=approvals)
-    app.state.deployment_store = specs
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8600") as web:
-        found = Deployed(web, tokens, controller, specs, access, registry)
-        await found.reconcile()
-        yield found
-    await target.close()
-    access.store.close()
+    gates = FixedGates()
+    async with in_process_control_plane(settings, store, registry, gates=gates,
+                                        target=ReadyTarget(), is_signed_in=False) as found:
+        plane = found.plane
+        admin = found.admin
+        plane.approvals.promote(admin, "echo", 1, Stage.PRODUCTION, "first")
+        plane.approvals.promote(admin, "echo", 2, Stage.STAGING, "challenger")
+        gates.verdicts.update({  # what the pages show: v1's gate failed on a later run
+            1: [GateOutcome("metric", False, {"reason": "accuracy 0.4 < 0.8"})],
+            2: [GateOutcome("metric", True, {"value": 0.9})]})
+        plane.approvals.change_deployment(admin, SpecChange(
+            "echo", "echo", {"model": "echo", "routes": [{"to": "production", "weight": 80},
+                                                         {"to": "challenger", "weight": 20}]},
+            None), None)
+        tokens = _team(plane.access, found.admin_token, ("maintainer", "viewer",
+                                                         "data-scientist"))
+        deployed = Deployed(found.client, tokens, plane.controller, plane.deployments,
+                            plane.access, registry)
+        await deployed.reconcile()
+        yield deployed
     store.close()

@@ -9,7 +9,8 @@ import pytest
 
 from greenbutton.controlplane.dashboard.quality import QualityHistory, parse_test
 from greenbutton.errors import NotReady
-from greenbutton.monitoring.payload_store import PayloadStore, utc_now
+from greenbutton.monitoring.payload_batches import utc_now
+from greenbutton.monitoring.payload_store import PayloadStore
 
 
 def snapshot(overall_p: float, pixel_p: float, *, rows: int = 100,
@@ -52,10 +53,10 @@ def test_parse_test_of_untested_version_is_none() -> None:
 
 def test_record_keeps_each_new_test_once(store: PayloadStore) -> None:
     history = QualityHistory(lambda: store)
-    store.save_drift_snapshot("digits", "1", 40, snapshot(0.6, 0.5))
+    store.coordination.save_drift_snapshot("digits", "1", 40, snapshot(0.6, 0.5))
     history.record("digits", "digits", ["1"], now_s=1.0)
     history.record("digits", "digits", ["1"], now_s=2.0)  # the same test: not kept twice
-    store.save_drift_snapshot("digits", "1", 90, snapshot(0.001, 0.00001))
+    store.coordination.save_drift_snapshot("digits", "1", 90, snapshot(0.001, 0.00001))
     history.record("digits", "digits", ["1"], now_s=3.0)
     tests = history.tests("digits")
     assert [(t.at_s, t.overall_p) for t in tests] == [(1.0, 0.6), (3.0, 0.001)]
@@ -65,7 +66,7 @@ def test_record_keeps_each_new_test_once(store: PayloadStore) -> None:
 def test_record_is_bounded(store: PayloadStore) -> None:
     history = QualityHistory(lambda: store, max_tests=3)
     for newest in range(5):
-        store.save_drift_snapshot("digits", "1", newest + 1, snapshot(0.5, 0.5))
+        store.coordination.save_drift_snapshot("digits", "1", newest + 1, snapshot(0.5, 0.5))
         history.record("digits", "digits", ["1"], now_s=float(newest))
     assert [t.at_s for t in history.tests("digits")] == [2.0, 3.0, 4.0]
 

@@ -157,12 +157,6 @@ async def test_compare_page_unknown_version_is_404_page(deployed: Deployed) -> N
     assert page.headers["content-type"].startswith("text/html")
 
 
-async def test_approvals_page_without_governance_is_an_error_page(web: httpx.AsyncClient) -> None:
-    page = await web.get("/approvals")
-    assert page.status_code == 503
-    assert page.headers["content-type"].startswith("text/html")
-
-
 async def test_favicon_is_served(web: httpx.AsyncClient) -> None:
     response = await web.get("/favicon.ico")
     assert response.status_code == 200

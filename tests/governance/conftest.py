@@ -5,39 +5,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from mlflow import MlflowClient
 
+from control_plane import StaticGates, in_process_control_plane
 from greenbutton.config import Settings
-from greenbutton.controller.loop import Controller
-from greenbutton.controller.routing.table import RouteTable
 from greenbutton.controller.specs import check_spec_change
-from greenbutton.controller.targets import open_target
-from greenbutton.controlplane.app import create_control_plane
 from greenbutton.governance.access import Access, Caller
 from greenbutton.governance.approvals import Approvals
 from greenbutton.registry import Registry
 from greenbutton.store import open_store
-from greenbutton.store.governance_records import GateOutcome
 from greenbutton.store.governance_sql import SqlGovernanceStore
 from greenbutton.store.sql import SqlStore
 from postgres_server import new_database
 
 ROLES = ("admin", "maintainer", "data-scientist", "viewer")
-
-
-@dataclass
-class StaticGates:
-    """A gate runner whose verdicts the test sets per (model, version); default: pass."""
-
-    verdicts: dict[tuple[str, int], list[GateOutcome]] = field(default_factory=dict)
-
-    def run(self, model: str, version: int) -> list[GateOutcome]:
-        return self.verdicts.get((model, version), [GateOutcome("conformance", True, {})])
 
 
 @dataclass
@@ -122,13 +108,6 @@ async def api(world: World, tmp_path: Path, shared_mlflow: MlflowClient,
     uri = shared_mlflow.tracking_uri  # already migrated: a fresh MLflow database costs seconds
     settings = Settings(home=tmp_path / "gb", mlflow={"tracking_uri": uri},  # type: ignore[arg-type]
                         _env_file=None)  # type: ignore[call-arg]
-    routes = RouteTable()
-    target = open_target("local://", settings)
-    controller = Controller(lambda: [], target, routes, settings)
-    app = create_control_plane(settings, world.registry, controller, routes, target,
-                               access=world.access, approvals=world.approvals)
-    app.state.deployment_store = lifecycle_store.deployment_store()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8600") as client:
-        yield client
-    await target.close()
+    async with in_process_control_plane(settings, lifecycle_store, world.registry,
+                                        gates=world.gates, is_signed_in=False) as found:
+        yield found.client

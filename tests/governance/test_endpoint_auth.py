@@ -14,11 +14,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from control_plane import in_process_control_plane
 from greenbutton.config import Settings
-from greenbutton.controller.loop import Controller
-from greenbutton.controller.routing.table import RouteTable
-from greenbutton.controller.targets import open_target
-from greenbutton.controlplane.app import create_control_plane
 from greenbutton.dataplane.app import create_app
 from greenbutton.dataplane.auth import EndpointAuthority
 from greenbutton.dataplane.core import DataPlane
@@ -57,15 +54,10 @@ async def control_plane(tmp_path: Path, tokens: tuple[str, dict[str, str], Acces
     settings = Settings(home=tmp_path / "cp", store={"uri": tokens[0]},  # type: ignore[arg-type]
                         _env_file=None)  # type: ignore[call-arg]
     store = open_store(tokens[0])
-    registry = Registry(shared_mlflow, store)
-    routes, target = RouteTable(), open_target("local://", settings)
-    app = create_control_plane(settings, registry, Controller(lambda: [], target, routes,
-                                                             settings),
-                               routes, target, access=tokens[2])
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8600") as client:
-        yield client
-    await target.close()
+    async with in_process_control_plane(settings, store, Registry(shared_mlflow, store),
+                                        is_signed_in=False) as found:
+        yield found.client
+    store.close()
 
 
 @pytest.fixture

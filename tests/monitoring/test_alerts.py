@@ -131,18 +131,18 @@ def test_alert_claimed_once_per_cooldown_by_processes_sharing_a_store(
     model = f"wine-{uuid.uuid4().hex[:8]}"  # (the shared PostgreSQL keeps other tests' rows)
     start = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
     try:
-        assert any_store.claim_alert(model, "2", "drift", 60, now=start) is True
+        assert any_store.coordination.claim_alert(model, "2", "drift", 60, now=start) is True
         later = start + datetime.timedelta(seconds=59)
-        assert other.claim_alert(model, "2", "drift", 60, now=later) is False
-        assert any_store.claim_alert(model, "2", "drift", 60, now=later) is False
+        assert other.coordination.claim_alert(model, "2", "drift", 60, now=later) is False
+        assert any_store.coordination.claim_alert(model, "2", "drift", 60, now=later) is False
         # other rules, versions and a version-less model have cooldowns of their own
-        assert other.claim_alert(model, "2", "reward", 60, now=later) is True
-        assert other.claim_alert(model, "3", "drift", 60, now=later) is True
-        assert other.claim_alert(model, None, "drift", 60, now=later) is True
-        assert other.claim_alert(model, None, "drift", 60, now=later) is False
+        assert other.coordination.claim_alert(model, "2", "reward", 60, now=later) is True
+        assert other.coordination.claim_alert(model, "3", "drift", 60, now=later) is True
+        assert other.coordination.claim_alert(model, None, "drift", 60, now=later) is True
+        assert other.coordination.claim_alert(model, None, "drift", 60, now=later) is False
         due = start + datetime.timedelta(seconds=60)
-        assert other.claim_alert(model, "2", "drift", 60, now=due) is True
-        assert any_store.claim_alert(model, "2", "drift", 60, now=due) is False
+        assert other.coordination.claim_alert(model, "2", "drift", 60, now=due) is True
+        assert any_store.coordination.claim_alert(model, "2", "drift", 60, now=due) is False
     finally:
         other.close()
 
@@ -157,7 +157,7 @@ def test_concurrent_claims_give_the_alert_to_one_process(
 
     def claim(store: PayloadStore) -> bool:
         start.wait(timeout=30)
-        return store.claim_alert(model, "1", "drift", 3600, now=now)
+        return store.coordination.claim_alert(model, "1", "drift", 3600, now=now)
 
     try:
         for round_ in range(2):  # first the row is inserted, then (once due) renewed
@@ -175,7 +175,7 @@ async def test_workers_sharing_a_store_send_an_alert_once(
 ) -> None:
     target, url = receiver
     spec = AlertsSpec(rules=RULES, webhook=WebhookSpec(url=url), cooldown_s=60)
-    workers = [Alerter(spec, is_private_allowed=True, claim=payload_store.claim_alert)
+    workers = [Alerter(spec, is_private_allowed=True, claim=payload_store.coordination.claim_alert)
                for _ in range(2)]
     figures = Figures("wine", "2", is_drift=True)
     sent = [await alerter.check(figures) for alerter in workers]

@@ -19,13 +19,13 @@ def test_one_process_per_interval_claims_the_drift_test(
     later = start + datetime.timedelta(seconds=8)
     due = start + datetime.timedelta(seconds=9)
     try:
-        assert any_store.claim_drift_test(model, "1", 9, now=start) is True
-        assert other.claim_drift_test(model, "1", 9, now=later) is False
-        assert other.claim_drift_test(model, "2", 9, now=later) is True  # its own turns
-        assert other.claim_drift_test(model, "1", 9, now=due) is True
-        assert any_store.claim_drift_test(model, "1", 9, now=due) is False
+        assert any_store.coordination.claim_drift_test(model, "1", 9, now=start) is True
+        assert other.coordination.claim_drift_test(model, "1", 9, now=later) is False
+        assert other.coordination.claim_drift_test(model, "2", 9, now=later) is True  # own turns
+        assert other.coordination.claim_drift_test(model, "1", 9, now=due) is True
+        assert any_store.coordination.claim_drift_test(model, "1", 9, now=due) is False
         # the alert cooldowns are apart from the test turns
-        assert any_store.claim_alert(model, "1", "drift", 9, now=start) is True
+        assert any_store.coordination.claim_alert(model, "1", "drift", 9, now=start) is True
     finally:
         other.close()
 
@@ -36,16 +36,16 @@ def test_drift_snapshot_stored_by_one_process_read_by_another(
     other = PayloadStore(any_store_uri)
     model = f"digits-{uuid.uuid4().hex[:8]}"
     try:
-        assert other.drift_snapshot(model, None) is None
+        assert other.coordination.drift_snapshot(model, None) is None
         # stored without a claim first (GET /monitoring?refresh=1), then after one
-        any_store.save_drift_snapshot(model, None, 41, {"window": {"rows": 20}})
-        assert other.drift_snapshot(model, None) == (41, {"window": {"rows": 20}})
-        assert other.claim_drift_test(model, None, 9) is False  # the save counts as a turn
-        any_store.save_drift_snapshot(model, None, 57, {"window": {"rows": 30}})
-        assert other.drift_snapshot(model, None) == (57, {"window": {"rows": 30}})
-        assert other.drift_snapshot(model, "1") is None
-        other.claim_drift_test(model, "1", 9)  # claimed, not yet tested: nothing to read
-        assert any_store.drift_snapshot(model, "1") is None
+        any_store.coordination.save_drift_snapshot(model, None, 41, {"window": {"rows": 20}})
+        assert other.coordination.drift_snapshot(model, None) == (41, {"window": {"rows": 20}})
+        assert other.coordination.claim_drift_test(model, None, 9) is False  # saved: a turn
+        any_store.coordination.save_drift_snapshot(model, None, 57, {"window": {"rows": 30}})
+        assert other.coordination.drift_snapshot(model, None) == (57, {"window": {"rows": 30}})
+        assert other.coordination.drift_snapshot(model, "1") is None
+        other.coordination.claim_drift_test(model, "1", 9)  # claimed, untested: nothing to read
+        assert any_store.coordination.drift_snapshot(model, "1") is None
     finally:
         other.close()
 

@@ -23,7 +23,8 @@ from greenbutton.monitoring.export import (
     export_dataset,
     parse_since,
 )
-from greenbutton.monitoring.payload_store import PayloadStore, utc_now
+from greenbutton.monitoring.payload_batches import utc_now
+from greenbutton.monitoring.payload_store import PayloadStore
 from payload_rows import write_rows_before_batches
 
 SINCE = parse_since("1d")

@@ -21,13 +21,13 @@ from greenbutton.monitoring.export import collect
 from greenbutton.monitoring.gauges import MonitoringGauges
 from greenbutton.monitoring.input_columns import UnknownColumnSet, column_set_key
 from greenbutton.monitoring.payload_log import PayloadLog, _ColumnNames
-from greenbutton.monitoring.payload_store import (
-    PayloadStore,
+from greenbutton.monitoring.payload_schema import (
     feedback,
     input_columns,
     payload_batches,
     predictions,
 )
+from greenbutton.monitoring.payload_store import PayloadStore
 
 SINCE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
 

@@ -7,7 +7,8 @@ import datetime
 from typing import Any
 
 from greenbutton.monitoring.export import collect
-from greenbutton.monitoring.payload_store import PayloadStore, utc_now
+from greenbutton.monitoring.payload_batches import utc_now
+from greenbutton.monitoring.payload_store import PayloadStore
 from payload_rows import write_rows_before_batches
 
 SINCE = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)

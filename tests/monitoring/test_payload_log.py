@@ -23,7 +23,8 @@ from greenbutton.monitoring.feedback import Feedback, FeedbackService
 from greenbutton.monitoring.gauges import MonitoringGauges
 from greenbutton.monitoring.payload_batches import UnreadableBatch, runs
 from greenbutton.monitoring.payload_log import PayloadLog
-from greenbutton.monitoring.payload_store import FeedbackExists, PayloadStore, payload_batches
+from greenbutton.monitoring.payload_schema import payload_batches
+from greenbutton.monitoring.payload_store import FeedbackExists, PayloadStore
 from sqlite_writer import holding_write_lock
 
 

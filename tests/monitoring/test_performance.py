@@ -12,7 +12,8 @@ from sqlalchemy import create_engine, text
 
 from greenbutton.monitoring.drift import Window
 from greenbutton.monitoring.monitors import HeldOut, Monitors, fit
-from greenbutton.monitoring.payload_store import PayloadStore, utc_now
+from greenbutton.monitoring.payload_batches import utc_now
+from greenbutton.monitoring.payload_store import PayloadStore
 from greenbutton.monitoring.performance import (
     ConfidenceEstimator,
     PerformanceDetector,

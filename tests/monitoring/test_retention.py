@@ -5,24 +5,31 @@ from __future__ import annotations
 import asyncio
 import datetime
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select
 
 from greenbutton.cli.main import main
 from greenbutton.dataplane.hooks import PredictionRecord, utc_now
 from greenbutton.monitoring.gauges import MonitoringGauges
 from greenbutton.monitoring.payload_log import PayloadLog
-from greenbutton.monitoring.payload_store import (
-    PayloadStore,
+from greenbutton.monitoring.payload_schema import (
+    HEAD,
+    LOCK_KEY,
+    VERSION_TABLE,
+    VERSIONS,
     feedback,
     payload_batches,
     payload_requests,
+    stored_revision,
 )
+from greenbutton.monitoring.payload_store import PayloadStore
 from greenbutton.monitoring.retention import Retention
+from greenbutton.store.migrate import Schema, head_revision
 from payload_rows import logged_ids, write_each, write_rows_before_batches
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
@@ -162,39 +169,50 @@ def test_feedback_pruned_by_its_own_age(store: PayloadStore) -> None:
         assert list(connection.execute(select(feedback.c.request_id)).scalars()) == ["new"]
 
 
+def _store_made_before_alembic(uri: str, dropped_indexes: list[str],
+                               then: Sequence[str] = ()) -> None:
+    """A payload store as versions before its alembic chain left it: no version table, and
+    without the indexes added later; ``then``: more SQL to run on it."""
+    old = PayloadStore(uri)
+    with old.engine.begin() as connection:
+        for name in dropped_indexes:
+            connection.exec_driver_sql(f"DROP INDEX {name}")
+        connection.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
+        for statement in then:
+            connection.exec_driver_sql(statement)
+    old.close()
+
+
 def test_indexes_added_since_the_first_release_are_added_to_an_older_store(
     tmp_path: Path
 ) -> None:
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     added = ["ix_gb_feedback_received_at", "ix_gb_predictions_version"]  # retention, windows
-    old = PayloadStore(uri)
-    with old.engine.begin() as connection:
-        for name in added:
-            connection.exec_driver_sql(f"DROP INDEX {name}")
-    old.close()
+    _store_made_before_alembic(uri, added)
     store = PayloadStore(uri)  # a store made before them: the indexes are added on open
     with store.engine.connect() as connection:
         names = connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'"
                                            ).scalars().all()
     store.close()
     assert set(added) <= set(names)
+    assert stored_revision(store.engine) == HEAD
 
 
 def test_store_opens_when_the_index_cannot_be_added(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import greenbutton.monitoring.payload_store as module
-
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    old = PayloadStore(uri)
-    with old.engine.begin() as connection:
-        connection.exec_driver_sql("DROP INDEX ix_gb_feedback_received_at")
-    old.close()
-    refused = text("CREATE INDEX x ON nowhere (y)")  # e.g. a PostgreSQL role not the owner
-    monkeypatch.setattr(module, "CreateIndex", lambda *a, **k: refused)
+    _store_made_before_alembic(uri, ["ix_gb_feedback_received_at"], then=[
+        # the index's name taken: CREATE INDEX fails, as for a PostgreSQL role not the owner
+        "CREATE TABLE ix_gb_feedback_received_at (x INTEGER)"])
     store = PayloadStore(uri)
+    assert "cannot add index ix_gb_feedback_received_at" in caplog.text
     store.save_feedback(feedback_row("old", NOW - datetime.timedelta(days=31)), replace=False)
     assert store.prune_feedback(NOW) == 1
     store.close()
+
+
+def test_head_is_the_newest_revision_of_the_payload_chain() -> None:
+    assert head_revision(Schema(VERSIONS, VERSION_TABLE, LOCK_KEY)) == HEAD
 
 
 # --- the periodic path -------------------------------------------------------------------

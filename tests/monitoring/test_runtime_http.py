@@ -232,6 +232,6 @@ async def test_a_worker_that_cannot_claim_its_turn_tests_by_itself(
 
     await predict(client, rows_of(16 - digits_split[2][:100]), "no-turn")
     await runtime.payload_log.flush()
-    monkeypatch.setattr(payload_store, "claim_drift_test", unreachable)
+    monkeypatch.setattr(payload_store.coordination, "claim_drift_test", unreachable)
     snapshot = await runtime.window.tick()
     assert snapshot["window"]["rows"] == 100 and snapshot["drift"]["overall"]["is_drift"]

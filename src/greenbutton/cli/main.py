@@ -242,6 +242,7 @@ def _client(settings: Settings) -> Any:
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from ..controlplane.context import of_app
     from ..controlplane.run import run_control_plane
     from ..wiring import build_control_plane
 
@@ -251,7 +252,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     os.umask(0o077)  # everything the platform writes is its own
     settings = settings.listening(server_host=args.host, server_port=args.port)
     app = build_control_plane(settings)
-    if app.state.is_bootstrapped:  # first start; the secret itself never goes to a log
+    if of_app(app).is_bootstrapped:  # first start; the secret itself never goes to a log
         print(f"created user 'admin'; its API token is in {settings.home / 'admin.token'} "
               "(0600, read by the CLI on this machine): keep it in your secret store",
               flush=True)

@@ -14,7 +14,8 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import InvalidInput
 from ..monitoring.export import export_dataset, parse_since
-from ..monitoring.payload_store import PayloadStore, utc_now
+from ..monitoring.payload_batches import utc_now
+from ..monitoring.payload_store import PayloadStore
 from ..monitoring.prometheus import alert_rules, grafana_dashboard, render_yaml, scrape_config
 
 

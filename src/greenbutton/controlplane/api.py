@@ -5,20 +5,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..controller.loop import Controller
-from ..dataplane.encoding import JSON, media_type_of, parse_json, read_body
+from ..dataplane.encoding import read_json_body
 from ..dataplane.responses import json_response
-from ..errors import DeploymentNotFound, InvalidInput
-from ..governance.integrity import IntegrityReport, LifecycleGuard
+from ..errors import DeploymentNotFound
 from ..governance.permissions import Action, Resource
-from ..registry import Registry, Stage
+from ..registry import Stage
 from . import api_deployments, api_governance
 from .auth import authenticate, authorize, readable
+from .context import of, off_loop
 from .openapi import documented
 
 MAX_BODY_BYTES = 64 * 1024
@@ -60,16 +59,6 @@ def routes() -> list[Route]:
     ]
 
 
-def _registry(request: Request) -> Registry:
-    registry: Registry = request.app.state.registry
-    return registry
-
-
-def _controller(request: Request) -> Controller:
-    controller: Controller = request.app.state.controller
-    return controller
-
-
 def _ok(content: Any, status: int = 200) -> Response:
     return json_response(content, status)
 
@@ -82,14 +71,14 @@ def _plain(record: Any) -> dict[str, Any]:
 async def health(request: Request) -> Response:
     """The control plane answers; ``leader``: this replica runs the reconcile loop;
     ``endpoint_auth``: its endpoints need a token holding ``invoke``."""
-    leadership = getattr(request.app.state, "leadership", None)
-    return _ok({"status": "ok", "leader": bool(leadership and leadership.is_leader),
-                "endpoint_auth": bool(request.app.state.is_endpoint_auth_required)})
+    plane = of(request)
+    return _ok({"status": "ok", "leader": plane.leadership.is_leader,
+                "endpoint_auth": plane.settings.is_endpoint_auth_required})
 
 
 async def list_models(request: Request) -> Response:
     """Registered models and the versions in each stage (those the caller may read)."""
-    models = _registry(request).list_models()
+    models = await off_loop(of(request).registry.list_models)
     allowed = await readable(request, [m.name for m in models])
     return _ok({"models": [_plain(m) for m in models if m.name in allowed]})
 
@@ -97,40 +86,28 @@ async def list_models(request: Request) -> Response:
 async def list_versions(request: Request) -> Response:
     """Versions of one model."""
     await authorize(request, Resource.MODEL, Action.READ, model=request.path_params["name"])
-    versions = _registry(request).list_versions(request.path_params["name"])
+    versions = await off_loop(of(request).registry.list_versions, request.path_params["name"])
     return _ok({"versions": [_plain(v) for v in versions]})
 
 
 async def get_version(request: Request) -> Response:
     """One version, by number or by reference (``production``, ``latest``…)."""
     await authorize(request, Resource.MODEL, Action.READ, model=request.path_params["name"])
-    registry, name = _registry(request), request.path_params["name"]
-    version = registry.resolve(name, request.path_params["ref"])
-    return _ok(_plain(registry.get_version(name, version)))
+    registry, name = of(request).registry, request.path_params["name"]
+    version = await off_loop(registry.resolve, name, request.path_params["ref"])
+    return _ok(_plain(await off_loop(registry.get_version, name, version)))
 
 
 @documented(body=TransitionRequest, ok=(201, 202))
 async def transition(request: Request) -> Response:
-    """Move a version to another stage; the controller reconciles at once. With governance,
-    Staging/Production is ``Approvals.promote`` (propose, gates, approve when allowed)."""
+    """Move a version to another stage through ``Approvals.promote`` (propose, gates, approve
+    when allowed); the controller reconciles at once. The caller is recorded, not ``actor``."""
     caller = await authenticate(request)
-    media_type_of(request, frozenset({JSON}))
-    body = parse_json(await read_body(request, MAX_BODY_BYTES))
-    try:
-        wanted = TransitionRequest.model_validate(body)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
-    registry, name = _registry(request), request.path_params["name"]
-    version = registry.resolve(name, request.path_params["ref"])
-    if caller is not None:
-        return await api_governance.promote(request, caller, name, version, wanted.stage,
-                                            wanted.reason)
-    done = registry.transition(name, version, wanted.stage, actor=wanted.actor,
-                               reason=wanted.reason)
-    _controller(request).trigger()
-    return _ok({"transitions": [_plain(t) for t in done]}, status=201)
+    wanted = await read_json_body(request, TransitionRequest, MAX_BODY_BYTES)
+    name = request.path_params["name"]
+    version = await off_loop(of(request).registry.resolve, name, request.path_params["ref"])
+    return await api_governance.promote(request, caller, name, version, wanted.stage,
+                                        wanted.reason)
 
 
 async def may_invoke(request: Request) -> Response:
@@ -139,13 +116,13 @@ async def may_invoke(request: Request) -> Response:
     caller = await authorize(request, Resource.ENDPOINT, Action.INVOKE,
                              model=request.path_params["name"])
     return _ok({"model": request.path_params["name"],
-                "principal": caller.name if caller is not None else None})
+                "principal": caller.name})
 
 
 async def history(request: Request) -> Response:
     """Every transition of a model, oldest first."""
     await authorize(request, Resource.MODEL, Action.READ, model=request.path_params["name"])
-    done = _registry(request).history(request.path_params["name"])
+    done = await off_loop(of(request).registry.history, request.path_params["name"])
     return _ok({"transitions": [_plain(t) for t in done]})
 
 
@@ -153,8 +130,7 @@ async def integrity(request: Request) -> Response:
     """What the lifecycle guard found: a broken audit log (deployments frozen), stage rows and
     MLflow aliases changed behind greenbutton's back (put back)."""
     await authorize(request, Resource.AUDIT, Action.VERIFY)
-    guard: LifecycleGuard | None = getattr(request.app.state, "guard", None)
-    report = guard.report() if guard is not None else IntegrityReport()
+    report = of(request).guard.report()
     return _ok({
         "problem": report.problem,
         "checked_seq": report.checked_seq,
@@ -167,7 +143,7 @@ async def integrity(request: Request) -> Response:
 
 async def list_deployments(request: Request) -> Response:
     """What runs, in which state, at which stable URL (those the caller may read)."""
-    statuses = _controller(request).status()
+    statuses = of(request).controller.status()
     allowed = await readable(request, [s.name for s in statuses])
     return _ok({"deployments": [s.model_dump(mode="json") for s in statuses
                                 if s.name in allowed]})
@@ -177,7 +153,7 @@ async def get_deployment(request: Request) -> Response:
     """One deployment's status."""
     name = request.path_params["name"]
     await authorize(request, Resource.DEPLOYMENT, Action.READ, model=name)
-    for status in _controller(request).status():
+    for status in of(request).controller.status():
         if status.name == name:
             return _ok(status.model_dump(mode="json"))
     raise DeploymentNotFound(f"no deployment named {name!r}", field="name")

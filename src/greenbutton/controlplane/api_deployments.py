@@ -10,40 +10,37 @@ Routes (registered by ``api.routes()``)::
     POST   /api/v1/reconcile                   webhook (CI, GitOps): a reconcile pass now
 
 The recorded actor is always the authenticated caller; a body's ``actor`` is accepted for
-older clients and ignored. Spec changes, rollbacks and webhook calls are audited.
+older clients and ignored. Spec changes go through the approval workflow (checked against
+the lifecycle, four-eyes where the model's policy says so); they, rollbacks and webhook
+calls are audited.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..controller.desired import load_spec
-from ..controller.loop import Controller
 from ..controller.rollback import rollback
-from ..controller.specs import DeploySpec, check_spec_change, default_spec
-from ..dataplane.encoding import JSON, media_type_of, parse_json, read_body
+from ..controller.specs import DeploySpec, default_spec
+from ..dataplane.encoding import Body, read_json_body
 from ..dataplane.responses import json_response
-from ..errors import DeploymentNotFound, InvalidInput, NotReady, PermissionDenied
+from ..errors import DeploymentNotFound, InvalidInput, PermissionDenied
 from ..governance.access import Caller
-from ..governance.approvals import Approvals, SpecChange
+from ..governance.approvals import SpecChange
 from ..governance.permissions import Action, Permission, Resource
-from ..registry import Registry
 from ..store.governance_records import AuditEvent, RequestRecord
-from ..store.protocol import DeploymentStore, StoredDeploymentSpec
+from ..store.protocol import StoredDeploymentSpec
 from .api_governance import plain
-from .auth import access_of, authenticate, authorize
+from .auth import authenticate, authorize
+from .context import of, off_loop
 from .openapi import documented
 
 MAX_BODY_BYTES = 64 * 1024
-ANONYMOUS = "anonymous"
-"""Recorded actor when governance is not wired (bare API in tests): never a body's claim."""
-Body = TypeVar("Body", bound=BaseModel)
 
 
 class PutSpecRequest(BaseModel):
@@ -79,36 +76,8 @@ def routes() -> list[Route]:
     ]
 
 
-def _actor(caller: Caller | None) -> str:
-    return caller.name if caller is not None else ANONYMOUS
-
-
-async def _audit(request: Request, event: AuditEvent) -> None:
-    """Append ``event`` to the governance audit log (nothing when governance is not wired)."""
-    access = access_of(request)
-    if access is not None:
-        await run_in_threadpool(access.store.append_audit, [event])
-
-
-def _specs(request: Request) -> DeploymentStore:
-    specs: DeploymentStore | None = getattr(request.app.state, "deployment_store", None)
-    if specs is None:
-        raise NotReady("this control plane keeps no deployment specs")
-    return specs
-
-
-def _controller(request: Request) -> Controller:
-    controller: Controller = request.app.state.controller
-    return controller
-
-
 async def _body(request: Request, model: type[Body]) -> Body:
-    media_type_of(request, frozenset({JSON}))
-    raw = parse_json(await read_body(request, MAX_BODY_BYTES))
-    try:
-        return model.model_validate(raw)
-    except ValidationError as error:
-        raise _invalid(error) from None
+    return await read_json_body(request, model, MAX_BODY_BYTES)
 
 
 def _invalid(error: ValidationError) -> InvalidInput:
@@ -130,12 +99,12 @@ def _render(spec: DeploySpec, stored: StoredDeploymentSpec | None) -> dict[str, 
 async def get_spec(request: Request) -> Response:
     """The stored spec, or the default one of a model deployed under its own name."""
     await authorize(request, Resource.DEPLOYMENT, Action.READ,
-                    model=request.path_params["name"])  # governance (controlplane/auth.py)
+                    model=request.path_params["name"])
     name = request.path_params["name"]
-    stored = _specs(request).get_spec(name)
+    stored = await off_loop(of(request).deployments.get_spec, name)
     if stored is not None:
         return json_response(_render(load_spec(stored), stored))
-    if any(s.name == name for s in _controller(request).status()):
+    if any(s.name == name for s in of(request).controller.status()):
         return json_response(_render(default_spec(name), None))
     raise DeploymentNotFound(f"no deployment named {name!r}", field="name")
 
@@ -145,7 +114,7 @@ async def put_spec(request: Request) -> Response:
     """Validate and store a spec, the controller reconciling at once (200); under four-eyes,
     record a request for someone else to approve (202)."""
     caller = await authorize(request, Resource.DEPLOYMENT, Action.CHANGE,
-                             model=request.path_params["name"])  # governance (controlplane/auth.py)
+                             model=request.path_params["name"])
     wanted = await _body(request, PutSpecRequest)
     name = request.path_params["name"]
     try:
@@ -159,7 +128,7 @@ async def put_spec(request: Request) -> Response:
     pending = await _change(request, caller, change, wanted.reason)
     if pending is not None:
         return json_response({"request": plain(pending)}, 202)
-    stored = await run_in_threadpool(_specs(request).get_spec, name)
+    stored = await off_loop(of(request).deployments.get_spec, name)
     return json_response(_render(spec, stored))
 
 
@@ -168,10 +137,10 @@ async def delete_spec(request: Request) -> Response:
     """Forget a stored spec (a Production model falls back to its default spec); under
     four-eyes, a request (202)."""
     caller = await authorize(request, Resource.DEPLOYMENT, Action.CHANGE,
-                             model=request.path_params["name"])  # governance (controlplane/auth.py)
+                             model=request.path_params["name"])
     wanted = await _body(request, ActorRequest)
     name = request.path_params["name"]
-    stored = await run_in_threadpool(_specs(request).get_spec, name)
+    stored = await off_loop(of(request).deployments.get_spec, name)
     if stored is None:
         raise DeploymentNotFound(f"no stored spec for {name!r}", field="name")
     model = str(stored.spec.get("model", name))
@@ -183,28 +152,15 @@ async def delete_spec(request: Request) -> Response:
     return json_response({"deleted": name})
 
 
-async def _change(request: Request, caller: Caller | None, change: SpecChange,
+async def _change(request: Request, caller: Caller, change: SpecChange,
                   reason: str | None) -> RequestRecord | None:
-    """Through the approval workflow (the pending request under four-eyes, else ``None``);
-    without governance (the bare API of tests), checked and stored directly."""
-    approvals: Approvals | None = getattr(request.app.state, "approvals", None)
-    if caller is not None and approvals is not None:
-        outcome = await run_in_threadpool(approvals.change_deployment, caller, change, reason)
-        if outcome.request is not None:
-            return outcome.request
-    else:
-        registry: Registry = request.app.state.registry
-        await run_in_threadpool(lambda: check_spec_change(
-            change, registry.lifecycle_states(change.model)))
-        specs = _specs(request)
-        if change.spec is None:
-            await run_in_threadpool(lambda: specs.delete_spec(
-                change.name, actor=ANONYMOUS, expected_revision=change.expected_revision))
-        else:
-            spec = change.spec
-            await run_in_threadpool(lambda: specs.put_spec(
-                change.name, spec, actor=ANONYMOUS, expected_revision=change.expected_revision))
-    _controller(request).trigger()
+    """Through the approval workflow: the pending request under four-eyes, else ``None``
+    (applied, the controller reconciling at once)."""
+    plane = of(request)
+    outcome = await off_loop(plane.approvals.change_deployment, caller, change, reason)
+    if outcome.request is not None:
+        return outcome.request
+    plane.controller.trigger()
     return None
 
 
@@ -212,13 +168,12 @@ async def _change(request: Request, caller: Caller | None, change: SpecChange,
 async def post_rollback(request: Request) -> Response:
     """Return a model to its previous Production version (a lifecycle transition)."""
     caller = await authorize(request, Resource.DEPLOYMENT, Action.CHANGE,
-                             model=request.path_params["name"])  # governance (controlplane/auth.py)
+                             model=request.path_params["name"])
     wanted = await _body(request, ActorRequest)
-    registry: Registry = request.app.state.registry
-    name = request.path_params["name"]
-    actor = _actor(caller)
-    done = await run_in_threadpool(rollback, registry, name, actor=actor, reason=wanted.reason)
-    _controller(request).trigger()
+    plane, name = of(request), request.path_params["name"]
+    done = await off_loop(rollback, plane.registry, name, actor=caller.name,
+                          reason=wanted.reason)
+    plane.controller.trigger()
     return json_response({"transitions": [
         {"model": t.model, "version": t.version, "from_stage": t.from_stage.value,
          "to_stage": t.to_stage.value, "actor": t.actor, "reason": t.reason,
@@ -228,16 +183,17 @@ async def post_rollback(request: Request) -> Response:
 @documented(ok=(202,))
 async def post_reconcile(request: Request) -> Response:
     """Webhook: run a reconcile pass now (``deploy`` on some model, or a role implying it)."""
-    caller = await authenticate(request)  # governance (controlplane/auth.py)
-    access = access_of(request)
-    if caller is not None and access is not None:
-        def may_deploy() -> bool:
-            return access.is_allowed_to(caller, Resource.DEPLOYMENT, Action.CHANGE) or any(
-                g.permission == Permission.DEPLOY for g in access.store.list_grants(caller.name))
+    caller = await authenticate(request)
+    plane = of(request)
+    access = plane.access
 
-        if not await run_in_threadpool(may_deploy):
-            raise PermissionDenied(f"{caller.name!r} may not deploy anything")
-    await _audit(request, AuditEvent(_actor(caller), "controller.reconcile", "controller",
-                                     after={"via": "webhook"}))
-    _controller(request).trigger()
+    def may_deploy() -> bool:
+        return access.is_allowed_to(caller, Resource.DEPLOYMENT, Action.CHANGE) or any(
+            g.permission == Permission.DEPLOY for g in access.store.list_grants(caller.name))
+
+    if not await off_loop(may_deploy):
+        raise PermissionDenied(f"{caller.name!r} may not deploy anything")
+    await off_loop(access.store.append_audit, [AuditEvent(
+        caller.name, "controller.reconcile", "controller", after={"via": "webhook"})])
+    plane.controller.trigger()
     return json_response({"triggered": True}, 202)

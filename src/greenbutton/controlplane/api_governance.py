@@ -4,34 +4,31 @@ grants, policies and the audit log. Thin: parse, call ``Access``/``Approvals``, 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..dataplane.encoding import JSON, media_type_of, parse_json, read_body
+from ..dataplane.encoding import Body, read_json_body
 from ..dataplane.responses import json_response
-from ..errors import InvalidInput, NotReady
+from ..errors import InvalidInput
 from ..governance.access import Access, Caller
 from ..governance.approvals import Approvals, Outcome
 from ..governance.audit import verify_chain
 from ..governance.permissions import Action, Permission, Resource, Role
-from ..registry import Registry, Stage
+from ..registry import Stage
 from ..store.audit_seal import Anchor
 from ..store.governance_records import STATUSES
 from ..store.schema import MAX_ID
 from .auth import authenticate, authorize, readable
+from .context import of, off_loop
 from .openapi import Query, documented
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_AUDIT_PAGE = 10_000
 API = "/api/v1"
-B = TypeVar("B", bound=BaseModel)
-T = TypeVar("T")
 
 
 class _Body(BaseModel):
@@ -102,26 +99,14 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
     return {"request": request, "transitions": [plain(t) for t in outcome.transitions]}
 
 
-async def _parse(request: Request, model: type[B]) -> B:
-    media_type_of(request, frozenset({JSON}))
-    body = parse_json(await read_body(request, MAX_BODY_BYTES))
-    try:
-        return model.model_validate(body)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
+async def _parse(request: Request, model: type[Body]) -> Body:
+    return await read_json_body(request, model, MAX_BODY_BYTES)
 
 
 async def _caller(request: Request) -> tuple[Caller, Access, Approvals]:
     caller = await authenticate(request)
-    if caller is None:
-        raise NotReady("governance is not enabled on this control plane")
-    return caller, request.app.state.access, request.app.state.approvals
-
-
-async def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    return await run_in_threadpool(function, *args, **kwargs)
+    plane = of(request)
+    return caller, plane.access, plane.approvals
 
 
 async def whoami(request: Request) -> Response:
@@ -135,11 +120,10 @@ async def propose(request: Request) -> Response:
     """Propose a version for Staging/Production; gates run before this answers."""
     caller, _, approvals = await _caller(request)
     body = await _parse(request, ProposeBody)
-    registry: Registry = request.app.state.registry
     name = request.path_params["name"]
     await authorize(request, Resource.REQUEST, Action.PROPOSE, model=name)
-    version = await _call(registry.resolve, name, request.path_params["ref"])
-    record = await _call(approvals.propose, caller, name, version, body.stage, body.reason)
+    version = await off_loop(of(request).registry.resolve, name, request.path_params["ref"])
+    record = await off_loop(approvals.propose, caller, name, version, body.stage, body.reason)
     return json_response({"request": plain(record)}, 201)
 
 
@@ -147,10 +131,10 @@ async def promote(request: Request, caller: Caller, name: str, version: int, sta
                   reason: str | None) -> Response:
     """``POST …/transitions`` with governance: the green button, 201 when applied, 202 when
     the request awaits another approver."""
-    approvals: Approvals = request.app.state.approvals
-    outcome = await _call(approvals.promote, caller, name, version, stage, reason)
+    plane = of(request)
+    outcome = await off_loop(plane.approvals.promote, caller, name, version, stage, reason)
     if outcome.transitions:
-        request.app.state.controller.trigger()
+        plane.controller.trigger()
     return json_response(outcome_json(outcome), 201 if outcome.transitions else 202)
 
 
@@ -161,13 +145,13 @@ async def decide(request: Request) -> Response:
     body = await _parse(request, DecisionBody)
     request_id, decision = request.path_params["id"], request.path_params["decision"]
     if decision == "reject":
-        record = await _call(approvals.reject, caller, request_id, body.reason)
+        record = await off_loop(approvals.reject, caller, request_id, body.reason)
         return json_response({"request": plain(record), "transitions": []})
     actions = {"approve": approvals.approve, "override": approvals.override}
     if decision not in actions:
         raise InvalidInput("decision must be approve, reject or override", field="decision")
-    outcome = await _call(actions[decision], caller, request_id, body.reason)
-    request.app.state.controller.trigger()
+    outcome = await off_loop(actions[decision], caller, request_id, body.reason)
+    of(request).controller.trigger()
     return json_response(outcome_json(outcome))
 
 
@@ -176,7 +160,7 @@ async def decide(request: Request) -> Response:
 async def list_requests(request: Request) -> Response:
     """Requests the caller may read, newest first (``?model=``, ``?status=``)."""
     _, access, _ = await _caller(request)
-    found = await _call(access.store.list_requests, request.query_params.get("model"),
+    found = await off_loop(access.store.list_requests, request.query_params.get("model"),
                         request.query_params.get("status"))
     allowed = await readable(request, sorted({r.model for r in found}))
     return json_response({"requests": [plain(r) for r in found if r.model in allowed]})
@@ -185,7 +169,7 @@ async def list_requests(request: Request) -> Response:
 async def get_request(request: Request) -> Response:
     """One request with its gate results."""
     _, access, _ = await _caller(request)
-    record = await _call(access.store.get_request, request.path_params["id"])
+    record = await off_loop(access.store.get_request, request.path_params["id"])
     await authorize(request, Resource.REQUEST, Action.READ, model=record.model)
     return json_response(plain(record))
 
@@ -195,9 +179,8 @@ async def gates(request: Request) -> Response:
     _, access, _ = await _caller(request)
     name = request.path_params["name"]
     await authorize(request, Resource.MODEL, Action.READ, model=name)
-    registry: Registry = request.app.state.registry
-    version = await _call(registry.resolve, name, request.path_params["ref"])
-    found = await _call(access.store.gate_results, name, version)
+    version = await off_loop(of(request).registry.resolve, name, request.path_params["ref"])
+    found = await off_loop(access.store.gate_results, name, version)
     return json_response({"gates": [plain(g) for g in found]})
 
 
@@ -206,7 +189,7 @@ async def set_policy(request: Request) -> Response:
     """Turn four-eyes approval on or off for a model (needs ``manage``)."""
     caller, _, approvals = await _caller(request)
     body = await _parse(request, PolicyBody)
-    await _call(approvals.set_four_eyes, caller, request.path_params["name"], body.four_eyes)
+    await off_loop(approvals.set_four_eyes, caller, request.path_params["name"], body.four_eyes)
     return json_response({"four_eyes": body.four_eyes})
 
 
@@ -214,7 +197,7 @@ async def list_principals(request: Request) -> Response:
     """Every user and service account (admin)."""
     caller, access, _ = await _caller(request)
     return json_response({"principals": [plain(p) for p in
-                                         await _call(access.list_principals, caller)]})
+                                         await off_loop(access.list_principals, caller)]})
 
 
 @documented(body=PrincipalBody, ok=(201,))
@@ -222,7 +205,7 @@ async def create_principal(request: Request) -> Response:
     """Create a user or service account (admin)."""
     caller, access, _ = await _caller(request)
     body = await _parse(request, PrincipalBody)
-    created = await _call(access.create_principal, caller, body.name, body.role, body.kind)
+    created = await off_loop(access.create_principal, caller, body.name, body.role, body.kind)
     return json_response(plain(created), 201)
 
 
@@ -231,7 +214,7 @@ async def list_tokens(request: Request) -> Response:
     """Tokens' public facts: ``?principal=`` (default: the caller's own)."""
     caller, access, _ = await _caller(request)
     principal = request.query_params.get("principal", caller.name)
-    found = await _call(access.list_tokens, caller, principal)
+    found = await off_loop(access.list_tokens, caller, principal)
     return json_response({"tokens": [plain(t) for t in found]})
 
 
@@ -240,14 +223,14 @@ async def create_token(request: Request) -> Response:
     """Issue a token; its secret is in this response only."""
     caller, access, _ = await _caller(request)
     body = await _parse(request, TokenBody)
-    issued = await _call(access.issue_token, caller, body.principal, body.label)
+    issued = await off_loop(access.issue_token, caller, body.principal, body.label)
     return json_response({**plain(issued.info), "token": issued.secret}, 201)
 
 
 async def revoke_token(request: Request) -> Response:
     """Revoke a token (its owner or an admin)."""
     caller, access, _ = await _caller(request)
-    await _call(access.revoke_token, caller, request.path_params["token_id"])
+    await off_loop(access.revoke_token, caller, request.path_params["token_id"])
     return json_response({"revoked": request.path_params["token_id"]})
 
 
@@ -256,7 +239,7 @@ async def list_grants(request: Request) -> Response:
     """Per-model grants: ``?principal=`` (default: the caller's own)."""
     caller, access, _ = await _caller(request)
     principal = request.query_params.get("principal", caller.name)
-    found = await _call(access.list_grants, caller, principal)
+    found = await off_loop(access.list_grants, caller, principal)
     return json_response({"grants": [plain(g) for g in found]})
 
 
@@ -275,7 +258,7 @@ async def remove_grant(request: Request) -> Response:
 async def _change_grant(request: Request, *, is_granted: bool) -> Response:
     caller, access, _ = await _caller(request)
     body = await _parse(request, GrantBody)
-    await _call(access.change_grant, caller, body.principal, body.model, body.permission,
+    await off_loop(access.change_grant, caller, body.principal, body.model, body.permission,
                 is_granted=is_granted)
     return json_response({"grant": body.model_dump(), "is_granted": is_granted},
                          201 if is_granted else 200)
@@ -290,7 +273,7 @@ async def audit_log(request: Request) -> Response:
     await authorize(request, Resource.AUDIT, Action.READ)
     after = _bounded_int(request, "after", 0, 0, MAX_ID)
     limit = _bounded_int(request, "limit", 1000, 1, MAX_AUDIT_PAGE)
-    entries = await _call(access.store.audit_entries, after_seq=after, limit=limit)
+    entries = await off_loop(access.store.audit_entries, after_seq=after, limit=limit)
     return json_response({"entries": [plain(e) for e in entries]})
 
 
@@ -312,5 +295,5 @@ async def audit_verify(request: Request) -> Response:
     seal = access.store.seal
     anchors = [Anchor.parse(h, "?head") for h in request.query_params.getlist("head")]
     anchors += seal.anchors() if seal is not None else []
-    report = await _call(verify_chain, access.store, seal=seal, anchors=anchors)
+    report = await off_loop(verify_chain, access.store, seal=seal, anchors=anchors)
     return json_response({**plain(report), "is_intact": report.is_intact})

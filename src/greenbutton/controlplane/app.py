@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -15,12 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from .. import __version__
-from ..config import Settings
-from ..controller.leader import AlwaysLeader, Elector, Leadership, lead
-from ..controller.loop import Controller
+from ..controller.leader import lead
 from ..controller.routing.shared import SharedRoutes
-from ..controller.routing.table import RouteTable
-from ..controller.targets import Target
 from ..dataplane.guards import guard
 from ..dataplane.responses import (
     handle_greenbutton_error,
@@ -28,35 +24,24 @@ from ..dataplane.responses import (
     internal_error_response,
 )
 from ..errors import GreenbuttonError
-from ..governance.access import Access
-from ..governance.approvals import Approvals
-from ..registry import Registry
 from . import api, dashboard
+from .context import ControlPlane
 from .gateway import create_gateway
 from .openapi import openapi_route
 
 log = logging.getLogger(__name__)
 
 
-def create_control_plane(
-    settings: Settings,
-    registry: Registry,
-    controller: Controller,
-    routes: RouteTable,
-    target: Target,
-    *,
-    access: Access | None = None,
-    approvals: Approvals | None = None,
-    elector: Elector | None = None,
-    on_leadership_lost: Callable[[], None] | None = None,
-) -> Starlette:
-    """The control-plane ASGI app; its lifespan runs the reconcile loop while this replica is
-    the leader (``controller/leader.py``), then closes the target (stopping what it runs) —
-    except when other replicas may take over: they adopt what runs."""
+def create_control_plane(plane: ControlPlane) -> Starlette:
+    """The control-plane ASGI app over ``plane`` (built by ``wiring.assemble_control_plane``);
+    its lifespan runs the reconcile loop while this replica is the leader
+    (``controller/leader.py``), then closes the target (stopping what it runs) — except when
+    other replicas may take over: they adopt what runs."""
+    settings, controller, routes, target = (plane.settings, plane.controller, plane.routes,
+                                            plane.target)
+    elector, leadership = plane.elector, plane.leadership
     gateway = create_gateway(routes, settings)
-    board = dashboard.build_dashboard(settings, registry, controller, routes)
-    elector = elector or AlwaysLeader()
-    leadership = Leadership()
+    board = dashboard.build_dashboard(plane)
     # replicas on one home (local target): followers' gateways take the leader's routes
     shared = SharedRoutes(routes, settings.home / "run" / "routes.json")
 
@@ -67,7 +52,7 @@ def create_control_plane(
             loop_task = asyncio.create_task(
                 lead(elector, controller.run, stop, leadership=leadership,
                      poll_interval_s=settings.controller.leader_poll_interval_s,
-                     on_lost=on_leadership_lost,
+                     on_lost=plane.on_leadership_lost,
                      on_tick=(lambda is_leader: shared.tick(is_leader=is_leader))
                      if elector.is_shared else None), name="leader-election")
             sampling = asyncio.create_task(board.sample(stop), name="dashboard-sampling")
@@ -92,12 +77,7 @@ def create_control_plane(
         },
         lifespan=lifespan,
     )
-    app.state.registry = registry
-    app.state.controller = controller
-    app.state.leadership = leadership
-    app.state.access = access  # None: no auth (tests of the bare API); see controlplane/auth.py
-    app.state.approvals = approvals
-    app.state.is_endpoint_auth_required = settings.is_endpoint_auth_required
+    app.state.control_plane = plane  # read through context.of(request), nowhere else
     guard(app, settings.server.host)
     app.add_middleware(dashboard.CookieBearer)  # dashboard sign-in cookie → bearer token
     return app

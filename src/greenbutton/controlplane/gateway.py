@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -34,13 +34,14 @@ from ..config import Settings
 from ..controller.reconcile import check_name
 from ..controller.routing.split import is_mirrored
 from ..controller.routing.table import Lease, RouteTable
+from ..dataplane.encoding import read_body
+from ..dataplane.responses import error_response
 from ..errors import (
     DeploymentNotFound,
     GreenbuttonError,
     InvalidInput,
     NotReady,
     Overloaded,
-    PayloadTooLarge,
     RequestTimeout,
     http_status_for,
 )
@@ -114,7 +115,7 @@ def create_gateway(
         name = request.path_params["name"]
         try:
             path = _checked_path(name, request.path_params.get("path", ""))
-            body = await _read_body(request, settings.serving.max_body_bytes)
+            body = await read_body(request, settings.serving.max_body_bytes, may_be_empty=True)
             return await _forward(request, routes, name, path, body, request_id)
         except GreenbuttonError as error:
             return _error_response(error, request_id, settings)
@@ -239,20 +240,6 @@ def _raw_path(path: str, request: Request) -> bytes:
     return (raw + "?" + query if query else raw).encode("ascii")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The whole request body, refusing more than ``limit`` bytes before reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise PayloadTooLarge(f"request body above {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body above {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _forward_headers(request: Request, name: str, request_id: str) -> list[tuple[str, str]]:
     """The caller's headers minus hop-by-hop ones; ours replace any ``x-forwarded-*`` sent."""
     dropped = _HOP_BY_HOP | _connection_tokens(request.headers.getlist("connection"))
@@ -285,9 +272,10 @@ def _connection_tokens(values: list[str]) -> frozenset[str]:
 
 
 def _error_response(error: GreenbuttonError, request_id: str, settings: Settings) -> Response:
-    status = http_status_for(error)
-    body = {"error": {"type": error.type, "message": error.message, "request_id": request_id}}
-    headers = {"x-request-id": request_id}
-    if status == 503:
-        headers["retry-after"] = str(math.ceil(settings.controller.poll_interval_s))
-    return JSONResponse(body, status_code=status, headers=headers)
+    """The one error body (``type``, ``message``, ``field``, ``request_id``); a 503 says when
+    to retry: the controller's next pass."""
+    response = error_response(http_status_for(error), error.type, error.message,
+                              field=error.field, request_id=request_id,
+                              retry_after_s=math.ceil(settings.controller.poll_interval_s))
+    response.headers["x-request-id"] = request_id
+    return response

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import base64
 import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 import pandas as pd
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from ..errors import InvalidInput, MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 
 JSON = "application/json"
 CSV = "text/csv"
+Body = TypeVar("Body", bound=BaseModel)
 RENDER_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``."""
+async def read_body(request: Request, max_bytes: int, *, may_be_empty: bool = False) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``max_bytes``, and
+    with 400 when empty unless ``may_be_empty`` (a proxy passes on whatever it is sent)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -36,7 +39,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             raise PayloadTooLarge(f"body exceeds the limit of {max_bytes} bytes", field="body")
         chunks.append(chunk)
     body = b"".join(chunks)
-    if not body.strip():
+    if not may_be_empty and not body.strip():
         raise MalformedRequest("request body is empty", field="body")
     return body
 
@@ -68,6 +71,19 @@ def parse_json(body: bytes) -> Any:
             f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}",
             field="body",
         ) from None
+
+
+async def read_json_body(request: Request, model: type[Body], max_bytes: int) -> Body:
+    """A JSON request body (415 for another media type, 413 above ``max_bytes``) validated
+    into ``model``; 422 naming the first offending field (``spec.routes.0.weight``)."""
+    media_type_of(request, frozenset({JSON}))
+    body = parse_json(await read_body(request, max_bytes))
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
 
 
 def render_json(content: Any) -> bytes:

@@ -23,11 +23,13 @@ def json_response(
 
 
 def error_response(
-    status_code: int, error_type: str, message: str, *, field: str | None, request_id: str | None
+    status_code: int, error_type: str, message: str, *, field: str | None, request_id: str | None,
+    retry_after_s: int = RETRY_AFTER_S,
 ) -> Response:
-    """The error body every serving endpoint answers with."""
+    """The error body every endpoint (serving, control plane, gateway) answers with; a 503
+    carries ``Retry-After``."""
     body = {"type": error_type, "message": message, "field": field, "request_id": request_id}
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if status_code == 503 else None
+    headers = {"Retry-After": str(retry_after_s)} if status_code == 503 else None
     return json_response({"error": body}, status_code, headers)
 
 

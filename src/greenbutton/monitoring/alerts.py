@@ -163,7 +163,7 @@ def payload(rule: RuleSpec, value: float | bool, figures: Figures, fmt: str) -> 
 
 Claim = Callable[[str, str | None, str, float], bool]
 """``(model, version, rule, cooldown_s) → may this process send it now``, shared by every
-process that alerts for the model (``PayloadStore.claim_alert``)."""
+process that alerts for the model (``Coordination.claim_alert``)."""
 
 
 class Alerter:

@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..dataplane.encoding import JSON, media_type_of, parse_json, read_body
+from ..dataplane.encoding import read_json_body
 from ..dataplane.hooks import RouteDoc, document
 from ..dataplane.responses import json_response
-from ..errors import InvalidInput, ModelNotReady
+from ..errors import ModelNotReady
 from .feedback import Feedback
 
 if TYPE_CHECKING:
@@ -38,13 +38,7 @@ def post_feedback(runtime: MonitoringRuntime) -> Callable[[Request], Awaitable[R
 
     async def feedback(request: Request) -> Response:
         service = runtime.require_feedback()
-        media_type_of(request, frozenset({JSON}))
-        body = parse_json(await read_body(request, MAX_FEEDBACK_BYTES))
-        try:
-            parsed = FeedbackRequest.model_validate(body)
-        except ValidationError as error:
-            raise InvalidInput(f"invalid feedback: {error.errors()[0]['msg']}",
-                               field=".".join(map(str, error.errors()[0]["loc"]))) from None
+        parsed = await read_json_body(request, FeedbackRequest, MAX_FEEDBACK_BYTES)
         result = await service.record(Feedback(parsed.request_id, parsed.truth, parsed.reward,
                                                parsed.replace))
         return json_response({"status": "stored", **result}, status_code=201)

@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import GreenbuttonError, InvalidInput
-from .payload_store import PayloadStore, utc_now
+from .payload_batches import utc_now
+from .payload_store import PayloadStore
 
 logger = logging.getLogger(__name__)
 CHUNK_ROWS = 10_000

@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from ..errors import InvalidInput
 from .gauges import MonitoringGauges
-from .payload_store import FeedbackNotFound, LoggedPrediction, PayloadStore, utc_now
+from .payload_batches import utc_now
+from .payload_store import FeedbackNotFound, LoggedPrediction, PayloadStore
 from .performance import row_outcomes
 
 logger = logging.getLogger(__name__)

@@ -149,6 +149,11 @@ def decode(body: bytes) -> Batch:
     return Batch({name: parsed[name] for name in FIELDS}, list(parsed["column_sets"]))
 
 
+def utc_now() -> datetime.datetime:
+    """The current time in UTC."""
+    return datetime.datetime.now(datetime.UTC)
+
+
 def as_utc(moment: datetime.datetime) -> datetime.datetime:
     """``moment`` in UTC; a naive time is taken to be UTC (SQLite gives back stored times
     without their zone, written in UTC)."""

@@ -28,7 +28,9 @@ from collections.abc import Callable
 
 from ..config import MonitoringSettings
 from .gauges import MonitoringGauges
-from .payload_store import PRUNE_CHUNK_ROWS, PayloadStore, utc_now
+from .payload_batches import utc_now
+from .payload_pruning import PRUNE_CHUNK_ROWS
+from .payload_store import PayloadStore
 
 logger = logging.getLogger(__name__)
 

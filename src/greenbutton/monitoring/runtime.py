@@ -158,7 +158,7 @@ class MonitoringRuntime:
             alerter = Alerter(self.alerts,
                               is_private_allowed=self.settings.is_private_webhook_allowed,
                               on_fired=lambda m, v, r: gauges.alerts.labels(m, v or "", r).inc(),
-                              claim=self.store.claim_alert)
+                              claim=self.store.coordination.claim_alert)
         self.window = DriftWindow(
             monitors, gauges, model=model.name, version=model.version,
             size=self.settings.window_size, interval_s=self.settings.drift_interval_s,

@@ -96,7 +96,7 @@ class DriftWindow:
         claim on the next one; the snapshot."""
         await self.adopt()
         try:
-            is_mine = await asyncio.to_thread(self.store.claim_drift_test, self.model,
+            is_mine = await asyncio.to_thread(self.store.coordination.claim_drift_test, self.model,
                                               self.version, self.interval_s * CLAIM_SHARE)
         except Exception:
             logger.exception("claiming the drift test failed; testing anyway")
@@ -105,7 +105,8 @@ class DriftWindow:
 
     async def adopt(self) -> None:
         """Publish the version's stored snapshot if it tested rows newer than this worker's."""
-        stored = await asyncio.to_thread(self.store.drift_snapshot, self.model, self.version)
+        stored = await asyncio.to_thread(self.store.coordination.drift_snapshot, self.model,
+                                         self.version)
         if stored is None or (self._newest is not None and stored[0] <= self._newest):
             return
         newest, snapshot = stored
@@ -150,8 +151,8 @@ class DriftWindow:
         if self.alerter is not None:
             self.snapshot["alerts_sent"] = await self.alerter.check(figures)
         try:
-            await asyncio.to_thread(self.store.save_drift_snapshot, self.model, self.version,
-                                    self._newest, self.snapshot)
+            await asyncio.to_thread(self.store.coordination.save_drift_snapshot, self.model,
+                                    self.version, self._newest, self.snapshot)
         except Exception:  # the other workers keep publishing the last stored snapshot
             logger.exception("storing the drift test's snapshot failed")
         return self.snapshot

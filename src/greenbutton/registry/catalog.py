@@ -87,9 +87,11 @@ def model_version(client: MlflowClient, name: str, version: int) -> ModelVersion
         raise
 
 
-def model_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
-    """Every version of a registered model, by version number; ``ModelNotFound`` when absent."""
-    model = registered_model(client, name)
+def model_versions(client: MlflowClient, name: str,
+                   model: RegisteredModel | None = None) -> list[ModelVersion]:
+    """Every version of a registered model, by version number; ``ModelNotFound`` when absent
+    (``model``: the model as just read, not read again)."""
+    model = model or registered_model(client, name)
     name_filter = _name_filter(name)
     if name_filter is None:
         versions = _versions_one_by_one(client, model)

@@ -7,8 +7,9 @@ is mirrored into MLflow aliases (``production``, ``staging``) and a ``greenbutto
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from mlflow import MlflowClient
@@ -32,6 +33,10 @@ from .records import MirrorDrift, ModelSummary, VersionInfo
 logger = logging.getLogger(__name__)
 
 _STAGE_REFS = {stage.value.lower(): stage for stage in ALIASES}
+VERSION_READ_TTL_S = 2.0
+"""How long a version read from MLflow answers again: one promotion (resolve, propose,
+transition) reads it once. Stages never come from it (the store has them), and greenbutton's
+own writes to a model (its mirror) forget the model's reads."""
 
 
 class Registry:
@@ -44,9 +49,17 @@ class Registry:
         registry.resolve("digits", "production")  # -> 3
     """
 
-    def __init__(self, client: MlflowClient, store: LifecycleStore) -> None:
+    def __init__(self, client: MlflowClient, store: LifecycleStore, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._store = store
+        self._clock = clock
+        self._read: dict[tuple[str, int], tuple[float, ModelVersion]] = {}
+
+    @property
+    def client(self) -> MlflowClient:
+        """The MLflow client the lifecycle reads and mirrors to (runs are read through it)."""
+        return self._client
 
     def list_models(self) -> list[ModelSummary]:
         """Every registered model with its latest version and the versions in each stage."""
@@ -65,8 +78,19 @@ class Registry:
 
     def get_version(self, name: str, version: int) -> VersionInfo:
         """One version; ``ModelNotFound`` or ``VersionNotFound`` when absent."""
+        return _info(self._version(name, version), self._store.stage_of(name, version))
+
+    def _version(self, name: str, version: int) -> ModelVersion:
+        """MLflow's record of a version, read at most once per ``VERSION_READ_TTL_S``."""
+        now = self._clock()
+        cached = self._read.get((name, version))
+        if cached is not None and now - cached[0] < VERSION_READ_TTL_S:
+            return cached[1]
         found = model_version(self._client, name, version)
-        return _info(found, self._store.stage_of(name, version))
+        if len(self._read) > 1024:  # a long-lived control plane: keep the recent reads only
+            self._read = {k: v for k, v in self._read.items() if now - v[0] < VERSION_READ_TTL_S}
+        self._read[(name, version)] = (now, found)
+        return found
 
     def resolve(self, name: str, ref: str) -> int:
         """The version number ``ref`` means: a number, ``latest``, ``production`` or ``staging``."""
@@ -153,13 +177,17 @@ class Registry:
     def sync_mirror(self, name: str) -> list[str]:
         """Re-derive a model's MLflow aliases and stage tags from the store; idempotent."""
         model = registered_model(self._client, name)
-        return sync_model(
-            self._client,
-            name,
-            self._store.list_states(name),
-            int_aliases(model.aliases),
-            model_versions(self._client, name),
-        )
+        try:
+            return sync_model(
+                self._client,
+                name,
+                self._store.list_states(name),
+                int_aliases(model.aliases),
+                model_versions(self._client, name, model),
+            )
+        finally:  # its tags changed: the next read asks MLflow
+            for key in [k for k in self._read if k[0] == name]:
+                self._read.pop(key, None)
 
     def history(self, name: str, version: int | None = None) -> list[Transition]:
         """Recorded transitions of a model (or one version), oldest first."""

@@ -2,7 +2,7 @@
 
 Built and mounted by ``create_control_plane``::
 
-    board = dashboard.build_dashboard(settings, registry, controller, routes)
+    board = dashboard.build_dashboard(plane)
     routes=[*api.routes(), Mount("/endpoints", app=gateway), *board.routes]
     ...  # in the lifespan: asyncio.create_task(board.sample(stop))
     app.add_middleware(dashboard.CookieBearer)   # the sign-in cookie becomes a bearer token
@@ -19,17 +19,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflow import MlflowClient
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ...config import Settings
-from ...controller.loop import Controller
-from ...controller.routing.table import RouteTable
 from ...monitoring.payload_store import PayloadStore
-from ...registry import Registry
+from ..context import ControlPlane
 from . import session
 from .approvals import ApprovalsPage
 from .audit import AuditPage
@@ -57,16 +53,16 @@ class Board:
     """Run until the event is set: keeps traffic and quality history while no page is open."""
 
 
-def build_dashboard(settings: Settings, registry: Registry, controller: Controller,
-                    routes: RouteTable) -> Board:
+def build_dashboard(plane: ControlPlane) -> Board:
     """Every dashboard route (pages, live JSON, static assets) and the sampler."""
+    settings, registry, controller = plane.settings, plane.registry, plane.controller
     uri = settings.monitoring.payload_store_uri
     quality = QualityHistory(lambda: PayloadStore(uri)) if settings.monitoring.is_enabled \
         else None
-    live = LiveMetrics(routes, controller, quality)
+    live = LiveMetrics(plane.routes, controller, quality)
     sources = Sources(
-        registry=registry, controller=controller,
-        runs=RunReader(MlflowClient(settings.mlflow.tracking_uri, settings.mlflow.registry_uri)),
+        registry=registry, controller=controller, deployments=plane.deployments,
+        runs=RunReader(registry.client),
         links=MlflowLinks(settings.mlflow), live=live, logs=ServingLogs(settings))
     pages, deployment = Dashboard(sources), DeploymentPage(sources)
     return Board(routes=[

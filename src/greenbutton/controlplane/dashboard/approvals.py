@@ -11,11 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...errors import NotReady
-from ...governance.approvals import Approvals
+from ...governance.access import Caller
 from ...governance.permissions import Action, Resource
 from ...store.governance_records import RequestRecord
-from ..auth import access_of, readable
+from ..auth import readable
+from ..context import of
 from .sources import Sources
 from .templating import render
 from .viewer import can, page, viewer_of
@@ -34,9 +34,7 @@ class ApprovalsPage:
     async def show(self, request: Request) -> Response:
         """Requests the caller may read, newest first, with what the caller may do to each."""
         viewer = await viewer_of(request)
-        access = access_of(request)
-        if access is None:
-            raise NotReady("approvals need governance, which is not enabled")
+        access = of(request).access
         wanted = request.query_params.get("status", "pending")
         status = wanted if wanted in STATUSES else None
         found = await run_in_threadpool(access.store.list_requests, None, status)
@@ -49,15 +47,14 @@ class ApprovalsPage:
         return render("approvals.html", {
             **viewer.context(), "page": "approvals", "requests": shown,
             "status": status or "all", "statuses": STATUSES,
-            "can": await self._abilities(request, shown),
+            "can": await self._abilities(request, viewer.caller, shown),
             "four_eyes": await self._four_eyes(request, shown),
             "proposable": proposable,
         })
 
-    async def _abilities(self, request: Request,
+    async def _abilities(self, request: Request, caller: Caller,
                          shown: list[RequestRecord]) -> dict[str, dict[str, bool]]:
         """model → approve/override, asked once per model."""
-        caller = getattr(request.state, "caller", None)
         found: dict[str, dict[str, bool]] = {}
         for model in sorted({r.model for r in shown}):
             found[model] = {
@@ -68,8 +65,6 @@ class ApprovalsPage:
 
     async def _four_eyes(self, request: Request, shown: list[RequestRecord]) -> dict[str, bool]:
         """model → whether its proposer may not approve their own request."""
-        approvals: Approvals | None = getattr(request.app.state, "approvals", None)
-        if approvals is None:
-            return {}
+        approvals = of(request).approvals
         return {m: await run_in_threadpool(approvals.is_four_eyes, m)
                 for m in sorted({r.model for r in shown})}

@@ -8,11 +8,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...errors import NotReady
 from ...governance.audit import verify_chain
 from ...governance.permissions import Action, Resource
 from ...store.governance_records import AuditEntry
-from ..auth import access_of, authorize
+from ..auth import authorize
+from ..context import of
 from .templating import render
 from .viewer import page, viewer_of
 
@@ -30,9 +30,7 @@ class AuditPage:
         """The filtered log and whether its hash chain is intact."""
         viewer = await viewer_of(request)
         await authorize(request, Resource.AUDIT, Action.READ)
-        access = access_of(request)
-        if access is None:
-            raise NotReady("the audit log needs governance, which is not enabled")
+        access = of(request).access
         wanted = {k: request.query_params.get(k, "").strip()[:200] for k in FILTERS}
         entries = await run_in_threadpool(_newest, access.store.audit_entries)
         matching = [e for e in entries if _matches(e, wanted)]

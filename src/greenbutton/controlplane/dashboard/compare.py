@@ -19,7 +19,8 @@ from ...governance.permissions import Action, Resource
 from ...monitoring.payload_store import FeedbackSummary
 from ...registry import Stage, VersionInfo
 from ...store.governance_records import GateOutcome
-from ..auth import access_of, authorize
+from ..auth import authorize
+from ..context import of
 from .pages import not_found
 from .quality import DriftTest, parse_test
 from .runs import RunSummary
@@ -66,23 +67,22 @@ class ComparePage:
             "params": _rows([c.run.params if c.run else {} for c in columns]),
             "metrics": _rows([c.run.metrics if c.run else {} for c in columns]),
             "gate_names": sorted({g for c in columns for g in c.gates}),
-            "has_governance": access_of(request) is not None,
         })
 
     async def _column(self, request: Request, name: str, info: VersionInfo) -> Column:
         run = await run_in_threadpool(self._sources.runs.summary, info.run_id)
         column = Column(info, run, self._sources.links.run(run))
-        access = access_of(request)
-        if access is not None:
-            for outcome in await run_in_threadpool(access.store.gate_results, name, info.version):
-                column.gates[outcome.gate] = outcome  # oldest first: the latest verdict stays
+        gate_results = of(request).access.store.gate_results
+        for outcome in await run_in_threadpool(gate_results, name, info.version):
+            column.gates[outcome.gate] = outcome  # oldest first: the latest verdict stays
         quality = self._sources.live.quality
         store = await run_in_threadpool(quality.store) if quality is not None else None
         if store is not None:
             summaries = await run_in_threadpool(store.summaries)
             column.feedback = next((s for s in summaries if s.model_name == name
                                     and s.model_version == str(info.version)), None)
-            stored = await run_in_threadpool(store.drift_snapshot, name, str(info.version))
+            stored = await run_in_threadpool(store.coordination.drift_snapshot, name,
+                                             str(info.version))
             if stored is not None:
                 column.drift = parse_test(0.0, str(info.version), stored[1])
         return column

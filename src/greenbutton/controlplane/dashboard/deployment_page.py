@@ -22,7 +22,7 @@ from ..auth import authorize
 from .live_view import live_json
 from .pages import not_found
 from .rollout import spec_of, wanted_of
-from .sources import Sources, specs_of
+from .sources import Sources
 from .templating import render
 from .viewer import can, page, viewer_of
 
@@ -46,7 +46,8 @@ class DeploymentPage:
         if status is None:
             return not_found(viewer, NotFound(f"no deployment named {name!r}"))
         versions = await sources.versions(status.model)
-        spec, stored = await run_in_threadpool(spec_of, specs_of(request), name, status.model)
+        spec, stored = await run_in_threadpool(spec_of, sources.deployments, name,
+                                               status.model)
         rollout = await sources.rollout(request, status, versions)
         return render("deployment.html", {
             **viewer.context(), "page": "deployments", "status": status, "rollout": rollout,

@@ -16,7 +16,8 @@ from ...errors import NotFound
 from ...governance.permissions import Action, Resource
 from ...registry import Stage
 from ...store.governance_records import RequestRecord
-from ..auth import access_of, authorize, readable
+from ..auth import authorize, readable
+from ..context import of
 from .sources import Sources
 from .templating import render
 from .viewer import Viewer, can, page, viewer_of
@@ -114,10 +115,7 @@ async def _abilities(request: Request, viewer: Viewer, name: str) -> dict[str, b
 
 
 async def _requests(request: Request, name: str) -> list[RequestRecord]:
-    access = access_of(request)
-    if access is None:
-        return []
-    return await run_in_threadpool(access.store.list_requests, name)
+    return await run_in_threadpool(of(request).access.store.list_requests, name)
 
 
 def _latest_per_version(requests: list[RequestRecord]) -> dict[int, RequestRecord]:

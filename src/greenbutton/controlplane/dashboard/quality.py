@@ -115,7 +115,7 @@ class QualityHistory:
             return
         found = []
         for version in versions:
-            stored = store.drift_snapshot(model, version)
+            stored = store.coordination.drift_snapshot(model, version)
             if stored is None or self._newest.get((name, version)) == stored[0]:
                 continue
             test = parse_test(now_s, version, stored[1])

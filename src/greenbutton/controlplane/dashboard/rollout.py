@@ -93,11 +93,11 @@ def _close(a: dict[int, int], b: dict[int, int]) -> bool:
     return a.keys() == b.keys() and all(abs(a[v] - b[v]) <= 1 for v in a)
 
 
-def spec_of(specs: DeploymentStore | None, name: str,
+def spec_of(specs: DeploymentStore, name: str,
             model: str) -> tuple[DeploySpec | None, StoredDeploymentSpec | None]:
     """The spec deployment ``name`` follows (stored, else the default one of a model deployed
     under its own name) and the stored record (None: the default)."""
-    stored = specs.get_spec(name) if specs is not None else None
+    stored = specs.get_spec(name)
     if stored is None:
         return (default_spec(model) if name == model else None), None
     try:

@@ -30,6 +30,7 @@ class Sources:
 
     registry: Registry
     controller: Controller
+    deployments: DeploymentStore
     runs: RunReader
     links: MlflowLinks
     live: LiveMetrics
@@ -57,14 +58,8 @@ class Sources:
         """Where ``status``'s rollout stands, given the lifecycle and its spec now."""
         if versions is None:
             versions = await self.versions(status.model)
-        spec, _ = await run_in_threadpool(spec_of, specs_of(request), status.name, status.model)
+        spec, _ = await run_in_threadpool(spec_of, self.deployments, status.name, status.model)
         return rollout_of(status, wanted_of(spec, versions))
-
-
-def specs_of(request: Request) -> DeploymentStore | None:
-    """The deployment-spec store the API writes (``controlplane/api_deployments.py``), if any."""
-    specs: DeploymentStore | None = getattr(request.app.state, "deployment_store", None)
-    return specs
 
 
 def json_error(kind: str, message: str, status: int) -> Response:

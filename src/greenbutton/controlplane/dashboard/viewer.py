@@ -17,7 +17,8 @@ from starlette.responses import Response
 from ...errors import GreenbuttonError, PermissionDenied, Unauthenticated, http_status_for
 from ...governance.access import Caller
 from ...governance.permissions import Action, Resource
-from ..auth import access_of, authenticate
+from ..auth import authenticate
+from ..context import of
 from .session import signin_redirect
 from .templating import render
 
@@ -26,34 +27,28 @@ Handler = Callable[[Any, Request], Awaitable[Response]]
 
 @dataclass(frozen=True)
 class Viewer:
-    """The signed-in caller (None without governance) and the checks already made."""
+    """The signed-in caller and the checks already made."""
 
-    caller: Caller | None
-    has_governance: bool
+    caller: Caller
     can_audit: bool = False
     extra: dict[str, bool] = field(default_factory=dict)
 
     def context(self) -> dict[str, Any]:
         """What every page's header needs."""
-        return {"caller": self.caller, "can_audit": self.can_audit,
-                "has_governance": self.has_governance}
+        return {"caller": self.caller, "can_audit": self.can_audit}
 
 
-async def can(request: Request, caller: Caller | None, resource: Resource, action: Action,
+async def can(request: Request, caller: Caller, resource: Resource, action: Action,
               model: str | None = None) -> bool:
-    """Whether ``caller`` may do it; always True when governance is not wired."""
-    access = access_of(request)
-    if access is None or caller is None:
-        return True
-    return await run_in_threadpool(access.is_allowed_to, caller, resource, action, model)
+    """Whether ``caller`` may do it."""
+    return await run_in_threadpool(of(request).access.is_allowed_to, caller, resource, action,
+                                   model)
 
 
 async def viewer_of(request: Request) -> Viewer:
-    """The caller (``Unauthenticated`` without a live token when governance is on)."""
+    """The caller (``Unauthenticated`` without a live token)."""
     caller = await authenticate(request)
-    has_governance = access_of(request) is not None
-    can_audit = has_governance and await can(request, caller, Resource.AUDIT, Action.READ)
-    return Viewer(caller, has_governance, can_audit)
+    return Viewer(caller, await can(request, caller, Resource.AUDIT, Action.READ))
 
 
 def page(handler: Handler) -> Handler:
@@ -78,5 +73,5 @@ def page(handler: Handler) -> Handler:
 
 def _error_page(title: str, error: GreenbuttonError, status: int) -> Response:
     return render("error.html", {"page": "", "caller": None, "can_audit": False,
-                                 "has_governance": True, "title": title,
+                                 "title": title,
                                  "message": error.message}, status=status)
