@@ -211,3 +211,15 @@ def test_to_frame_bad_binary_or_datetime_raises(row: list[str], field: str) -> N
     with pytest.raises(SchemaMismatch) as error:
         RequestSchema.from_mlflow(schema, max_rows=10).to_frame({"inputs": [row]})
     assert field_of(error) == f"inputs[0].{field}"
+
+
+def test_tensor_signature_rows_become_one_array_of_its_dtype() -> None:
+    from mlflow.types.schema import TensorSpec
+
+    schema = Schema([TensorSpec(np.dtype(np.float32), (-1, 3))])
+    request = RequestSchema.from_mlflow(schema, max_rows=10)
+    data, _, values = request.parse({"inputs": [[1, 2.5, 3], [4, 5, 6]]})
+    assert isinstance(data, np.ndarray) and data.dtype == np.float32 and data.shape == (2, 3)
+    assert values is data
+    frame, _ = request.to_frame({"inputs": [[1, 2.5, 3]]})  # /explain takes a frame
+    assert isinstance(frame, pd.DataFrame) and frame.shape == (1, 3)

@@ -130,7 +130,51 @@ async def test_invocations_hands_the_parsed_rows_to_the_sinks(
         assert response.status_code == 200
     split, columns, by_records = (r.values for r in records)
     # built from one array: the sinks log it as it is, with no conversion from the frame
-    assert split is not None and columns is not None
-    np.testing.assert_array_equal(split, frame.to_numpy())
-    np.testing.assert_array_equal(columns, frame.to_numpy())
-    assert by_records is None  # MLflow's own parser built that frame
+    assert split is not None and columns is not None and by_records is not None
+    for values in (split, columns, by_records):
+        np.testing.assert_array_equal(values, frame.to_numpy())
+
+
+NULL_BODIES: dict[str, Callable[[pd.DataFrame], Any]] = {
+    **FORMATS,
+    "nan_literal": lambda frame: json.dumps(FORMATS["dataframe_split"](frame)),  # NaN, not null
+    "csv": lambda frame: frame.to_csv(index=False),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(NULL_BODIES))
+async def test_invocations_null_in_required_column_rejected_naming_it(
+    client: httpx.AsyncClient, digits_frame: pd.DataFrame, shape: str
+) -> None:
+    frame = digits_frame[:2].astype(object)
+    frame.loc[1, "pixel_3"] = float("nan") if shape in ("nan_literal", "csv") else None
+    body = NULL_BODIES[shape](frame)
+    if isinstance(body, dict):
+        response = await client.post("/invocations", json=body)
+    else:
+        media_type = "text/csv" if shape == "csv" else "application/json"
+        response = await client.post("/invocations", content=body,
+                                     headers={"content-type": media_type})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "pixel_3"
+
+
+async def test_predict_null_in_required_column_rejected_naming_it(
+    client: httpx.AsyncClient, digits_frame: pd.DataFrame
+) -> None:
+    rows = digits_frame[:1].to_dict(orient="records")
+    rows[0]["pixel_3"] = None
+    response = await client.post("/predict", json={"inputs": rows})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"].endswith(".pixel_3")
+
+
+async def test_invocations_enforcement_error_names_the_problem_not_the_data(
+    client: httpx.AsyncClient, digits_frame: pd.DataFrame
+) -> None:
+    # rows without names: MLflow's parser accepts them, its enforcement misses every column
+    response = await client.post("/invocations", json={"inputs": digits_frame[:50].values.tolist()})
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert "missing inputs" in message
+    assert len(message) < 600 and "rows x" not in message

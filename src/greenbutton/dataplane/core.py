@@ -32,6 +32,8 @@ costs more than the call, and waiting for the GIL between threads makes the late
 Scored = tuple[Any, dict[str, list[Any]]]
 """Predictions and each annotator's values."""
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+MAX_REASON_CHARS = 400
+"""Longest error detail a client gets back from MLflow's parsing or enforcement."""
 
 
 def request_id_from(header: str | None) -> str:
@@ -212,6 +214,8 @@ class DataPlane:
         gets them anyway: a batch is annotated whole, in the model's thread.
         """
         model = self.model
+        if model.nulls is not None:
+            model.nulls.check(frame, values)
         received_at = utc_now()
         started = time.perf_counter()
         predictions, annotations = await self._call(frame, params, with_annotations, values)
@@ -322,4 +326,15 @@ class DataPlane:
 
 
 def _mismatch(error: MlflowException) -> SchemaMismatch:
-    return SchemaMismatch(f"input does not match the model signature: {error.message}")
+    # PyFuncModel.predict wraps the enforcement error in a message that prints the whole
+    # input (a DataFrame of every row); the error it wraps says what is wrong
+    inner = error.__context__ if isinstance(error.__context__, Exception) else error
+    return SchemaMismatch(f"input does not match the model signature: {mlflow_reason(inner)}")
+
+
+def mlflow_reason(error: BaseException) -> str:
+    """What MLflow (or pandas under it) says is wrong, cut to a readable length."""
+    reason = error.message if isinstance(error, MlflowException) else str(error)
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    return reason

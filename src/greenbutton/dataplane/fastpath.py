@@ -3,9 +3,10 @@
 ``PyFuncModel.predict`` checks every column of every call against the signature, which for
 a 64-column model costs several times the prediction itself. :class:`FastConformer`
 handles the common case in one vectorised step: a column signature whose columns all have
-the same numeric or boolean type, and a DataFrame holding those columns with dtypes that
-cast safely. Anything else returns None and goes through MLflow's own enforcement, so
-errors and edge cases keep MLflow's exact behaviour.
+a numeric or boolean type, and a DataFrame holding those columns with dtypes that cast
+safely. :class:`TensorConformer` does the same for one unnamed tensor and a NumPy array
+already of its dtype and shape. Anything else returns None and goes through MLflow's own
+enforcement, so errors and edge cases keep MLflow's exact behaviour.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlflow.types.schema import ColSpec, DataType, Schema
+from mlflow.types.schema import ColSpec, DataType, Schema, TensorSpec
 
 FAST_TYPES: dict[DataType, np.dtype[Any]] = {
     DataType.boolean: np.dtype(bool),
@@ -26,11 +27,13 @@ FAST_TYPES: dict[DataType, np.dtype[Any]] = {
 
 
 class FastConformer:
-    """Casts a plainly valid DataFrame to the signature's columns and dtype, else says None."""
+    """Casts a plainly valid DataFrame to the signature's columns and dtypes, else says None."""
 
-    def __init__(self, names: list[str], dtype: np.dtype[Any]) -> None:
+    def __init__(self, names: list[str], dtypes: list[np.dtype[Any]]) -> None:
         self.names = names
-        self.dtype = dtype
+        self.dtypes = dtypes
+        self.dtype = dtypes[0] if len(set(dtypes)) == 1 else None
+        """The one dtype of every column, or None when the columns' types differ."""
         self._name_index = pd.Index(names)
         self._name_set = frozenset(names)
 
@@ -50,16 +53,13 @@ class FastConformer:
         specs = schema.inputs
         if not all(isinstance(s, ColSpec) and s.required for s in specs):
             return None
-        types = {s.type for s in specs}
-        if len(types) != 1:
+        types = [s.type for s in specs]
+        if not all(isinstance(t, DataType) and t in FAST_TYPES for t in types):
             return None
-        only = types.pop()
-        if not isinstance(only, DataType) or only not in FAST_TYPES:
-            return None
-        return cls([str(s.name) for s in specs], FAST_TYPES[only])
+        return cls([str(s.name) for s in specs], [FAST_TYPES[t] for t in types])  # type: ignore[index]
 
     def conform(self, frame: pd.DataFrame, *, is_parsed: bool = False) -> pd.DataFrame | None:
-        """``frame`` with exactly the signature's columns in the signature's dtype, or None.
+        """``frame`` with exactly the signature's columns in the signature's dtypes, or None.
 
         ``is_parsed``: the frame was just parsed from JSON, where MLflow's parser itself casts
         integers to a float column's type, so any integer dtype is accepted for floats.
@@ -68,68 +68,63 @@ class FastConformer:
             if not self._name_set <= set(frame.columns):
                 return None
             frame = frame[self.names]
-        dtypes = set(frame.dtypes)
-        if dtypes == {self.dtype}:
+        actual = list(frame.dtypes)
+        if actual == self.dtypes:
             return frame
-        if not all(self._casts_safely(dtype, is_parsed) for dtype in dtypes):
+        pairs = zip(actual, self.dtypes, strict=True)
+        if not all(_casts_safely(have, want, is_parsed) for have, want in pairs):
             return None
-        return frame.astype(self.dtype)
-
-    def _casts_safely(self, dtype: Any, is_parsed: bool) -> bool:
-        if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
-            return False
-        if (dtype.kind == "b") != (self.dtype.kind == "b"):
-            return False  # booleans are never numbers here, nor numbers booleans
-        if dtype.kind in "iu" and self.dtype.kind == "f":
-            # MLflow refuses int64 -> float64 at predict time (precision), casts when parsing
-            return is_parsed or dtype.itemsize < self.dtype.itemsize
-        return bool(np.can_cast(dtype, self.dtype, casting="safe"))
+        if self.dtype is not None:
+            return frame.astype(self.dtype)
+        return frame.astype(dict(zip(self.names, self.dtypes, strict=True)))
 
 
-Built = tuple[pd.DataFrame, np.ndarray | None]
-"""A conformed frame and, when the frame holds it as it is, the array of its rows."""
+def _casts_safely(dtype: Any, target: np.dtype[Any], is_parsed: bool) -> bool:
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
+        return False
+    if (dtype.kind == "b") != (target.kind == "b"):
+        return False  # booleans are never numbers here, nor numbers booleans
+    if dtype.kind in "iu" and target.kind == "f":
+        # MLflow refuses int64 -> float64 at predict time (precision), casts when parsing
+        return is_parsed or dtype.itemsize < target.itemsize
+    return bool(np.can_cast(dtype, target, casting="safe"))
 
 
-def frame_from_split(split: Any, conformer: FastConformer) -> Built | None:
-    """A ``dataframe_split`` of plain numbers as a conformed DataFrame, built in one block."""
-    if not isinstance(split, dict) or set(split) - {"columns", "data", "index"}:
-        return None
-    columns, data = split.get("columns"), split.get("data")
-    if not isinstance(columns, list) or not isinstance(data, list) or not data:
-        return None
-    try:
-        array = np.asarray(data)
-    except ValueError:  # ragged rows
-        return None
-    if array.ndim != 2 or array.shape[1] != len(columns) or array.dtype.kind not in "iuf":
-        return None
-    index = split.get("index")
-    if index is not None and (not isinstance(index, list) or len(index) != len(array)):
-        return None
-    frame = pd.DataFrame(array, columns=conformer.index_for(columns), index=index)
-    return _conformed(frame, array, conformer)
+class TensorConformer:
+    """Passes a NumPy array that already matches one unnamed tensor spec, else says None.
 
+    The same check as MLflow's ``_enforce_tensor_spec``: equal dtype, equal shape except
+    where the spec says -1.
+    """
 
-def frame_from_columns(columns: Any, conformer: FastConformer) -> Built | None:
-    """``inputs``/``instances`` given as ``{column: [values]}`` as a conformed DataFrame."""
-    if not isinstance(columns, dict) or not columns:
-        return None
-    if not all(isinstance(v, list) for v in columns.values()):
-        return None
-    try:
-        array = np.asarray(list(columns.values()))
-    except ValueError:  # columns of different lengths
-        return None
-    if array.ndim != 2 or array.dtype.kind not in "iuf":
-        return None
-    frame = pd.DataFrame(array.T, columns=conformer.index_for(list(columns)))
-    return _conformed(frame, array.T, conformer)
+    def __init__(self, dtype: np.dtype[Any], shape: tuple[int, ...]) -> None:
+        self.dtype = dtype
+        self.shape = shape
 
+    @classmethod
+    def from_schema(cls, schema: Schema | None) -> TensorConformer | None:
+        """A conformer for a schema of one unnamed numeric tensor, else None."""
+        if schema is None or not schema.is_tensor_spec() or schema.has_input_names():
+            return None
+        if len(schema.inputs) != 1:
+            return None
+        spec = schema.inputs[0]
+        if not isinstance(spec, TensorSpec) or spec.type.kind not in "biuf":
+            return None
+        return cls(spec.type, tuple(spec.shape))
 
-def _conformed(frame: pd.DataFrame, rows: np.ndarray, conformer: FastConformer) -> Built | None:
-    # ``rows`` stays the frame's array only when conforming changed nothing (no cast, no
-    # reordered columns); sinks then log it without converting the frame back
-    conformed = conformer.conform(frame, is_parsed=True)
-    if conformed is None:
-        return None
-    return conformed, rows if conformed is frame else None
+    def conform(self, array: Any) -> np.ndarray | None:
+        """``array`` when MLflow's enforcement would hand it to the model unchanged; for a
+        DataFrame of two columns or more, its values, as MLflow's enforcement takes them."""
+        if isinstance(array, pd.DataFrame):
+            rows, width = array.shape
+            if width < 2 or rows == 0 or self.shape != (-1, width):
+                return None  # MLflow reshapes one column and refuses the rest
+            array = array.to_numpy()
+        if not isinstance(array, np.ndarray) or array.dtype != self.dtype:
+            return None
+        if array.ndim != len(self.shape):
+            return None
+        if any(want not in (-1, have) for want, have in zip(self.shape, array.shape, strict=True)):
+            return None
+        return array

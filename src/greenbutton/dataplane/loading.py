@@ -25,7 +25,9 @@ from ..calls import ModelCalls
 from ..config import MlflowSettings
 from ..errors import InvalidInput, ModelNotFound
 from ..registry.tracking import open_mlflow
-from .fastpath import FastConformer
+from .fastparse import ScoringParser
+from .fastpath import FastConformer, TensorConformer
+from .nulls import NullCheck
 
 UNREGISTERED_NAME = "model"
 """Name a model answers as when its URI is not a ``models:/`` registry URI."""
@@ -40,6 +42,12 @@ class ServedModel:
     version: str | None
     conformer: FastConformer | None = field(init=False, repr=False)
     """Fast path past MLflow's schema enforcement for plainly valid DataFrames (or None)."""
+    tensor: TensorConformer | None = field(init=False, repr=False)
+    """Fast path past MLflow's enforcement for arrays already of the tensor spec (or None)."""
+    parser: ScoringParser | None = field(init=False, repr=False)
+    """Builds MLflow scoring payloads into model input in vectorised steps (or None)."""
+    nulls: NullCheck | None = field(init=False, repr=False)
+    """Refuses nulls the signature does not allow (None without a signature)."""
     calls: ModelCalls = field(init=False, repr=False, compare=False,
                               default_factory=ModelCalls)
     """The :meth:`predict` calls running now (watched by :mod:`.watchdog`)."""
@@ -52,20 +60,33 @@ class ServedModel:
             or not hasattr(self.pyfunc, "_predict_fn")
         )
         schema = metadata.get_input_schema()  # type: ignore[no-untyped-call]
-        conformer = FastConformer.from_schema(schema) if is_plain else None
-        object.__setattr__(self, "conformer", conformer)
+        fast = {
+            "conformer": FastConformer.from_schema(schema),
+            "tensor": TensorConformer.from_schema(schema),
+            "parser": ScoringParser.from_schema(schema),
+            "nulls": NullCheck.from_schema(schema),  # type-hinted models check their own input
+        }
+        for name, value in fast.items():
+            object.__setattr__(self, name, value if is_plain else None)
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """The model's predictions; plainly valid DataFrames skip MLflow's slower enforcement."""
         token = self.calls.begin()
         try:
-            if params is None and self.conformer is not None and isinstance(data, pd.DataFrame):
-                conformed = self.conformer.conform(data)
+            if params is None:
+                conformed = self._conformed(data)
                 if conformed is not None:
                     return self.pyfunc._predict_fn(conformed)  # what PyFuncModel.predict calls
             return self.pyfunc.predict(data, params=params)
         finally:
             self.calls.end(token)
+
+    def _conformed(self, data: Any) -> Any:
+        if self.conformer is not None and isinstance(data, pd.DataFrame):
+            return self.conformer.conform(data)
+        if self.tensor is not None:
+            return self.tensor.conform(data)
+        return None
 
     @property
     def input_example(self) -> Any:

@@ -189,7 +189,7 @@ async def openapi_json(request: Request) -> Response:
 
 
 async def docs(request: Request) -> Response:
-    """``GET /docs``: Swagger UI from the locally mounted swagger_ui_bundle files.
+    """``GET /docs``: Swagger UI 5 (reads OpenAPI 3.1) from the locally mounted swagger_ui_bundle.
 
     Links are relative, so the page also works behind the gateway's ``/endpoints/<name>/``.
     """

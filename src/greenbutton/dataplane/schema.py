@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
-from mlflow.types.schema import DataType, ParamSchema, Schema
+from mlflow.types.schema import DataType, ParamSchema, Schema, TensorSpec
 
 from ..errors import PayloadTooLarge, SchemaMismatch
 
@@ -124,13 +124,29 @@ class Column:
             raise self._mismatch(index, "expected an ISO 8601 date-time") from None
 
 
+def _numeric_matrix(schema: Schema | None) -> TensorSpec | None:
+    # a (-1, n) numeric tensor with n >= 2, the spec a NumPy table's input example gives
+    if schema is None or not schema.is_tensor_spec() or schema.has_input_names():
+        return None
+    spec = schema.inputs[0]
+    if len(schema.inputs) != 1 or not isinstance(spec, TensorSpec):
+        return None
+    shape = tuple(spec.shape)
+    if len(shape) != 2 or shape[0] != -1 or shape[1] < 2 or spec.type.kind not in "iuf":
+        return None
+    return spec
+
+
 class RequestSchema:
     """Validates ``/predict`` requests against a column signature and builds model input."""
 
     def __init__(
-        self, columns: Sequence[Column] | None, *, params: ParamSchema | None, max_rows: int
+        self, columns: Sequence[Column] | None, *, params: ParamSchema | None, max_rows: int,
+        tensor: TensorSpec | None = None,
     ) -> None:
         self.columns = list(columns) if columns is not None else None
+        self.tensor = tensor
+        """One unnamed 2-D numeric tensor (a NumPy input example): rows are arrays of numbers."""
         self.params = params
         self.max_rows = max_rows
         names = [column.name for column in self.columns or ()]
@@ -149,7 +165,7 @@ class RequestSchema:
     ) -> RequestSchema:
         """Columns from an MLflow ColSpec schema; tensor or missing signatures accept any row."""
         if schema is None or schema.is_tensor_spec() or not schema.has_input_names():
-            return cls(None, params=params, max_rows=max_rows)
+            return cls(None, params=params, max_rows=max_rows, tensor=_numeric_matrix(schema))
         columns = [
             Column(
                 str(spec.name),
@@ -163,13 +179,18 @@ class RequestSchema:
     def to_frame(self, payload: Any) -> tuple[pd.DataFrame, dict[str, Any] | None]:
         """The request's rows as a typed DataFrame, and its params; raises SchemaMismatch."""
         frame, params, _ = self.parse(payload)
-        return frame, params
+        return (frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)), params
 
     def parse(self, payload: Any
-              ) -> tuple[pd.DataFrame, dict[str, Any] | None, np.ndarray | None]:
+              ) -> tuple[pd.DataFrame | np.ndarray, dict[str, Any] | None, np.ndarray | None]:
         """:meth:`to_frame`, and the rows as the one numeric array the frame was built from
-        when every column has the same numeric type (else None)."""
+        when every column has the same numeric type (else None). For a 2-D tensor signature,
+        rows of plain numbers come back as one array of its dtype, not a frame."""
         rows, params = self._split(payload)
+        if self.columns is None and self.tensor is not None:
+            matrix = self._tensor_matrix(rows)
+            if matrix is not None:  # the array itself, as /invocations hands it the model
+                return matrix, params, matrix
         if self.columns is None:
             first = rows[0]
             return (
@@ -186,6 +207,20 @@ class RequestSchema:
             values = list(zip(*records, strict=True))
         data = {c.name: c.to_array(v) for c, v in zip(self.columns, values, strict=True)}
         return pd.DataFrame(data, columns=names), params, None
+
+    def _tensor_matrix(self, rows: list[Any]) -> np.ndarray | None:
+        # rows of plain numbers of the tensor's width, else the general path below
+        assert self.tensor is not None
+        width = self.tensor.shape[1]
+        if not all(type(row) is list and len(row) == width for row in rows):
+            return None
+        kinds = set(map(type, chain.from_iterable(rows)))
+        if not kinds <= ({int, float} if self.tensor.type.kind == "f" else {int}):
+            return None
+        try:
+            return np.array(rows, dtype=self.tensor.type)
+        except OverflowError:
+            return None
 
     def _split(self, payload: Any) -> tuple[list[Any], dict[str, Any] | None]:
         if not isinstance(payload, dict):

@@ -1,0 +1,237 @@
+"""MLflow's scoring parser and greenbutton's agree on the model's input, or both refuse it.
+
+Hypothesis draws a signature (named columns, one unnamed tensor, or none), rows of JSON
+values around it (integers, floats, booleans, nulls, NaN, strings, out-of-range integers)
+and one MLflow input format. MLflow's side is its scoring server's parser followed by the
+schema enforcement ``PyFuncModel.predict`` runs; greenbutton's is the ``/invocations``
+parser (fast path first), the null check and the conformers before ``_predict_fn``. The one
+deliberate difference: a null where the signature requires a value is refused (MLflow hands
+it on as NaN), so the oracle refuses those too.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from mlflow.exceptions import MlflowException
+from mlflow.models.utils import _enforce_schema
+from mlflow.pyfunc import scoring_server
+from mlflow.types.schema import ColSpec, Schema, TensorSpec
+
+from greenbutton.dataplane.fastparse import ScoringParser
+from greenbutton.dataplane.fastpath import FastConformer, TensorConformer
+from greenbutton.dataplane.nulls import NullCheck
+from greenbutton.dataplane.protocols.mlflow import parse_scoring_json
+from greenbutton.errors import InvalidInput
+
+COLUMN_TYPES = ["boolean", "integer", "long", "float", "double"]
+TENSOR_TYPES = [np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.int64)]
+FORMATS = ["split", "split_unnamed", "split_shuffled", "records", "inputs_columns",
+           "inputs_rows", "instances_columns", "instances_records", "instances_rows"]
+REFUSED = object()
+CELLS = st.one_of(
+    st.integers(-(2**31), 2**31),
+    # JSON integers past 64 bits are read as floats (orjson, like most JSON readers), where
+    # MLflow's json.loads keeps them exact: the one input greenbutton reads differently
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.floats(-1e6, 1e6).map(lambda x: round(x, 2)),
+    st.booleans(),
+    st.none(),
+    st.just(float("nan")),
+    st.sampled_from(["1.5", "x"]),
+)
+COLUMN_CELLS = {  # mostly the column's own kind, sometimes anything
+    "boolean": st.booleans(),
+    "integer": st.integers(-(2**31), 2**31 - 1),
+    "long": st.integers(-(2**63), 2**63 - 1),
+    "float": st.one_of(st.floats(-1e30, 1e30), st.integers(-(2**40), 2**40)),
+    "double": st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                        st.integers(-(2**62), 2**62)),
+}
+
+
+@st.composite
+def signatures(draw: st.DrawFn) -> tuple[Schema | None, list[str], list[str]]:
+    """A schema, its column names and, per column, the type that draws its cells."""
+    kind = draw(st.sampled_from(["columns", "tensor", "none"]))
+    width = draw(st.integers(1, 4))
+    names = [f"c{i}" for i in range(width)]
+    if kind == "columns":
+        types = [draw(st.sampled_from(COLUMN_TYPES)) for _ in names]
+        has_optional = draw(st.integers(0, 4)) == 0
+        specs = [ColSpec(t, n, required=not (has_optional and draw(st.booleans())))
+                 for t, n in zip(types, names, strict=True)]
+        return Schema(specs), names, types  # type: ignore[arg-type]
+    dtype = draw(st.sampled_from(TENSOR_TYPES))
+    cell_type = {"f": "double", "i": "long"}[dtype.kind]
+    if kind == "tensor":
+        return Schema([TensorSpec(dtype, (-1, width))]), names, [cell_type] * width
+    return None, names, [cell_type] * width
+
+
+@st.composite
+def payloads(draw: st.DrawFn) -> tuple[Schema | None, dict[str, Any]]:
+    """A signature and one scoring request drawn around it."""
+    schema, names, types = draw(signatures())
+    rows_n = draw(st.integers(1, 3))
+    is_clean = draw(st.integers(0, 4)) < 3  # the values the signature asks for, most often
+    cells = [COLUMN_CELLS[t] if is_clean else st.one_of(COLUMN_CELLS[t], CELLS) for t in types]
+    rows = [[draw(c) for c in cells] for _ in range(rows_n)]
+    if draw(st.integers(0, 3)) == 0:
+        names = [*names, "extra"]
+        rows = [[*row, draw(CELLS)] for row in rows]
+    shape = draw(st.sampled_from(FORMATS))
+    columns = {n: [row[i] for row in rows] for i, n in enumerate(names)}
+    records = [dict(zip(names, row, strict=True)) for row in rows]
+    if shape == "split":
+        body: Any = {"dataframe_split": {"columns": names, "data": rows}}
+        if draw(st.booleans()):
+            body["dataframe_split"]["index"] = list(range(10, 10 + rows_n))
+    elif shape == "split_unnamed":
+        body = {"dataframe_split": {"data": rows}}
+    elif shape == "split_shuffled":
+        order = draw(st.permutations(range(len(names))))
+        body = {"dataframe_split": {"columns": [names[i] for i in order],
+                                    "data": [[row[i] for i in order] for row in rows]}}
+    elif shape == "records":
+        body = {"dataframe_records": records}
+    elif shape == "inputs_columns":
+        body = {"inputs": columns}
+    elif shape == "inputs_rows":
+        body = {"inputs": rows}
+    elif shape == "instances_columns":
+        body = {"instances": columns}
+    elif shape == "instances_records":
+        body = {"instances": records}
+    else:
+        body = {"instances": rows}
+    return schema, body
+
+
+def mlflow_input(schema: Schema | None, body: dict[str, Any]) -> Any:
+    """What MLflow's scoring server hands ``_predict_fn``, or REFUSED."""
+    try:
+        decoded = json.loads(json.dumps(body))  # as the server reads it
+        data = scoring_server.infer_and_parse_data(decoded, schema)  # type: ignore[arg-type]
+        enforced = _enforce_schema(data, schema) if schema is not None else data
+    except (MlflowException, ValueError, TypeError, KeyError, OverflowError):
+        return REFUSED
+    return REFUSED if _has_refused_null(enforced, schema) else enforced
+
+
+def _has_refused_null(data: Any, schema: Schema | None) -> bool:
+    # written from the rule, not from greenbutton's NullCheck
+    if schema is None:
+        return False
+    if isinstance(data, pd.DataFrame):
+        required = set(schema.required_input_names()) if schema.has_input_names() else None
+        return any(bool(data[c].isna().any()) for c in data.columns
+                   if required is None or c in required)
+    array = np.asarray(data)
+    return array.dtype.kind == "f" and bool(np.isnan(array).any())
+
+
+def greenbutton_input(schema: Schema | None, body: dict[str, Any]) -> Any:
+    """What greenbutton hands ``_predict_fn`` for the same request, or REFUSED."""
+    encoded = json.dumps(body).encode()
+    try:
+        data, _, values = parse_scoring_json(encoded, schema,
+                                             parser=ScoringParser.from_schema(schema))
+        checker = NullCheck.from_schema(schema)
+        if checker is not None:
+            checker.check(data, values)
+        conformed = _conformed(schema, data)
+        if conformed is not None:
+            return conformed
+        return _enforce_schema(data, schema) if schema is not None else data
+    except (InvalidInput, MlflowException, ValueError, TypeError, KeyError, OverflowError):
+        return REFUSED
+
+
+def _conformed(schema: Schema | None, data: Any) -> Any:
+    # the fast checks ServedModel.predict makes before calling _predict_fn itself
+    columns, tensor = FastConformer.from_schema(schema), TensorConformer.from_schema(schema)
+    if columns is not None and isinstance(data, pd.DataFrame):
+        return columns.conform(data)
+    return tensor.conform(data) if tensor is not None else None
+
+
+def assert_same_input(expected: Any, actual: Any) -> None:
+    """Equal values, dtypes, columns and index; or both refused."""
+    if expected is REFUSED or actual is REFUSED:
+        assert expected is actual, f"mlflow: {expected!r}\ngreenbutton: {actual!r}"
+    elif isinstance(expected, pd.DataFrame):
+        assert isinstance(actual, pd.DataFrame)
+        pd.testing.assert_frame_equal(actual, expected, check_exact=True,
+                                      check_column_type=False)
+    elif isinstance(expected, dict):
+        assert isinstance(actual, dict) and actual.keys() == expected.keys()
+        for name in expected:
+            assert_same_input(np.asarray(expected[name]), np.asarray(actual[name]))
+    else:
+        expected, actual = np.asarray(expected), np.asarray(actual)
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape
+        pd.testing.assert_series_equal(pd.Series(actual.ravel()), pd.Series(expected.ravel()),
+                                       check_exact=True)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_mlflow() -> Any:
+    # MLflow logs a warning for every extra column; hundreds of examples drown the report
+    logger = logging.getLogger("mlflow.models.utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payloads())
+def test_greenbutton_and_mlflow_parse_to_the_same_model_input(
+    drawn: tuple[Schema | None, dict[str, Any]],
+) -> None:
+    schema, body = drawn
+    note(f"schema={schema!r} body={body!r}")
+    with warnings.catch_warnings():  # pandas' cast warnings: production does not raise them
+        warnings.simplefilter("ignore")
+        expected = mlflow_input(schema, body)
+        actual = greenbutton_input(schema, body)
+    assert_same_input(expected, actual)
+
+
+COLUMNS = Schema([ColSpec("double", "a"), ColSpec("long", "b")])
+TENSOR = Schema([TensorSpec(np.dtype(np.float64), (-1, 2))])
+ROWS = [[1.5, 2], [3.0, 4]]
+
+
+@pytest.mark.parametrize(("schema", "body"), [
+    (COLUMNS, {"dataframe_split": {"columns": ["a", "b"], "data": ROWS}}),
+    (COLUMNS, {"dataframe_split": {"columns": ["b", "a"], "data": [[2, 1.5]], "index": [7]}}),
+    (COLUMNS, {"dataframe_records": [{"a": 1.5, "b": 2}, {"b": 4, "a": 3.0}]}),
+    (COLUMNS, {"inputs": {"a": [1.5, 3.0], "b": [2, 4]}}),
+    (COLUMNS, {"instances": [{"a": 1.5, "b": 2}]}),
+    (TENSOR, {"inputs": ROWS}),
+    (TENSOR, {"instances": ROWS}),
+    (TENSOR, {"dataframe_split": {"data": ROWS}}),
+    (TENSOR, {"dataframe_split": {"columns": ["x", "y"], "data": ROWS}}),
+    (TENSOR, {"dataframe_records": [{"x": 1.5, "y": 2}]}),
+])
+def test_plain_numbers_take_the_fast_path_in_every_format(
+    schema: Schema, body: dict[str, Any]
+) -> None:
+    parser = ScoringParser.from_schema(schema)
+    assert parser is not None
+    (input_format, value), = body.items()
+    built = parser.parse(input_format, copy.deepcopy(value))
+    assert built is not None
+    assert_same_input(mlflow_input(schema, body), _conformed(schema, built[0]))
