@@ -367,8 +367,10 @@ def test_serving_log_shows_each_version(team: Team, page: Any) -> None:
     ensure_split(team)
     sign_in(page, team, "victor", "/deployments/wine")
     for version in ("1", "2"):
-        expect(page.locator(f"pre.log[data-log-version='{version}']")).to_contain_text(
-            "Application startup complete", timeout=15_000)
+        for replica in range(team.settings.controller.default_replicas):
+            log = page.locator(
+                f"pre.log[data-log-version='{version}'][data-log-replica='{replica}']")
+            expect(log).to_contain_text("Application startup complete", timeout=15_000)
 
 
 def test_viewer_cannot_change_routes_from_the_page(team: Team, page: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -193,3 +194,25 @@ def test_a_platform_with_a_private_umask_still_runs_programs(platform_home: Sett
     finally:
         os.umask(previous)
     assert done.failure() is None and done.output == b"ok", done.log_tail
+
+
+def test_a_hidden_platform_folder_given_read_write_is_the_real_one(
+        platform_home: Settings, tmp_path: Path) -> None:
+    """A restarted ``greenbutton up`` finds the payload store's folder already there: the
+    policy hides it (a platform folder), and serving processes are given it read-write; they
+    must see and write the real folder, not an empty cover."""
+    folder = platform_home.home / "monitoring"
+    folder.mkdir()
+    (folder / "before.txt").write_text("from the last run")
+    sandbox = Sandbox(policy_for(platform_home))
+    assert str(folder.resolve()) in sandbox.policy.hidden
+    if os.geteuid() == 0:  # as the local target gives it to the sandbox's user
+        for path in (folder, folder / "before.txt"):
+            os.chown(path, sandbox.policy.uid, sandbox.policy.gid)
+    program = ("import pathlib, sys; f = pathlib.Path(sys.argv[1]); "
+               "(f / 'after.txt').write_text((f / 'before.txt').read_text())")
+    with (tmp_path / "out.log").open("wb") as out:
+        process = sandbox.spawn([sys.executable, "-c", program, str(folder)], env={},
+                                pass_fds=(), output=out.fileno(), writable=[folder])
+    assert process.wait(timeout=60) == 0, (tmp_path / "out.log").read_text()
+    assert (folder / "after.txt").read_text() == "from the last run"

@@ -109,16 +109,18 @@ def test_sigkill_leader_mid_rollout_takeover_without_duplicates(
         takeover_s = time.monotonic() - killed_at
         wait_for(lambda: (d := _deployment(cluster, follower)) and d["state"] == "ready"
                  and d["serving_version"] == v2, 120, "v2 ready on the new leader", follower)
-        wait_for(lambda: _versions_running(settings.home) == Counter({f"models:/digits/{v2}": 1}),
-                 30, f"v1 drained and stopped: {serving_processes(settings.home)}", follower)
+        replicas = settings.controller.default_replicas
+        wait_for(lambda: _versions_running(settings.home)
+                 == Counter({f"models:/digits/{v2}": replicas}), 30,
+                 f"v1 drained and stopped, v2 on {replicas} replica(s)", follower)
 
         running = serving_processes(settings.home)
-        assert len(running) == 1
+        assert len(running) == replicas
         ports = [port for _, port in running.values()]
         assert len(set(ports)) == len(ports)
         # the state file is rewritten once the drained v1 has exited, a moment after it is gone
-        expected = [(v2, next(iter(running)))]
-        wait_for(lambda: [(r.version, r.pid) for r in load_records(state_file) if r.pid]
+        expected = sorted((v2, pid) for pid in running)
+        wait_for(lambda: sorted((r.version, r.pid) for r in load_records(state_file) if r.pid)
                  == expected, 10, "the state file records v2 only", follower)
         assert _served_version(follower.url, body) == str(v2)
         log = follower.log.read_text()

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ..client import ControlPlaneClient
 from ..config import Settings
-from ..controller.specs import DeploySpec, resolve
 from ..errors import InvalidInput, NotReady
 from ..store.protocol import Stage
 
@@ -97,6 +96,7 @@ def _measured(settings: Settings, model: str, versions: list[int]) -> dict[int, 
 
 def manifests(client: ControlPlaneClient, settings: Settings, args: argparse.Namespace) -> int:
     """Resolve the stored spec of ``args.name`` to versions and write its manifests."""
+    from ..controller.specs import DeploySpec, resolve
     from ..controller.targets.kubernetes.apply import write_manifests
     from ..controller.targets.kubernetes.manifests import KubernetesOptions, render
 

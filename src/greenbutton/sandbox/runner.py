@@ -158,7 +158,9 @@ class Sandbox:
     def _config(self, argv: list[str], report_fd: int, *, cwd: Path,
                 rules: list[list[str]]) -> dict[str, Any]:
         policy = self.policy
-        common = [["hide", p] for p in policy.hidden] + [["keep", p] for p in policy.kept]
+        given = {str(Path(path).resolve()) for kind, path in rules if kind == "work"}
+        common = ([["hide", p] for p in policy.hidden if p not in given]  # given read-write
+                  + [["keep", p] for p in policy.kept])
         return {
             "rules": [*common, *rules],
             "uid": policy.uid, "gid": policy.gid,

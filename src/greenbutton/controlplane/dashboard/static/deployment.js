@@ -181,6 +181,7 @@
       const pre = document.createElement("pre");
       pre.className = "log";
       pre.dataset.logVersion = String(b.version);
+      pre.dataset.logReplica = String(b.replica);
       pre.tabIndex = 0;
       pre.textContent = b.lines.length ? b.lines.join("\n") : "(empty)";
       part.append(title, pre);
