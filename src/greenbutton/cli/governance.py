@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Settings
 from ..governance.tokens import read_token_file
 from ..store.governance_records import STATUSES
+from .commands import Commands
 
 if TYPE_CHECKING:  # httpx is imported by the commands that call the API, not by every command
     from ..governance.client import GovernanceClient
@@ -31,7 +32,7 @@ def client(settings: Settings) -> GovernanceClient:
     return GovernanceClient(settings.server.url, token=local_token(settings))
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: Commands) -> None:
     """Register the governance commands on the top-level subparsers."""
     propose = sub.add_parser("propose", help="request a promotion; gates run at once")
     propose.add_argument("model")

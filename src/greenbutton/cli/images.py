@@ -10,9 +10,10 @@ from ..client import ControlPlaneClient
 from ..config import Settings
 from ..errors import InvalidInput, NotReady
 from ..store.protocol import Stage
+from .commands import Commands
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: Commands) -> None:
     """Register ``build`` and ``manifests``."""
     build_cmd = sub.add_parser(
         "build", help="write a model version's Docker build context (and build the image "

@@ -17,6 +17,7 @@ from ..config import Settings
 from ..errors import GreenbuttonError
 from . import governance as governance_commands
 from . import images as image_commands
+from .commands import Commands
 
 EXIT_PENDING = 3
 """Exit status of ``promote`` and ``deploy`` when the change awaits another approver."""
@@ -54,7 +55,22 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_run_commands(sub)
+    _add_lifecycle_commands(sub)
+    _add_deploy_command(sub)
+    _add_status_commands(sub)
+    _add_model_commands(sub)
+    _add_data_commands(sub)
+    _add_operations_commands(sub)
+    image_commands.add_commands(sub)
+    sub.choices["build"].set_defaults(command=_build)
+    sub.choices["manifests"].set_defaults(command=_manifests)
+    governance_commands.add_commands(sub)
+    return parser
 
+
+def _add_run_commands(sub: Commands) -> None:
+    """``up`` and ``serve``: the processes greenbutton runs."""
     up = sub.add_parser("up", help="start the control plane and the controller (Ctrl-C stops)")
     up.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="port (default 8600)")
@@ -67,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--fd", type=int, help="serve on this inherited listening socket")
     serve.set_defaults(command=_serve)
 
+
+def _add_lifecycle_commands(sub: Commands) -> None:
+    """``promote`` and ``archive``: a version's stage."""
     for name, stage, text in (
         ("promote", "Production", "move a version to Production (or --stage Staging)"),
         ("archive", "Archived", "take a version out of service"),
@@ -87,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="who is doing this (default: your login name)")
         cmd.set_defaults(command=_transition)
 
+
+def _add_deploy_command(sub: Commands) -> None:
+    """``deploy``: routes, shadow and replicas of a deployment."""
     deploy = sub.add_parser("deploy", help="set a deployment's routes, shadow and replicas",
                             description=DEPLOY_HELP, epilog=EXIT_HELP,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--actor", default=getpass.getuser(), help="who is doing this")
     deploy.set_defaults(command=_deploy)
 
+
+def _add_status_commands(sub: Commands) -> None:
+    """``rollback``, ``status`` and ``history``."""
     rollback = sub.add_parser("rollback", help="return a model to its previous Production version")
     rollback.add_argument("model")
     rollback.add_argument("--reason", help="why; kept in the transition history")
@@ -123,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true", help="machine-readable output")
     history.set_defaults(command=_history)
 
+
+def _add_model_commands(sub: Commands) -> None:
+    """``check`` and ``explain``: a logged model, looked at."""
     check = sub.add_parser("check", help="check a logged model against greenbutton's contract")
     check.add_argument("model_uri", help="e.g. models:/digits/3")
     check.set_defaults(command=_check)
@@ -134,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--output", help="class to explain (default: the predicted one)")
     explain.set_defaults(command=_explain)
 
+
+def _add_data_commands(sub: Commands) -> None:
+    """``export`` and ``payload prune``: the payload log."""
     export = sub.add_parser("export", help="payload log (+ feedback) as a training dataset")
     export.add_argument("model", help="registered model name")
     export.add_argument("--since", default="7d", help="7d, 12h, 30m or an ISO time (default 7d)")
@@ -163,6 +194,9 @@ def _parser() -> argparse.ArgumentParser:
                        "GREENBUTTON_MONITORING__PAYLOAD_MAX_ROWS, 5000000)")
     prune.set_defaults(command=_payload_prune)
 
+
+def _add_operations_commands(sub: Commands) -> None:
+    """``doctor`` and ``monitoring-config``."""
     doctor = sub.add_parser("doctor", help="check every configured backend (store, MLflow, "
                             "artifacts, deploy target); exit 1 on problems")
     doctor.set_defaults(command=_doctor)
@@ -178,11 +212,6 @@ def _parser() -> argparse.ArgumentParser:
                       help="API token (holding 'invoke') Prometheus sends, where endpoint "
                       "auth is on")
     prom.set_defaults(command=_monitoring_config)
-    image_commands.add_commands(sub)
-    sub.choices["build"].set_defaults(command=_build)
-    sub.choices["manifests"].set_defaults(command=_manifests)
-    governance_commands.add_commands(sub)
-    return parser
 
 
 EXIT_HELP = (f"exit status: 0 done, 1 error, {EXIT_PENDING} pending approval (four-eyes: "
