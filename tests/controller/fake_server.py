@@ -1,10 +1,11 @@
 """A tiny real serving process for controller tests: uvicorn on an inherited socket.
 
-Run as ``python fake_server.py --fd N --version V [--ready-delay-s S]``. It answers
-``/health/ready`` with 200 once the delay has passed, echoes its version on ``/predict``,
-exits with code 3 on ``POST /crash`` (after a line on stderr), like a model that crashed, and
-on ``POST /freeze`` blocks its event loop for a minute, like a model call that never returns
-(``/health/live`` then goes unanswered).
+Run as ``python fake_server.py --fd N --version V [--ready-delay-s S] [--silent-s S]``. It
+answers nothing for ``--silent-s`` (connections queue on its socket, as while a real server
+imports its model), then ``/health/ready`` with 200 once the delay has passed, echoes its
+version on ``/predict``, exits with code 3 on ``POST /crash`` (after a line on stderr), like
+a model that crashed, and on ``POST /freeze`` blocks its event loop for a minute, like a
+model call that never returns (``/health/live`` then goes unanswered).
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--version", type=int, required=True)
     parser.add_argument("--ready-delay-s", type=float, default=0.3)
+    parser.add_argument("--silent-s", type=float, default=0.0,
+                        help="hold the socket without answering first (importing a model)")
     args = parser.parse_args()
+    time.sleep(args.silent_s)
     app = create_app(args.version, args.ready_delay_s)
     uvicorn.run(app, fd=args.fd, log_level="warning", access_log=False, lifespan="off")
 

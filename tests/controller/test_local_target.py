@@ -8,7 +8,9 @@ import json
 import os
 import stat
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +23,7 @@ from greenbutton.controller.targets.local import LocalTarget
 from greenbutton.errors import UnsupportedBackend
 
 V1 = VersionRef("digits", "digits", 1)
+FAKE_SERVER = Path(__file__).with_name("fake_server.py")
 Wait = Callable[[Callable[[], Awaitable[bool]], float], Awaitable[None]]
 
 
@@ -59,6 +62,28 @@ async def test_start_child_becomes_ready_and_serves(target: LocalTarget, wait_fo
     async with httpx.AsyncClient(trust_env=False) as client:
         response = await client.post(f"{url}/predict", content=b"{}")
     assert response.json()["version"] == 1
+
+
+async def test_a_child_still_importing_does_not_hold_a_reconcile_pass(
+        fast_settings: Settings) -> None:
+    """A serving process holds its socket before it answers anything (it imports its model):
+    the kernel queues the readiness probe. Waiting on that probe held the whole pass, and the
+    promotion behind it, until the child answered or the probe timed out."""
+
+    def argv(ref: VersionRef, fd: int) -> list[str]:
+        return [sys.executable, str(FAKE_SERVER), "--fd", str(fd), "--version", "1",
+                "--silent-s", "10"]
+
+    target = LocalTarget(fast_settings, argv=argv)
+    try:
+        await target.start(V1)
+        started = time.monotonic()
+        observed = await only(target)
+        elapsed_s = time.monotonic() - started
+        assert observed.state is InstanceState.STARTING
+        assert elapsed_s < 1.0, f"observe waited {elapsed_s:.2f} s on a silent child"
+    finally:
+        await target.close()
 
 
 async def test_start_twice_keeps_one_child(target: LocalTarget) -> None:

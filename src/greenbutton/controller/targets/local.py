@@ -54,6 +54,10 @@ ServeArgv = Callable[[VersionRef, int], list[str]]
 _EXIT_POLL_S = 0.05
 _KILL_WAIT_S = 5.0
 _HEALTH_TIMEOUT_S = 2.0
+_READY_PROBE_TIMEOUT_S = 0.3
+"""A starting child holds its socket before it answers (it imports its model): the kernel
+queues the probe. Give up soon and ask again next pass (every ``ready_poll_interval_s`` while
+children start) rather than hold the pass, and a promotion behind it, for seconds."""
 _LOG_TAIL_BYTES = 4096
 _LOG_TAIL_LINES = 8
 
@@ -288,7 +292,8 @@ class LocalTarget:
 
     async def _check_ready(self, instance: _Instance) -> None:
         try:
-            response = await self._client.get(f"{instance.url}/health/ready")
+            response = await self._client.get(f"{instance.url}/health/ready",
+                                              timeout=_READY_PROBE_TIMEOUT_S)
         except httpx.TransportError:
             return
         if response.status_code == 200 and instance.state is InstanceState.STARTING:
