@@ -21,11 +21,15 @@ DURING_CALL = "an MLflow warning during the call"
 TQDM_MARKS = ("%|", "it/s]", "█", "Downloading artifacts", "Uploading artifacts")
 
 
+def _clean_env(**extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items()
+               if not k.startswith(("GREENBUTTON_", "MLFLOW_", "PYTHONWARNINGS"))}, **extra}
+
+
 def _log_in_child(home: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GREENBUTTON_", "MLFLOW_", "PYTHONWARNINGS"))}
     done = subprocess.run([sys.executable, "-W", "default", str(CHILD), str(home), *args],
-                          capture_output=True, text=True, timeout=240, check=False, env=env)
+                          capture_output=True, text=True, timeout=240, check=False,
+                          env=_clean_env())
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     return output
@@ -77,3 +81,18 @@ def test_log_model_verbose_leaves_mlflow_output_alone(tmp_path: Path) -> None:
     output = _log_in_child(tmp_path / "gb", "verbose")
     assert "Downloading artifacts" in output
     assert "Successfully registered model" in output
+
+
+def test_explain_command_prints_no_progress_bar(quiet_run: tuple[Path, str],
+                                                tmp_path: Path) -> None:
+    """Run from an empty folder: the model is found in GREENBUTTON_HOME's registry, not in
+    an ./mlflow.db MLflow would fall back to."""
+    pytest.importorskip("shap", reason="explanations need the greenbutton[explain] extra")
+    home, _ = quiet_run
+    done = subprocess.run([sys.executable, "-m", "greenbutton", "explain", "models:/tiny/1",
+                           "--row", "0"], capture_output=True, text=True, timeout=240,
+                          check=False, cwd=tmp_path, env=_clean_env(GREENBUTTON_HOME=str(home)))
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "predicted" in done.stdout
+    assert not [mark for mark in TQDM_MARKS if mark in output], output
