@@ -74,6 +74,7 @@ bench: $(STAMP) bytecode bench-deps
 	$(BIN)/python bench/monitoring_calibration.py --splits 100 --write docs/performance.md
 	$(BIN)/python bench/drift_overhead.py
 	$(BIN)/python bench/serving_bench.py --write docs/performance.md
+	$(BIN)/python bench/plain_mlflow_bench.py --write docs/performance.md
 	$(BIN)/python bench/controller_rollout.py --write docs/performance.md
 	$(BIN)/python bench/scaleout_bench.py --write docs/performance.md
 

@@ -15,7 +15,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from .errors import InvalidInput, NonConformingModel
 from .gates import spec as gate_spec
 from .gates.checks import model_tests
 from .model import Model
+from .registry.console import quiet_mlflow
 from .registry.tracking import experiment_id, open_mlflow
 
 REFERENCE_ARTIFACT = "greenbutton_reference"
@@ -77,6 +78,7 @@ def log_model(
     held_out: tuple[Any, Any] | None = None,
     gates: list[Any] | None = None,
     categorical: list[str] | None = None,
+    verbose: bool = False,
 ) -> LoggedModel:
     """Log ``model`` to MLflow with its reference data and register a new version of ``name``.
 
@@ -88,6 +90,11 @@ def log_model(
     ``predict_proba(context, model_input)`` method, what calibrates its accuracy estimate
     without labels. ``categorical``: reference columns to monitor as categories besides
     those inferred (strings, booleans, numeric codes with few values).
+
+    Quiet by default: MLflow's progress bars, event lines and known notices are off during the
+    call (see :mod:`greenbutton.registry.console`); its other warnings and the model's own are
+    shown, and each step is one INFO line of the ``greenbutton.packaging`` logger.
+    ``verbose=True`` leaves MLflow's output as MLflow prints it.
     """
     if not MODEL_NAME.match(name):
         raise InvalidInput(f"model name {name!r} must match {MODEL_NAME.pattern}", field="name")
@@ -96,15 +103,19 @@ def log_model(
         raise NonConformingModel([str(p) for p in report.problems])
     frame = reference.sample(reference.as_frame(reference_data))
     settings = settings or Settings()
-    client = _point_mlflow_at(settings)
-    with tempfile.TemporaryDirectory(prefix="greenbutton-") as tmp:
+    with (nullcontext() if verbose else quiet_mlflow(),
+          tempfile.TemporaryDirectory(prefix="greenbutton-") as tmp):
+        client = _point_mlflow_at(settings)
         all_artifacts = _write_reference(frame, Path(tmp), artifacts or {})
         gate_artifacts, gate_tag = gate_spec.prepare(held_out, gates, Path(tmp))
         all_artifacts.update(gate_artifacts)
+        logger.info("checking %s on %d reference rows", name, len(frame))
         predictions, held = _predict_reference(model, frame, all_artifacts, held_out)
         signature = infer_signature(frame, predictions)
+        logger.info("fitting the monitors of %s", name)
         all_artifacts.update(_fit_monitors(frame, predictions, Path(tmp), settings, held,
                                            categorical))
+        logger.info("logging %s to MLflow (%s)", name, settings.mlflow.tracking_uri)
         with _run(client, settings, name) as run_id:
             dataset = mlflow.data.pandas_dataset.from_pandas(frame, name=f"{name}-reference")
             mlflow.log_input(dataset, context="reference")
@@ -136,6 +147,7 @@ def log_model(
     conformance = {"rows": len(frame), "model_tests": model_tests(model)}
     client.set_model_version_tag(name, str(version), gate_spec.CONFORMANCE_TAG,
                                  json.dumps(conformance, separators=(",", ":")))
+    logger.info("registered %s version %d (run %s)", name, version, run_id)
     return LoggedModel(name, version, run_id, f"models:/{name}/{version}",
                        run_tags[TAG_DIGEST], commit)
 

@@ -435,12 +435,20 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _explain(settings: Settings, args: argparse.Namespace) -> int:
+    import mlflow
+
     from ..explain.report import explain_reference_row
+    from ..registry.console import quiet_mlflow
     from ..registry.tracking import open_mlflow
 
-    open_mlflow(settings.mlflow)  # MLflow's database created first, one process at a time
-    print(explain_reference_row(settings, args.model_uri, args.row, png=args.png,
-                                output=args.output))
+    with quiet_mlflow():  # a download's progress bars and MLflow's INFO lines are only noise
+        open_mlflow(settings.mlflow)  # MLflow's database created first, one process at a time
+        # MLflow resolves models:/ URIs against its global registry URI (else ./mlflow.db)
+        mlflow.set_tracking_uri(settings.mlflow.tracking_uri)
+        mlflow.set_registry_uri(settings.mlflow.registry_uri)
+        text = explain_reference_row(settings, args.model_uri, args.row, png=args.png,
+                                     output=args.output)
+    print(text)
     return 0
 
 

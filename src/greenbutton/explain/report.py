@@ -18,7 +18,7 @@ from ..errors import GreenbuttonError, InvalidInput
 from ..sandbox.policy import policy_for
 from ..sandbox.runner import Sandbox
 from .explanation import ExplainedModel
-from .picture import render_heatmap
+from .picture import render_bars, render_heatmap
 
 TOP_FEATURES = 5
 
@@ -86,11 +86,22 @@ def explain_row(folder: Path, label: str, row: int, *, output: str | None,
         lines.append(f"  {columns[i]:>12} = {frame.iloc[0, i]!s:>6}  {values[i]:+.4f}")
     picture = None
     if is_picture_wanted:
-        shape = explained.image_shape or (1, len(columns))
-        pixels = frame.to_numpy(dtype=float)[0].reshape(shape)
         title = f"{label} row {row}: predicted {prediction}, output {name}"
-        picture = render_heatmap(pixels, values.reshape(shape), title=title)
+        shape = explained.image_shape
+        if shape is None:  # tabular: a bar per feature, labelled with its value
+            labels = [f"{c} = {_short(frame.iloc[0, i])}" for i, c in enumerate(columns)]
+            picture = render_bars(labels, values, title=title)
+        else:
+            pixels = frame.to_numpy(dtype=float)[0].reshape(shape)
+            picture = render_heatmap(pixels, values.reshape(shape), title=title)
     return "\n".join(lines), picture
+
+
+def _short(value: Any) -> str:
+    """A feature's value as a bar's label shows it: numbers to 4 significant digits."""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    return f"{value!s:.16}"
 
 
 def _output_index(labels: list[str], wanted: str | None, prediction: Any, outputs: Any) -> int:
