@@ -1,7 +1,8 @@
 """A tiny real serving process for controller tests: uvicorn on an inherited socket.
 
-Run as ``python fake_server.py --fd N --version V [--ready-delay-s S]``. It answers
-``/health/ready`` with 200 once the delay has passed, echoes its version on ``/predict``,
+Run as ``python fake_server.py --fd N --version V [--ready-delay-s S] [--exit-after-s S]``. It
+answers ``/health/ready`` with 200 once the delay has passed (``inf``: never), exits with code 3
+after ``--exit-after-s`` (a broken version: 0 dies at once), echoes its version on ``/predict``,
 exits with code 3 on ``POST /crash`` (after a line on stderr), like a model that crashed, and
 on ``POST /freeze`` blocks its event loop for a minute, like a model call that never returns
 (``/health/live`` then goes unanswered).
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import os
 import sys
+import threading
 import time
 
 import uvicorn
@@ -64,9 +66,17 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--version", type=int, required=True)
     parser.add_argument("--ready-delay-s", type=float, default=0.3)
+    parser.add_argument("--exit-after-s", type=float)
     args = parser.parse_args()
+    if args.exit_after_s is not None:
+        threading.Timer(args.exit_after_s, _exit_broken, args=(args.version,)).start()
     app = create_app(args.version, args.ready_delay_s)
     uvicorn.run(app, fd=args.fd, log_level="warning", access_log=False, lifespan="off")
+
+
+def _exit_broken(version: int) -> None:
+    print(f"fake model v{version} is broken: exiting", file=sys.stderr, flush=True)
+    os._exit(3)
 
 
 if __name__ == "__main__":
