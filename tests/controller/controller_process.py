@@ -45,14 +45,15 @@ STATUS_INTERVAL_S = 0.05
 def serve_argv(delays_s: dict[int, str], versions: Path | None = None
                ) -> Callable[[VersionRef, int], list[str]]:
     """The fake server's argv, each version with its ready delay (``inf``: never ready), or
-    ``exit`` (dies at once); ``versions`` (re-read at each spawn) overrides ``delays_s``."""
+    ``exit`` (dies at once); ``versions`` (re-read at each spawn) overrides ``delays_s``. Until
+    ready it answers predictions with 503: traffic routed too early shows."""
 
     def argv(ref: VersionRef, fd: int) -> list[str]:
         delays = {**delays_s, **_read_versions(versions)}
         delay = delays.get(ref.version, "0.1")
         behaviour = ["--exit-after-s", "0"] if delay == "exit" else ["--ready-delay-s", delay]
         return [sys.executable, str(FAKE_SERVER), "--fd", str(fd), "--version",
-                str(ref.version), *behaviour]
+                str(ref.version), "--busy-until-ready", *behaviour]
 
     return argv
 

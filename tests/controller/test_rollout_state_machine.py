@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import note, settings
+from hypothesis import Phase, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -113,33 +113,6 @@ class Answer:
     body: str
 
 
-class Client:
-    """Sends a request to the stable URL every ``REQUEST_INTERVAL_S`` in a thread."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.answers = url, list[Answer]()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._send, daemon=True)
-        self._thread.start()
-
-    def _send(self) -> None:
-        with httpx.Client(timeout=10, trust_env=False) as client:
-            for _ in range(MAX_REQUESTS):
-                if self._stop.wait(REQUEST_INTERVAL_S):
-                    return
-                start = time.monotonic()
-                try:
-                    response = client.post(self.url, json={"x": 1})
-                    status, body = response.status_code, response.text[:200]
-                except httpx.TransportError as error:
-                    status, body = None, type(error).__name__
-                self.answers.append(Answer(start, time.monotonic(), status, body))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-
 class ControlPlane:
     """``controller_process.py`` with its gateway on a fixed port, desired state, versions'
     behaviour and status in files under ``home``."""
@@ -202,6 +175,45 @@ class ControlPlane:
             return response.status_code, {}
 
 
+class Watch:
+    """Every ``REQUEST_INTERVAL_S``, in a thread: one request to the stable URL, and one look at
+    the controller's status for a route to an instance it observed still starting."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane, self.answers = plane, list[Answer]()
+        self.unready_routes: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            for _ in range(MAX_REQUESTS):
+                if self._stop.wait(REQUEST_INTERVAL_S):
+                    return
+                start = time.monotonic()
+                try:
+                    response = client.post(self.plane.url, json={"x": 1})
+                    status, body = response.status_code, response.text[:200]
+                except httpx.TransportError as error:
+                    status, body = None, type(error).__name__
+                self.answers.append(Answer(start, time.monotonic(), status, body))
+                self._look_at_routes()
+
+    def _look_at_routes(self) -> None:
+        state = self.plane.status(0.0)
+        if state is None:
+            return
+        starting = {o["url"] for o in state["observed"] if o["state"] == "starting"}
+        routed = {b["url"] for b in state["routes"].get(NAME, [])}
+        if routed & starting:
+            self.unready_routes.append(f"routed {sorted(routed)}, starting {sorted(starting)}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
 def is_ready(port: int) -> bool:
     try:
         response = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2,
@@ -223,7 +235,7 @@ class Rollouts(RuleBasedStateMachine):
         super().__init__()
         self.home = Path(tempfile.mkdtemp(prefix="gb-rollouts-"))
         self.plane = ControlPlane(self.home)
-        self.client: Client | None = None
+        self.watch: Watch | None = None
         self.windows: list[Window] = []
         self.version = 0
         self.is_up = False
@@ -241,7 +253,7 @@ class Rollouts(RuleBasedStateMachine):
         self.plane.start()
         self.is_up = True
         wait_until(lambda: None if self.plane.probe()[0] == 200 else "no 200", 30, "v1 serves")
-        self.client = Client(self.plane.url)
+        self.watch = Watch(self.plane)
 
     @rule(delay_s=st.sampled_from(GOOD_DELAYS_S), pause_s=st.sampled_from((0.0, 0.5, 2.0)))
     def promote(self, delay_s: str, pause_s: float) -> None:
@@ -309,8 +321,8 @@ class Rollouts(RuleBasedStateMachine):
             self._check(self._check_answers)
 
     def teardown(self) -> None:
-        if self.client is not None:
-            self.client.close()
+        if self.watch is not None:
+            self.watch.close()
         self.plane.kill9()
         for pid in fake_server_pids(self.home) | set(self.plane.records()):
             try:
@@ -346,9 +358,11 @@ class Rollouts(RuleBasedStateMachine):
                 window.closed = time.monotonic()
 
     def _check_answers(self) -> None:
-        """Every answer the client got was a 200, or excused by a window it overlapped."""
-        assert self.client is not None
-        answers = self.client.answers[self.checked:]
+        """Traffic never went to an instance not yet ready, and every answer was a 200 or
+        excused by a window it overlapped."""
+        assert self.watch is not None
+        assert not self.watch.unready_routes, self.watch.unready_routes[:3]
+        answers = self.watch.answers[self.checked:]
         self.checked += len(answers)
         failed = [a for a in answers if a.status != 200
                   and not any(w.covers(a.start, a.end, a.status) for w in self.windows)]
@@ -405,13 +419,19 @@ class Rollouts(RuleBasedStateMachine):
         return None
 
 
+RUN = settings(deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate))
+"""No shrinking: a step takes seconds of real processes, and a broken promise already names
+every step before it."""
+
+
+@pytest.mark.timeout(600)
 def test_rollouts_keep_a_ready_backend_through_crashes() -> None:
     run_state_machine_as_test(Rollouts, settings=settings(
-        max_examples=10, stateful_step_count=10, deadline=None))
+        RUN, max_examples=10, stateful_step_count=10))
 
 
 @pytest.mark.bench
 @pytest.mark.timeout(3600)
 def test_many_rollouts_keep_a_ready_backend_through_crashes() -> None:
     run_state_machine_as_test(Rollouts, settings=settings(
-        max_examples=40, stateful_step_count=20, deadline=None))
+        RUN, max_examples=40, stateful_step_count=20))
