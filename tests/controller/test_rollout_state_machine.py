@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import Phase, note, settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -277,6 +277,14 @@ class Rollouts(RuleBasedStateMachine):
         self.plane.kill9()
         self.is_up = False
 
+    @precondition(lambda self: self.is_up)
+    @rule(down_s=st.sampled_from((0.0, 1.0)))
+    def crash_control_plane(self, down_s: float) -> None:
+        """kill -9 and restart at once: the common crash (and the likeliest to land mid-step)."""
+        self.kill_control_plane()
+        self._pause(down_s)
+        self.restart_control_plane()
+
     @precondition(lambda self: not self.is_up)
     @rule()
     def restart_control_plane(self) -> None:
@@ -334,7 +342,6 @@ class Rollouts(RuleBasedStateMachine):
 
     def _step(self, text: str) -> None:
         self.steps.append(text)
-        note(text)
 
     def _pause(self, seconds: float) -> None:
         if self.violation is None:
@@ -422,6 +429,29 @@ class Rollouts(RuleBasedStateMachine):
 RUN = settings(deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate))
 """No shrinking: a step takes seconds of real processes, and a broken promise already names
 every step before it."""
+
+
+SCENARIOS: dict[str, list[tuple[Any, ...]]] = {
+    "broken-version-adopted": [("promote_broken", "inf", 0.5), ("crash_control_plane", 0.0)],
+    "crash-while-loading": [("promote", "4", 0.5), ("crash_control_plane", 0.0),
+                            ("wait_for_rollout",)],
+    "model-killed-while-down": [("kill_control_plane",), ("kill_serving_process", 0),
+                                ("restart_control_plane",), ("wait_for_rollout",)],
+}
+"""Step sequences every run includes, the random ones finding them only now and then."""
+
+
+@pytest.mark.parametrize("steps", SCENARIOS.values(), ids=SCENARIOS)
+def test_crash_scenario_keeps_a_ready_backend(steps: list[tuple[Any, ...]]) -> None:
+    machine = Rollouts()
+    try:
+        machine.serve_v1()
+        machine.keeps_its_promises()
+        for name, *args in steps:
+            getattr(machine, name)(*args)
+            machine.keeps_its_promises()
+    finally:
+        machine.teardown()
 
 
 @pytest.mark.timeout(600)
