@@ -4,15 +4,20 @@ Hypothesis draws steps against real processes on 127.0.0.1 (``controller_process
 reconcile loop, the local target and the gateway, as ``greenbutton up`` runs them): promote a
 good version (fast or slow to load), promote a broken one (never ready, or exits at once),
 kill -9 the control plane, restart it, kill -9 one serving process, wait for the rollout. A
-client sends requests to the stable URL throughout. After every step:
+model answers 503 until it is ready. Every 50 ms a watch thread sends a request to the stable
+URL and reads the controller's status file. After every step:
 
 - every answer was a 200, except connection errors while no control plane listened and
   anything while a ready serving process that was killed had no ready successor yet;
+- the controller never routed to an instance it observed still starting (looked at every
+  50 ms, not only between steps);
 - the stable URL answers 200 whenever a ready backend existed before (after a restart too:
   adoption routes only what it observed ready, and moves nothing before);
 - no orphans: every fake serving process of this home is in the records;
 - status == reality: the processes the controller observes are the live ones, it routes only
   to instances it observed ready, and whoever answers the stable URL is one of them.
+
+Waits are bounded polls. Leader changes (two control planes on one home) are not drawn here.
 """
 
 from __future__ import annotations
@@ -45,7 +50,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from greenbutton.controller.targets.local_records import is_alive, load_records
+from greenbutton.controller.targets.local_records import (
+    find_live_pid,
+    is_alive,
+    load_records,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -149,10 +158,12 @@ class ControlPlane:
             self.process.wait(timeout=10)
 
     def records(self) -> dict[int, tuple[int, int]]:
-        """Live recorded serving processes: pid -> (version, port)."""
-        return {r.pid: (r.version, r.port)
-                for r in load_records(self.home / "run" / "local-target.json")
-                if r.pid is not None and is_alive(r.pid, r.start_time)}
+        """Live recorded serving processes: pid -> (version, port). A record saved just before
+        its spawn (the control plane killed right then) is found by its instance id, as the
+        next controller finds it."""
+        records = load_records(self.home / "run" / "local-target.json")
+        return {pid: (r.version, r.port) for r in records
+                if (pid := find_live_pid(r)) is not None}
 
     def status(self, since: float) -> dict[str, Any] | None:
         """The running controller's status file, if written after ``since`` (epoch s)."""
