@@ -15,7 +15,8 @@ URL and reads the controller's status file. After every step:
   adoption routes only what it observed ready, and moves nothing before);
 - no orphans: every fake serving process of this home is in the records;
 - status == reality: the processes the controller observes are the live ones, it routes only
-  to instances it observed ready, and whoever answers the stable URL is one of them.
+  to instances it observed ready, its status shows the desired version and the routed ones,
+  and whoever answers the stable URL is a recorded process of the version it claims.
 
 Waits are bounded polls. Leader changes (two control planes on one home) are not drawn here.
 """
@@ -340,15 +341,17 @@ class Rollouts(RuleBasedStateMachine):
             self._check(self._check_answers)
 
     def teardown(self) -> None:
-        if self.watch is not None:
-            self.watch.close()
-        self.plane.kill9()
-        for pid in fake_server_pids(self.home) | set(self.plane.records()):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(self.home, ignore_errors=True)
+        try:
+            if self.watch is not None:
+                self.watch.close()
+            self.plane.kill9()
+        finally:
+            for pid in fake_server_pids(self.home) | set(self.plane.records()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            shutil.rmtree(self.home, ignore_errors=True)
         assert self.violation is None, self.violation
 
     def _step(self, text: str) -> None:
@@ -401,9 +404,14 @@ class Rollouts(RuleBasedStateMachine):
         if observed != live:
             return f"observed {sorted(observed)}, running {sorted(live)}"
         ready = {o["url"] for o in state["observed"] if o["state"] == "ready"}
-        routed = {b["url"] for b in state["routes"].get(NAME, [])}
+        backends = state["routes"].get(NAME, [])
+        routed = {b["url"] for b in backends}
         if not routed <= ready:
             return f"routed {sorted(routed)} but observed ready {sorted(ready)}"
+        shown = [(s["version"], {t["version"] for t in s["traffic"]})
+                 for s in state["status"] if s["name"] == NAME]
+        if shown != [(self.version, {b["version"] for b in backends})]:
+            return f"status shows {shown}: desired v{self.version}, routed {backends}"
         return None
 
     def _check_serving(self) -> None:
