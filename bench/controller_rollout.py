@@ -4,7 +4,10 @@
   by the promoted version through the stable URL, for a scikit-learn model, default settings
   (2 replicas on 2+ cores): the first deployment, then four swaps, each once the previous
   rollout has settled; median of 5 and spread (target < 5 s);
-* failed requests while a new version rolls out under concurrent load (target 0).
+* failed requests while a new version rolls out under concurrent load (target 0);
+* the same with ``kill -9`` of ``greenbutton up`` while the new version starts, then a
+  restart: every answer must still be a 200 (connections refused while no control plane
+  listens are counted apart: one control plane cannot avoid them).
 
     .venv/bin/python bench/controller_rollout.py [--clients 8] [--write docs/performance.md]
 """
@@ -22,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,9 @@ import greenbutton
 from greenbutton.cli.governance import local_token
 from greenbutton.client import ControlPlaneClient
 from greenbutton.config import Settings
+from greenbutton.controller.targets.local_records import load_records
 
+UNREACHABLE = "unreachable"
 SECTION = "## Controller: button → endpoint, rollout under load (issue 6)"
 
 
@@ -73,22 +79,52 @@ def _is_up(client: ControlPlaneClient) -> bool:
         return False
 
 
+class Platform:
+    """``greenbutton up`` on one home, which the crash figure kills and starts again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._log = (settings.home / "up.log").open("ab")
+        self.process = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([sys.executable, "-m", "greenbutton", "up"], stdout=self._log,
+                                   stderr=subprocess.STDOUT,
+                                   env={**os.environ, **self.settings.environ()})
+        assert self.settings.server.url is not None
+        with ControlPlaneClient(self.settings.server.url) as probe:
+            _wait(lambda: _is_up(probe), 120, "the control plane")
+        return process
+
+    def crash_and_restart(self, version: int) -> dict[str, Any]:
+        """Once ``version`` has a serving process starting: kill -9, then start again."""
+        records = self.settings.home / "run" / "local-target.json"
+        _wait(lambda: any(r.version == version and r.pid for r in load_records(records)), 60,
+              f"v{version} starting")
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        killed = time.monotonic()
+        self.process = self._spawn()
+        return {"down_s": time.monotonic() - killed}
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self._log.close()
+
+
 def run(clients: int) -> dict[str, Any]:
     """Start a platform in a temp home, measure, stop it; returns the figures."""
     home = Path(tempfile.mkdtemp(prefix="gb-bench-"))
     settings = Settings(home=home, server={"port": _free_port()},  # type: ignore[arg-type]
                         controller={"poll_interval_s": 0.5}, _env_file=None)
-    log = (home / "up.log").open("wb")
-    up = subprocess.Popen([sys.executable, "-m", "greenbutton", "up"], stdout=log,
-                          stderr=subprocess.STDOUT, env={**os.environ, **settings.environ()})
+    platform = Platform(settings)
     X, y = load_diabetes(return_X_y=True, as_frame=True)
     body = {"inputs": X.head(2).to_dict(orient="records")}
     try:
         assert settings.server.url is not None
         url = f"{settings.server.url}/endpoints/diabetes/predict"
-        with ControlPlaneClient(settings.server.url) as probe:
-            _wait(lambda: _is_up(probe), 120, "the control plane")
-        for alpha in (0.1, 0.2, 0.4, 0.8, 1.6, 3.2):
+        for alpha in (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4):
             greenbutton.log_model(regressor(ElasticNet(alpha=alpha).fit(X, y)), "diabetes",
                                   reference_data=X, settings=settings,
                                   pip_requirements=["scikit-learn", "pandas"])
@@ -98,12 +134,13 @@ def run(clients: int) -> dict[str, Any]:
                 httpx.Client(timeout=30) as http:
             buttons = [_button(api, http, url, body, version) for version in range(1, 6)]
             figures = _rollout(api, url, body, clients, version=6)
+            _wait(lambda: _is_settled(api), 120, "the v6 rollout to settle")
+            crashed = _rollout(api, url, body, clients, version=7,
+                               during=lambda: platform.crash_and_restart(7))
         return {"button_to_ready_s": statistics.median(buttons), "buttons_s": buttons,
-                "clients": clients, **figures}
+                "clients": clients, **figures, "crash": crashed}
     finally:
-        up.send_signal(signal.SIGTERM)
-        up.wait(timeout=60)
-        log.close()
+        platform.stop()
 
 
 def _is_settled(api: ControlPlaneClient) -> bool:
@@ -128,8 +165,11 @@ def _button(api: ControlPlaneClient, http: httpx.Client, url: str, body: dict[st
     return time.monotonic() - sent
 
 
-def _rollout(api: ControlPlaneClient, url: str, body: dict[str, Any],
-             clients: int, *, version: int) -> dict[str, Any]:
+def _rollout(api: ControlPlaneClient, url: str, body: dict[str, Any], clients: int, *,
+             version: int, during: Callable[[], dict[str, Any]] | None = None
+             ) -> dict[str, Any]:
+    """v(version - 1) -> v(version) under ``clients`` closed-loop clients; ``during`` runs
+    right after the promotion (e.g. a control-plane crash) and adds its figures."""
     stop = threading.Event()
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
@@ -141,6 +181,9 @@ def _rollout(api: ControlPlaneClient, url: str, body: dict[str, Any],
                     response = http.post(url, json=body)
                     key = (f"v{response.headers.get('x-greenbutton-version')}"
                            if response.status_code == 200 else f"HTTP {response.status_code}")
+                except httpx.ConnectError:
+                    key = UNREACHABLE  # nothing listening: the control plane is down
+                    time.sleep(0.01)
                 except httpx.HTTPError as error:
                     key = type(error).__name__
                 with lock:
@@ -152,20 +195,22 @@ def _rollout(api: ControlPlaneClient, url: str, body: dict[str, Any],
     time.sleep(1.0)
     api.transition("diabetes", version, "Production", actor="bench")
     started = time.monotonic()
-    _wait(lambda: outcomes[f"v{version}"] > 0, 60, f"v{version}")
+    extra = during() if during is not None else {}
+    _wait(lambda: outcomes[f"v{version}"] > 0, 120, f"v{version}")
     switch_s = time.monotonic() - started
-    time.sleep(1.5)  # v1 drains and stops under load
+    time.sleep(1.5)  # the old version drains and stops under load
     stop.set()
     for thread in threads:
         thread.join(timeout=30)
     total = sum(outcomes.values())
-    failed = total - outcomes[f"v{version - 1}"] - outcomes[f"v{version}"]
+    failed = total - outcomes[f"v{version - 1}"] - outcomes[f"v{version}"] - outcomes[UNREACHABLE]
     return {"rollout_switch_s": switch_s, "requests": total, "failed": failed,
-            "outcomes": dict(outcomes)}
+            "unreachable": outcomes[UNREACHABLE], "outcomes": dict(outcomes), **extra}
 
 
 def report(figures: dict[str, Any]) -> str:
     """The markdown section for docs/performance.md."""
+    crash = figures["crash"]
     return "\n".join([
         SECTION, "",
         "`make bench` (`.venv/bin/python bench/controller_rollout.py`): a real `greenbutton up`,",
@@ -179,7 +224,11 @@ def report(figures: dict[str, Any]) -> str:
         f"| {figures['failed']} of {figures['requests']} | 0 |",
         f"| rollout: promotion accepted → first answer from v6 "
         f"| {figures['rollout_switch_s']:.2f} s | — |",
-        "", f"Outcomes: {figures['outcomes']}.", "", "",
+        f"| failed requests during a v6 → v7 rollout with `kill -9` of `greenbutton up` while "
+        f"v7 starts, then a restart, {figures['clients']} clients "
+        f"| {crash['failed']} of {crash['requests']} (refused while no control plane "
+        f"listened: {crash['unreachable']}, over {crash['down_s']:.1f} s) | 0 |",
+        "", f"Outcomes: {figures['outcomes']}; with the crash: {crash['outcomes']}.", "", "",
     ])
 
 

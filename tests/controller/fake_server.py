@@ -1,10 +1,11 @@
 """A tiny real serving process for controller tests: uvicorn on an inherited socket.
 
 Run as ``python fake_server.py --fd N --version V [--ready-delay-s S] [--silent-s S]
-[--exit-after-s S] [--busy-until-ready]``. It answers nothing for ``--silent-s`` (connections
-queue on its socket, as while a real server imports its model), then ``/health/ready`` with
-200 once the delay has passed (``inf``: never); it exits with code 3 after ``--exit-after-s``
-(a broken version: 0 dies at once), echoes its version on ``/predict`` (with
+[--exit-after-s S] [--busy-until-ready] [--ignore-sigterm]``. It answers nothing for
+``--silent-s`` (connections queue on its socket, as while a real server imports its model;
+with ``--ignore-sigterm`` a SIGTERM meanwhile does nothing), then ``/health/ready`` with 200
+once the delay has passed (``inf``: never); it exits with code 3 after ``--exit-after-s`` (a
+broken version: 0 dies at once), echoes its version on ``/predict`` (with
 ``--busy-until-ready``, a 503 until ready, as a model still loading), exits with code 3 on
 ``POST /crash`` (after a line on stderr), like a model that crashed, and on ``POST /freeze``
 blocks its event loop for a minute, like a model call that never returns (``/health/live``
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import threading
 import time
@@ -78,7 +80,11 @@ def main() -> None:
                         help="hold the socket without answering first (importing a model)")
     parser.add_argument("--exit-after-s", type=float)
     parser.add_argument("--busy-until-ready", action="store_true")
+    parser.add_argument("--ignore-sigterm", action="store_true",
+                        help="while silent, SIGTERM does nothing")
     args = parser.parse_args()
+    if args.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if args.exit_after_s is not None:
         threading.Timer(args.exit_after_s, _exit_broken, args=(args.version,)).start()
     time.sleep(args.silent_s)

@@ -86,6 +86,34 @@ async def test_a_child_still_importing_does_not_hold_a_reconcile_pass(
         await target.close()
 
 
+async def test_a_stop_cancelled_before_its_sigkill_leaves_no_child_running(
+        fast_settings: Settings, wait_for: Wait) -> None:
+    """``greenbutton up`` stopping cancels the drains in progress; the child of one, which
+    had not yet exited on SIGTERM, was forgotten alive (a serving process nobody stops)."""
+
+    def argv(ref: VersionRef, fd: int) -> list[str]:
+        return [sys.executable, str(FAKE_SERVER), "--fd", str(fd), "--version", "1",
+                "--silent-s", "60", "--ignore-sigterm"]
+
+    target = LocalTarget(fast_settings, argv=argv)
+    try:
+        await target.start(V1)
+        pid = int((await only(target)).handle or 0)
+        await asyncio.sleep(0.5)  # the child is up and ignores SIGTERM
+        stopping = asyncio.create_task(target.stop(V1, 30.0))
+        await asyncio.sleep(0.5)
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
+
+        async def is_gone() -> bool:
+            return not is_alive(pid)
+
+        await wait_for(is_gone, 5.0)
+    finally:
+        await target.close()
+
+
 async def test_start_twice_keeps_one_child(target: LocalTarget) -> None:
     await target.start(V1)
     first = (await only(target)).handle

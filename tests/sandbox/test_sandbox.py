@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -216,3 +217,22 @@ def test_a_hidden_platform_folder_given_read_write_is_the_real_one(
                                 pass_fds=(), output=out.fileno(), writable=[folder])
     assert process.wait(timeout=60) == 0, (tmp_path / "out.log").read_text()
     assert (folder / "after.txt").read_text() == "from the last run"
+
+
+def test_a_program_stopped_before_it_handles_sigterm_still_stops(
+        platform_home: Settings, tmp_path: Path) -> None:
+    """The program is the init of its PID namespace, and the kernel drops signals an init has
+    no handler for: a serving process stopped while it still imports (no SIGTERM handler yet)
+    would run on, as nobody's child, once whoever stopped it gave up waiting."""
+    sandbox = Sandbox(policy_for(platform_home))
+    with (tmp_path / "out.log").open("wb") as out:
+        process = sandbox.spawn([sys.executable, "-c", "import time; time.sleep(600)"], env={},
+                                pass_fds=(), output=out.fileno())
+    try:
+        time.sleep(1.0)  # the program runs, with no handler of its own
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

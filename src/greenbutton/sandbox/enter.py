@@ -170,10 +170,29 @@ def _become_program(config: dict[str, Any], is_root: bool, has_namespaces: bool,
             print("sandbox: refusing to run model code unconfined: " + "; ".join(
                 report.problems), file=sys.stderr, flush=True)
             os._exit(EXIT_REFUSED)
+        if report.pids == "isolated":
+            status = _init_of(config["argv"])  # the program runs as PID 2, under us
+            os._exit(status if status >= 0 else 128 - status)
         os.execv(config["argv"][0], config["argv"])
     except BaseException as error:  # noqa: B036 - the forked child must never return
         print(f"sandbox: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
     os._exit(EXIT_EXEC_FAILED)
+
+
+def _init_of(argv: list[str]) -> int:
+    """Be the init of the namespace: run ``argv`` as PID 2, pass signals on, reap, and return
+    its exit status. The kernel drops a signal to an init that has no handler for it, where
+    any other process would die of it: run as PID 1, a program stopped while it still imports
+    (no SIGTERM handler yet) would run on. As PID 2 it has a process's usual semantics."""
+    program = os.fork()
+    if program == 0:
+        try:
+            linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # not inherited over fork
+            os.execv(argv[0], argv)
+        except BaseException as error:  # noqa: B036 - the forked child must never return
+            print(f"sandbox: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        os._exit(EXIT_EXEC_FAILED)
+    return _wait_forwarding_signals(program, reap_all=True)
 
 
 def _write_report(descriptor: int, report: Report) -> None:
@@ -186,7 +205,9 @@ def _write_report(descriptor: int, report: Report) -> None:
         pass
 
 
-def _wait_forwarding_signals(child: int) -> int:
+def _wait_forwarding_signals(child: int, *, reap_all: bool = False) -> int:
+    """Pass SIGTERM, SIGINT and SIGHUP on to ``child`` until it exits; its exit status.
+    ``reap_all`` (an init): also reap whatever else ends in the namespace."""
     def forward(signum: int, _frame: Any) -> None:
         try:
             os.kill(child, signum)
@@ -197,10 +218,11 @@ def _wait_forwarding_signals(child: int) -> int:
         signal.signal(signum, forward)
     while True:
         try:
-            _, status = os.waitpid(child, 0)
+            pid, status = os.waitpid(-1 if reap_all else child, 0)
         except InterruptedError:
             continue
-        return os.waitstatus_to_exitcode(status)
+        if pid == child:
+            return os.waitstatus_to_exitcode(status)
 
 
 def _write(path: str, text: str) -> None:

@@ -353,9 +353,13 @@ async def _terminate_adopted(record: InstanceRecord, grace_s: float) -> None:
     if record.pid is None:
         return
     signal_pid(record.pid, record.start_time, signal.SIGTERM)
-    if not await wait_gone(record.pid, record.start_time, grace_s):
+    try:
+        if not await wait_gone(record.pid, record.start_time, grace_s):
+            signal_pid(record.pid, record.start_time, signal.SIGKILL)
+            await wait_gone(record.pid, record.start_time, _KILL_WAIT_S)
+    except asyncio.CancelledError:  # the controller is stopping: it forgets the child next
         signal_pid(record.pid, record.start_time, signal.SIGKILL)
-        await wait_gone(record.pid, record.start_time, _KILL_WAIT_S)
+        raise
 
 
 async def _terminate(process: subprocess.Popen[bytes] | None, grace_s: float) -> None:
@@ -363,9 +367,14 @@ async def _terminate(process: subprocess.Popen[bytes] | None, grace_s: float) ->
     if process is None or process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
-    if not await _wait_exit(process, grace_s):
+    try:
+        if not await _wait_exit(process, grace_s):
+            process.kill()
+            await _wait_exit(process, _KILL_WAIT_S)
+    except asyncio.CancelledError:  # the controller is stopping: it forgets the child next
         process.kill()
-        await _wait_exit(process, _KILL_WAIT_S)
+        process.wait(timeout=_KILL_WAIT_S)  # killed: gone in a moment, and reaped
+        raise
 
 
 async def _wait_exit(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
