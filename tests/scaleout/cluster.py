@@ -133,12 +133,17 @@ def serving_processes(home: Path) -> dict[int, tuple[str, int]]:
 
 
 def _launcher(pid: int, parent: int) -> int:
-    """The pid the controller records: the sandbox's launcher when there is one."""
-    try:
-        argv = (Path("/proc") / str(parent) / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return pid
-    return parent if b"greenbutton.sandbox.enter" in argv else pid
+    """The pid the controller records: the sandbox's outer launcher when there is one (its
+    namespace's init, also ``sandbox.enter``, sits between the launcher and the program)."""
+    while True:
+        try:
+            stat = (Path("/proc") / str(parent) / "stat").read_text()
+            argv = (Path("/proc") / str(parent) / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return pid
+        if b"greenbutton.sandbox.enter" not in argv:
+            return pid
+        pid, parent = parent, int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def _listening_port(pid: int, fd: int) -> int:

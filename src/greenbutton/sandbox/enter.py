@@ -6,9 +6,11 @@ allowed) network namespaces, covers the platform's folders with empty tmpfs moun
 back read-only what Python needs and read-write the private work folder, forks the
 namespace's first process, which mounts a fresh ``/proc``, drops to an unprivileged user
 (when started as root), forbids privilege gain, reports what isolation holds on a pipe of its
-own, and only then executes the program. As a non-root user the namespaces come from a user
-namespace mapping the user to itself; ``execve`` then clears the capabilities it held, so the
-program cannot undo the mounts.
+own, and only then executes the program, as PID 2 under a small init of ours that passes
+signals on and reaps (the kernel drops signals an init has no handler for, so a program run as
+PID 1 would ignore SIGTERM until it installed one). As a non-root user the namespaces come
+from a user namespace mapping the user to itself; ``execve`` then clears the capabilities it
+held, so the program cannot undo the mounts.
 """
 
 from __future__ import annotations
@@ -144,7 +146,8 @@ def _mount_point(path: str, *, is_folder: bool) -> None:
 
 def _become_program(config: dict[str, Any], is_root: bool, has_namespaces: bool,
                     report: Report) -> None:
-    """In the forked child (PID 1 of the new namespace): finish isolating, then exec."""
+    """In the forked child (PID 1 of the new namespace): finish isolating, then run the
+    program (under :func:`_init_of` when the PID namespace holds)."""
     try:
         if has_namespaces:
             try:
