@@ -6,8 +6,9 @@
   rollout has settled; median of 5 and spread (target < 5 s);
 * failed requests while a new version rolls out under concurrent load (target 0);
 * the same with ``kill -9`` of ``greenbutton up`` while the new version starts, then a
-  restart: every answer must still be a 200 (connections refused while no control plane
-  listens are counted apart: one control plane cannot avoid them).
+  restart: every answer must still be a 200 (requests in flight when it dies and connections
+  refused while no control plane listens are counted apart: one control plane cannot avoid
+  them).
 
     .venv/bin/python bench/controller_rollout.py [--clients 8] [--write docs/performance.md]
 """
@@ -41,6 +42,8 @@ from greenbutton.config import Settings
 from greenbutton.controller.targets.local_records import load_records
 
 UNREACHABLE = "unreachable"
+CUT = "cut"
+"""With a crash: requests whose connection closed with no answer when the control plane died."""
 SECTION = "## Controller: button → endpoint, rollout under load (issue 6)"
 
 
@@ -184,6 +187,8 @@ def _rollout(api: ControlPlaneClient, url: str, body: dict[str, Any], clients: i
                 except httpx.ConnectError:
                     key = UNREACHABLE  # nothing listening: the control plane is down
                     time.sleep(0.01)
+                except (httpx.RemoteProtocolError, httpx.ReadError):
+                    key = CUT  # the connection closed with no answer
                 except httpx.HTTPError as error:
                     key = type(error).__name__
                 with lock:
@@ -203,9 +208,11 @@ def _rollout(api: ControlPlaneClient, url: str, body: dict[str, Any], clients: i
     for thread in threads:
         thread.join(timeout=30)
     total = sum(outcomes.values())
-    failed = total - outcomes[f"v{version - 1}"] - outcomes[f"v{version}"] - outcomes[UNREACHABLE]
-    return {"rollout_switch_s": switch_s, "requests": total, "failed": failed,
-            "unreachable": outcomes[UNREACHABLE], "outcomes": dict(outcomes), **extra}
+    answered = outcomes[f"v{version - 1}"] + outcomes[f"v{version}"]
+    apart = outcomes[UNREACHABLE] + (outcomes[CUT] if during is not None else 0)
+    return {"rollout_switch_s": switch_s, "requests": total, "failed": total - answered - apart,
+            "unreachable": outcomes[UNREACHABLE], "cut": outcomes[CUT],
+            "outcomes": dict(outcomes), **extra}
 
 
 def report(figures: dict[str, Any]) -> str:
@@ -226,8 +233,9 @@ def report(figures: dict[str, Any]) -> str:
         f"| {figures['rollout_switch_s']:.2f} s | — |",
         f"| failed requests during a v6 → v7 rollout with `kill -9` of `greenbutton up` while "
         f"v7 starts, then a restart, {figures['clients']} clients "
-        f"| {crash['failed']} of {crash['requests']} (refused while no control plane "
-        f"listened: {crash['unreachable']}, over {crash['down_s']:.1f} s) | 0 |",
+        f"| {crash['failed']} of {crash['requests']} (apart: {crash['cut']} in flight when "
+        f"`up` died, {crash['unreachable']} refused while no control plane listened, "
+        f"{crash['down_s']:.1f} s) | 0 |",
         "", f"Outcomes: {figures['outcomes']}; with the crash: {crash['outcomes']}.", "", "",
     ])
 
