@@ -23,7 +23,7 @@ from .conftest import Platform, _wait_healthy, free_port, platform_settings
 
 CHILD = Path(__file__).with_name("first_start_child.py")
 LOGGERS = 4
-ROUNDS = 3
+ROUNDS = 2
 """Rounds in the default suite (~11 s each on 2 cores); the bench tier runs 20."""
 START_TIMEOUT_S = 120.0
 RUN_TIMEOUT_S = 180.0
