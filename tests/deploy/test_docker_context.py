@@ -8,18 +8,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import mlflow
-import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes
-from sklearn.linear_model import ElasticNet
 
-import greenbutton
 from greenbutton.config import Settings
 from greenbutton.controller.targets.docker import (
     IMAGE_REFERENCE,
@@ -31,30 +25,11 @@ from greenbutton.controller.targets.docker import (
 from greenbutton.errors import InvalidInput, NotReady
 
 
-def regressor(estimator: Any) -> greenbutton.Model:
-    """A model whose class is pickled by value: the fresh venv cannot import this test module."""
-
-    class Regressor(greenbutton.Model):
-        def __init__(self, estimator: Any) -> None:
-            self.estimator = estimator
-
-        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-            return self.estimator.predict(model_input)
-
-    return Regressor(estimator)
-
-
 @pytest.fixture(scope="module")
-def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildContext]:
-    settings = Settings(home=tmp_path_factory.mktemp("gb"), _env_file=None)  # type: ignore[call-arg]
-    previous = mlflow.get_tracking_uri()
-    X, y = load_diabetes(return_X_y=True, as_frame=True)
-    greenbutton.log_model(regressor(ElasticNet(alpha=0.1).fit(X, y)), "diabetes",
-                          reference_data=X, settings=settings,
-                          pip_requirements=["scikit-learn", "pandas"])
-    yield write_build_context("models:/diabetes/1", tmp_path_factory.mktemp("ctx") / "ctx",
-                              settings)
-    mlflow.set_tracking_uri(previous)
+def context(diabetes_home: Settings, tmp_path_factory: pytest.TempPathFactory
+            ) -> BuildContext:
+    return write_build_context("models:/diabetes/1", tmp_path_factory.mktemp("ctx") / "ctx",
+                               diabetes_home)
 
 
 def test_dockerfile_is_slim_non_root_with_healthcheck(context: BuildContext) -> None:

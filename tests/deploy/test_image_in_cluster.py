@@ -21,14 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow
-import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from sklearn.datasets import load_diabetes
-from sklearn.linear_model import ElasticNet
 
-import greenbutton
 from greenbutton.config import Settings
 from greenbutton.controller.specs import DeploySpec, resolve
 from greenbutton.controller.targets.kubernetes.manifests import KubernetesOptions, render
@@ -40,27 +36,11 @@ NAMESPACE = "ml"
 INGRESS_HOST = "models.example.com"
 
 
-def regressor(estimator: Any) -> greenbutton.Model:
-    class Regressor(greenbutton.Model):
-        def __init__(self, estimator: Any) -> None:
-            self.estimator = estimator
-
-        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
-            return self.estimator.predict(model_input)
-
-    return Regressor(estimator)
-
-
 @pytest.fixture(scope="module")
-def context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def context(diabetes_home: Settings, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Path]:
     """The context ``greenbutton build diabetes 1 --out DIR`` writes (no Docker here)."""
-    settings = Settings(home=tmp_path_factory.mktemp("gb"), _env_file=None)  # type: ignore[call-arg]
-    previous = mlflow.get_tracking_uri()
-    X, y = load_diabetes(return_X_y=True, as_frame=True)
-    greenbutton.log_model(regressor(ElasticNet(alpha=0.1).fit(X, y)), "diabetes",
-                          reference_data=X, settings=settings,
-                          pip_requirements=["scikit-learn", "pandas"])
-    mlflow.set_tracking_uri(previous)
+    settings = diabetes_home
     out = tmp_path_factory.mktemp("ctx") / "ctx"
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(settings.home),
            "GREENBUTTON_HOME": str(settings.home)}
