@@ -236,3 +236,22 @@ def test_a_program_stopped_before_it_handles_sigterm_still_stops(
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("after_s", [0.0, 0.02, 0.05, 0.1, 0.2])
+def test_a_program_stopped_while_its_sandbox_is_set_up_still_stops(
+        platform_home: Settings, tmp_path: Path, after_s: float) -> None:
+    """A stop can come at any moment of the set-up (a rollout stops a replica it has just
+    started); none may be lost on the way to the program."""
+    sandbox = Sandbox(policy_for(platform_home))
+    with (tmp_path / "out.log").open("wb") as out:
+        process = sandbox.spawn([sys.executable, "-c", "import time; time.sleep(600)"], env={},
+                                pass_fds=(), output=out.fileno())
+    try:
+        time.sleep(after_s)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

@@ -31,6 +31,8 @@ EXIT_REFUSED = 125
 EXIT_EXEC_FAILED = 127
 SHARED_TEMP = frozenset({"/tmp", "/var/tmp", "/dev/shm"})
 """Covered by an empty tmpfs anyone may write, as the folders it covers are."""
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+"""Signals passed on to the program (blocked from the first fork until a forwarder holds)."""
 
 
 @dataclass
@@ -62,6 +64,9 @@ def main(argv: list[str]) -> int:
         return EXIT_REFUSED
     if config.get("parent_pid") is not None:
         _die_with_parent(int(config["parent_pid"]))
+    # held back until someone forwards them: the kernel never drops a blocked signal, even to
+    # an init without a handler, so a stop sent while the namespace is set up is not lost
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     child = os.fork()
     if child == 0:
         _become_program(config, is_root, has_namespaces, report)  # never returns
@@ -176,6 +181,7 @@ def _become_program(config: dict[str, Any], is_root: bool, has_namespaces: bool,
         if report.pids == "isolated":
             status = _init_of(config["argv"])  # the program runs as PID 2, under us
             os._exit(status if status >= 0 else 128 - status)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
         os.execv(config["argv"][0], config["argv"])
     except BaseException as error:  # noqa: B036 - the forked child must never return
         print(f"sandbox: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
@@ -191,6 +197,7 @@ def _init_of(argv: list[str]) -> int:
     if program == 0:
         try:
             linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # not inherited over fork
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
             os.execv(argv[0], argv)
         except BaseException as error:  # noqa: B036 - the forked child must never return
             print(f"sandbox: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
@@ -217,8 +224,9 @@ def _wait_forwarding_signals(child: int, *, reap_all: bool = False) -> int:
         except ProcessLookupError:
             pass
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in FORWARDED:
         signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # any held back arrive now
     while True:
         try:
             pid, status = os.waitpid(-1 if reap_all else child, 0)
