@@ -297,6 +297,10 @@ class AuthSettings(BaseModel):
     """Four-eyes approval for models without their own policy (on for regulated teams)."""
     gate_timeout_s: PositiveFloat = 300.0
     """Time budget of one proposal's gates (they run in a separate process)."""
+    gate_lease_s: PositiveFloat = 10.0
+    """A proposal whose gates are running is held by its control plane's lease, renewed every
+    third of this; when that control plane dies, the proposal is failed on the record (by any
+    control plane on the store) at most this long plus half of it later."""
     audit_key_file: Path | None = None
     """The key that seals audit entries (HMAC), readable by the control plane only; created
     on first start if missing. Default ``<home>/audit.key``; control-plane replicas on one

@@ -173,7 +173,7 @@ def assemble_control_plane(settings: Settings, store: SqlStore, registry: Regist
     specs = store.deployment_store()
     approvals = Approvals(access, registry, gates or build_gate_runner(settings),
                           four_eyes_default=settings.auth.is_four_eyes_default,
-                          deployments=specs,
+                          gate_lease_s=settings.auth.gate_lease_s, deployments=specs,
                           check_spec=lambda change: check_spec_change(
                               change, store.list_states(change.model)))
     guard = LifecycleGuard(access.store, store, registry, seal=access.store.seal,

@@ -67,7 +67,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
     running = Platform(settings, process, log)
     previous = mlflow.get_tracking_uri()
     try:
-        _wait_healthy(running)
+        wait_healthy(running)
         yield running
     finally:
         mlflow.set_tracking_uri(previous)
@@ -79,7 +79,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
             raise
 
 
-def _wait_healthy(platform: Platform, timeout_s: float = 30.0) -> None:
+def wait_healthy(platform: Platform, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     with platform.client() as client:
         while time.monotonic() < deadline:

@@ -79,7 +79,7 @@ class Team:
         return f"{self.url}/endpoints/wine/"
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -109,7 +109,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
                                    stdout=out, stderr=subprocess.STDOUT)
     try:
         assert settings.server.url
-        _wait_healthy(settings.server.url, process, log)
+        wait_healthy(settings.server.url, process, log)
         yield _team(settings)
     finally:
         process.send_signal(signal.SIGTERM)

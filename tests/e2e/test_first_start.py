@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 
 from greenbutton.store.migrate import current_revision, head_revision
 
-from .conftest import Platform, _wait_healthy, free_port, platform_settings
+from .conftest import Platform, free_port, platform_settings, wait_healthy
 
 CHILD = Path(__file__).with_name("first_start_child.py")
 LOGGERS = 4
@@ -90,7 +90,7 @@ def _run_round(folder: Path) -> None:
             child.process.wait(timeout=RUN_TIMEOUT_S)
             assert child.process.returncode == 0, child.output()
             logged.append(json.loads(child.out.read_text().splitlines()[-1]))
-        _wait_healthy(Platform(settings, up.process, up.err))
+        wait_healthy(Platform(settings, up.process, up.err))
     finally:
         for child in (*loggers, up):
             _stop(child)
@@ -127,7 +127,7 @@ def test_up_uses_as_is_a_home_that_log_model_made_alone(tmp_path: Path) -> None:
     up = _spawn("up", tmp_path, "up", env)
     platform = Platform(settings, up.process, up.err)
     try:
-        _wait_healthy(platform)
+        wait_healthy(platform)
         with platform.client() as client:
             assert [v["version"] for v in client.versions("tiny")] == [1]
     finally:

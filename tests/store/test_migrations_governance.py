@@ -10,6 +10,7 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
+from greenbutton.errors import StaleState
 from greenbutton.store.engine import create_store_engine
 from greenbutton.store.governance_records import AuditEvent
 from greenbutton.store.governance_sql import open_governance_store
@@ -97,4 +98,27 @@ def test_upgrade_from_0003_keeps_the_chain_and_one_pending_request_per_move(
     statuses = {(r.proposer, r.status, r.kind) for r in store.list_requests()}
     assert statuses == {("bob", "pending", "transition"), ("ann", "failed", "transition")}
     assert store.audit_entries()[0].mac is None  # written without a key
+    store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_upgrade_from_0004_keeps_requests_and_counts_gating_as_open(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    uri = fresh_uri(kind, tmp_path, request)
+    upgrade_to(uri, "0004")
+    engine = create_store_engine(uri)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO transition_requests (model_key, model, version, to_stage, status, "
+            "proposer, created_at, is_override, kind) VALUES ('k', 'digits', 2, 'Production', "
+            "'pending', 'ann', :at, false, 'transition')"), {"at": datetime.now(UTC)})
+    engine.dispose()
+    store = open_governance_store(uri)
+    (kept,) = store.list_requests()
+    assert (kept.proposer, kept.status) == ("ann", "pending")
+    gating = store.create_request("digits", 3, "Production", "gating", "bob", None, [],
+                                  events=[], lease_s=5.0)
+    with pytest.raises(StaleState, match=f"request #{gating.id} .* already gating"):
+        store.create_request("digits", 3, "Production", "gating", "cy", None, [], events=[],
+                             lease_s=5.0)
     store.close()

@@ -24,6 +24,7 @@ from ..dataplane.responses import (
     internal_error_response,
 )
 from ..errors import GreenbuttonError
+from ..governance.approvals import Approvals
 from . import api, dashboard
 from .context import ControlPlane
 from .gateway import create_gateway
@@ -59,6 +60,9 @@ def create_control_plane(plane: ControlPlane) -> Starlette:
                      on_tick=(lambda is_leader: shared.tick(is_leader=is_leader))
                      if elector.is_shared else None), name="leader-election")
             sampling = asyncio.create_task(board.sample(stop), name="dashboard-sampling")
+            sweeping = asyncio.create_task(
+                _fail_interrupted_gates(plane.approvals, settings.auth.gate_lease_s / 2, stop),
+                name="interrupted-gates")
             # listen once routes are loaded (the gateway answers 503 until then, never 404)
             await routes.wait_loaded(_ROUTES_WAIT_S)
             try:
@@ -69,6 +73,8 @@ def create_control_plane(plane: ControlPlane) -> Starlette:
                     await loop_task
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampling
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeping
                 if not (elector.is_shared or leadership.is_lost):
                     await target.close()
 
@@ -86,6 +92,21 @@ def create_control_plane(plane: ControlPlane) -> Starlette:
     guard(app, settings.server.host)
     app.add_middleware(dashboard.CookieBearer)  # dashboard sign-in cookie → bearer token
     return app
+
+
+async def _fail_interrupted_gates(approvals: Approvals, interval_s: float,
+                                  stop: asyncio.Event) -> None:
+    """Every ``interval_s`` until ``stop``: fail the proposals whose gates lost their control
+    plane (this replica's previous life included), so none stays ``gating`` for ever."""
+    while not stop.is_set():
+        try:
+            for request in await asyncio.to_thread(approvals.fail_interrupted):
+                log.warning("request #%d (%s version %d): %s", request.id, request.model,
+                            request.version, request.decision_reason)
+        except Exception:  # the store is unreachable for now: try again next time
+            log.warning("could not look for interrupted gates", exc_info=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
 
 
 async def unexpected_response(request: Request, error: Exception) -> Response:

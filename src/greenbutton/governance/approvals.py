@@ -1,8 +1,10 @@
 """``Approvals``: propose → gates → approve/reject (four-eyes) → lifecycle change, audited.
 
-Statuses: ``pending`` (gates passed, awaiting a decision), ``blocked`` (a gate failed: only an
-override with ``manage`` and a written reason moves it on), ``approved``, ``rejected``,
-``failed`` (approved, but the lifecycle move itself failed, e.g. raced by another promotion).
+Statuses: ``gating`` (recorded, its gates running), ``pending`` (gates passed, awaiting a
+decision), ``blocked`` (a gate failed: only an override with ``manage`` and a written reason
+moves it on), ``approved``, ``rejected``, ``failed`` (its gates could not run or were
+interrupted — the control plane running them died —, or approved but the lifecycle move
+itself failed, e.g. raced by another promotion).
 
 Deployment specs decide which approved versions get how much traffic, so under four-eyes a
 spec change is a request too (kind ``deployment``): someone else approves it before it is
@@ -26,15 +28,17 @@ from ..errors import (
     StaleState,
 )
 from ..registry import Registry, Stage
-from ..store.governance_records import AuditEvent, GateOutcome, RequestRecord
+from ..store.governance_records import GATING, AuditEvent, GateOutcome, RequestRecord
 from ..store.protocol import DeploymentStore, Transition
 from .access import Access, Caller
+from .gate_lease import GateLease
 from .permissions import Action, Permission, Resource
 
 PROPOSABLE = frozenset({Stage.STAGING, Stage.PRODUCTION})
 MAX_REASON = 4000
 DEPLOYMENT = "deployment"
 """Kind (and ``to_stage``) of a request to change a deployment spec."""
+INTERRUPTED = "its gates were running when the control plane running them stopped; propose again"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +81,13 @@ class Approvals:
                  four_eyes_default: bool = False,
                  on_change: Callable[[], None] = lambda: None,
                  deployments: DeploymentStore | None = None,
-                 check_spec: Callable[[SpecChange], None] = lambda change: None) -> None:
+                 check_spec: Callable[[SpecChange], None] = lambda change: None,
+                 gate_lease_s: float = 10.0) -> None:
         """``check_spec`` raises ``InvalidInput`` for a spec that may not be stored now (it
-        routes to a version outside the governed lifecycle)."""
+        routes to a version outside the governed lifecycle). ``gate_lease_s``: how long
+        gates left without their control plane stay ``gating`` before a sweep fails them."""
         self._access, self._store = access, access.store
+        self._gate_lease_s = gate_lease_s
         self._registry, self._gates = registry, gates
         self._four_eyes_default = four_eyes_default
         self._on_change = on_change
@@ -111,18 +118,33 @@ class Approvals:
         open_request = self._store.open_request(model, version, to.value)
         if open_request is not None:  # before the gates: they take a while
             raise StaleState(f"request #{open_request.id} for the same move is already "
-                             f"pending (proposed by {open_request.proposer!r})")
-        gates = self._gates.run(model, version)
-        status = "pending" if all(g.is_passed for g in gates) else "blocked"
+                             f"{open_request.status} (proposed by {open_request.proposer!r})")
         target = f"model:{model}/{version}"
-        events = [
-            AuditEvent(caller.name, "request.propose", target, before=current.value,
-                       after={"to": to.value, "reason": _text(reason)}),
-            AuditEvent("greenbutton", "gates.run", target,
-                       after={"status": status, "gates": [dataclasses.asdict(g) for g in gates]}),
-        ]
-        return self._store.create_request(model, version, to.value, status, caller.name,
-                                          _text(reason), gates, events=events)
+        propose = AuditEvent(caller.name, "request.propose", target, before=current.value,
+                             after={"to": to.value, "reason": _text(reason)})
+        # on record before the gates run, so a crash meanwhile leaves a trace to fail
+        request = self._store.create_request(model, version, to.value, GATING, caller.name,
+                                             _text(reason), [], events=[propose],
+                                             lease_s=self._gate_lease_s)
+        try:
+            with GateLease(self._store.renew_lease, request.id, lease_s=self._gate_lease_s):
+                gates = self._gates.run(model, version)
+        except Exception as error:
+            failure = AuditEvent("greenbutton", "request.fail", target,
+                                 after={"error": f"its gates could not run: {error}"})
+            self._store.decide_request(request.id, [GATING], "failed", by="greenbutton",
+                                       reason=f"its gates could not run: {error}",
+                                       is_override=False, events=[failure])
+            raise
+        status = "pending" if all(g.is_passed for g in gates) else "blocked"
+        verdicts = AuditEvent("greenbutton", "gates.run", target, after={
+            "status": status, "gates": [dataclasses.asdict(g) for g in gates]})
+        return self._store.finish_gates(request.id, status, gates, events=[verdicts])
+
+    def fail_interrupted(self) -> list[RequestRecord]:
+        """Fail (and audit) the requests whose gates lost their control plane: their lease
+        ran out. Safe to call from every replica at once; each request is failed once."""
+        return self._store.fail_lapsed(INTERRUPTED)
 
     def approve(self, caller: Caller, request_id: int, reason: str | None = None) -> Outcome:
         """Approve a pending request and apply it; ``PromotionBlocked`` if a gate failed."""

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-STATUSES = ("pending", "blocked", "approved", "rejected", "failed")
+GATING = "gating"
+STATUSES = (GATING, "pending", "blocked", "approved", "rejected", "failed")
 """What a transition request can be (see ``governance/approvals.py``)."""
+OPEN = (GATING, "pending")
+"""Statuses that block another request for the same move."""
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of the first audit entry."""
 

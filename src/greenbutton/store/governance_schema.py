@@ -1,4 +1,4 @@
-"""Governance tables (migration 0003): principals, tokens, grants, policies, transition
+"""Governance tables (migrations 0003-0005): principals, tokens, grants, policies, transition
 requests, gate results and the hash-chained audit log.
 
 Like the lifecycle tables, rows are keyed by the SHA-256 of free-form names (``*_key``) and
@@ -57,6 +57,9 @@ model_policies = Table(
     Column("updated_by", Text, nullable=False),
 )
 
+OPEN_WHERE = "status IN ('gating', 'pending')"
+"""Requests that block the same move: their gates run, or they await a decision."""
+
 transition_requests = Table(
     "transition_requests",
     metadata,
@@ -75,13 +78,15 @@ transition_requests = Table(
     Column("is_override", Boolean, nullable=False),
     Column("kind", String(16), nullable=False, server_default="transition"),
     Column("payload", Text, nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
     Index("ix_transition_requests_model_key_status", "model_key", "status"),
     Index("uq_transition_requests_open", "model_key", "version", "to_stage", "kind",
-          unique=True, sqlite_where=text("status = 'pending'"),
-          postgresql_where=text("status = 'pending'")),
+          unique=True, sqlite_where=text(OPEN_WHERE), postgresql_where=text(OPEN_WHERE)),
 )
 """``kind``: ``transition`` (a version to a stage) or ``deployment`` (a spec change under
-four-eyes, ``payload`` holding it; ``version`` 0). At most one request of each is pending."""
+four-eyes, ``payload`` holding it; ``version`` 0). At most one request of each is open
+(``gating`` or ``pending``). ``lease_until``: while ``gating``, until when the control plane
+running the gates answers for them (it renews the lease; past it, they were interrupted)."""
 
 gate_results = Table(
     "gate_results",

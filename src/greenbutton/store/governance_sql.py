@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, and_, delete, func, insert, select, update
 
 from ..errors import NotFound, StaleState
 from .audit_seal import AuditSeal
 from .audit_sql import AuditedWriter, read_entries, tail_seq
 from .engine import create_store_engine, translate_errors
 from .governance_records import (
+    GATING,
+    OPEN,
     AuditEntry,
     AuditEvent,
     GateOutcome,
@@ -204,44 +206,101 @@ class SqlGovernanceStore:
     def create_request(self, model: str, version: int, to_stage: str, status: str,
                        proposer: str, reason: str | None, gates: Sequence[GateOutcome], *,
                        events: Events, kind: str = "transition",
-                       payload: dict[str, Any] | None = None) -> RequestRecord:
+                       payload: dict[str, Any] | None = None,
+                       lease_s: float | None = None) -> RequestRecord:
         """Record a proposal and its gate results in one transaction; ``StaleState`` naming
-        the open request when the same one is already pending."""
+        the open request when the same one is already open. A ``gating`` request (its gates
+        still to run) holds a lease of ``lease_s`` (see ``renew_lease``)."""
         at = self.clock()
-        key = model_key(model)
         try:
             with self._audited.transaction("pending") as connection:
                 result = connection.execute(insert(transition_requests).values(
-                    model_key=key, model=model, version=version, to_stage=to_stage,
-                    status=status, proposer=proposer, reason=reason, created_at=at,
-                    is_override=False, kind=kind,
-                    payload=None if payload is None else json.dumps(payload)))
+                    model_key=model_key(model), model=model, version=version,
+                    to_stage=to_stage, status=status, proposer=proposer, reason=reason,
+                    created_at=at, is_override=False, kind=kind,
+                    payload=None if payload is None else json.dumps(payload),
+                    lease_until=None if lease_s is None else at + timedelta(seconds=lease_s)))
                 (request_id,) = result.inserted_primary_key or (None,)
                 assert isinstance(request_id, int)
-                for gate in gates:
-                    connection.execute(insert(gate_results).values(
-                        request_id=request_id, model_key=key, model=model, version=version,
-                        gate=gate.gate, is_passed=gate.is_passed,
-                        detail=json.dumps(gate.detail), at=at))
+                self._insert_gates(connection, request_id, model, version, gates, at)
                 self._audited.append(connection, [_with_request(e, request_id) for e in events], at)
         except StaleState:
             raise self._already_open(model, version, to_stage, kind) from None
         return self.get_request(request_id)
 
+    def finish_gates(self, request_id: int, status: str, gates: Sequence[GateOutcome], *,
+                     events: Events) -> RequestRecord:
+        """Store a ``gating`` request's gate results and move it to ``status``;
+        ``StaleState`` when it is no longer gating (failed as interrupted meanwhile)."""
+        at = self.clock()
+        request = self.get_request(request_id)
+        with self._audited.transaction() as connection:
+            moved = connection.execute(update(transition_requests).where(
+                transition_requests.c.id == request_id,
+                transition_requests.c.status == GATING,
+            ).values(status=status, lease_until=None)).rowcount
+            if moved == 1:
+                self._insert_gates(connection, request_id, request.model, request.version,
+                                   gates, at)
+                self._audited.append(connection, [_with_request(e, request_id) for e in events], at)
+        if moved != 1:
+            current = self.get_request(request_id)
+            raise StaleState(f"request #{request_id} is {current.status} "
+                             f"({current.decision_reason or 'no reason given'})")
+        return self.get_request(request_id)
+
+    def renew_lease(self, request_id: int, lease_s: float) -> bool:
+        """Extend a ``gating`` request's lease to ``lease_s`` from now; False when it is no
+        longer gating."""
+        statement = update(transition_requests).where(
+            transition_requests.c.id == request_id, transition_requests.c.status == GATING,
+        ).values(lease_until=self.clock() + timedelta(seconds=lease_s))
+        with translate_errors(), self._engine.begin() as connection:
+            return int(connection.execute(statement).rowcount) == 1
+
+    def fail_lapsed(self, reason: str) -> list[RequestRecord]:
+        """Fail every ``gating`` request whose lease ran out (whoever ran its gates is
+        gone), each with a ``request.fail`` audit entry; the ones this call failed."""
+        at = self.clock()
+        lapsed = self._rows(select(transition_requests.c.id).where(
+            transition_requests.c.status == GATING, transition_requests.c.lease_until < at))
+        failed = []
+        for (request_id,) in lapsed:
+            request = self.get_request(request_id)
+            event = AuditEvent("greenbutton", "request.fail",
+                               f"model:{request.model}/{request.version}",
+                               before=GATING, after={"request_id": request_id, "error": reason})
+            statement = update(transition_requests).where(
+                transition_requests.c.id == request_id, transition_requests.c.status == GATING,
+                transition_requests.c.lease_until < at,
+            ).values(status="failed", decided_by="greenbutton", decided_at=at,
+                     decision_reason=reason, lease_until=None)
+            if self._write(statement, [event], at):  # another sweeper may have won
+                failed.append(self.get_request(request_id))
+        return failed
+
+    def _insert_gates(self, connection: Connection, request_id: int, model: str, version: int,
+                      gates: Sequence[GateOutcome], at: datetime) -> None:
+        for gate in gates:
+            connection.execute(insert(gate_results).values(
+                request_id=request_id, model_key=model_key(model), model=model,
+                version=version, gate=gate.gate, is_passed=gate.is_passed,
+                detail=json.dumps(gate.detail), at=at))
+
     def open_request(self, model: str, version: int, to_stage: str,
                      kind: str = "transition") -> RequestRecord | None:
-        """The pending request for this same move, if there is one."""
+        """The open (gating or pending) request for this same move, if there is one."""
         rows = self._rows(select(transition_requests).where(
             transition_requests.c.model_key == model_key(model),
             transition_requests.c.version == version, transition_requests.c.to_stage == to_stage,
-            transition_requests.c.kind == kind, transition_requests.c.status == "pending"))
+            transition_requests.c.kind == kind, transition_requests.c.status.in_(OPEN)))
         return self._request(rows[0]) if rows else None
 
     def _already_open(self, model: str, version: int, to_stage: str, kind: str) -> StaleState:
         found = self.open_request(model, version, to_stage, kind)
         if found is None:  # decided between the two statements: the caller may retry
-            return StaleState("the same request was pending a moment ago; retry")
-        return StaleState(f"request #{found.id} for the same change is already pending "
+            return StaleState("the same request was open a moment ago; retry")
+        return StaleState(f"request #{found.id} for the same change is already {found.status} "
                           f"(proposed by {found.proposer!r})")
 
     def get_request(self, request_id: int) -> RequestRecord:

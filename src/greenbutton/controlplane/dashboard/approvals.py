@@ -13,14 +13,13 @@ from starlette.responses import Response
 
 from ...governance.access import Caller
 from ...governance.permissions import Action, Resource
-from ...store.governance_records import RequestRecord
+from ...store.governance_records import STATUSES, RequestRecord
 from ..auth import readable
 from ..context import of
 from .sources import Sources
 from .templating import render
 from .viewer import can, page, viewer_of
 
-STATUSES = ("pending", "blocked", "approved", "rejected", "failed")
 MAX_SHOWN = 200
 
 
