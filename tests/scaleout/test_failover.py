@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -67,6 +68,36 @@ def _served_version(url: str, body: dict[str, Any]) -> str | None:
     return str(answer.json()["model"]["version"]) if answer.status_code == 200 else None
 
 
+class Traffic(threading.Thread):
+    """Requests to one gateway, one every 50 ms (at most ``MAX_REQUESTS``), until stopped:
+    the answers by status."""
+
+    MAX_REQUESTS = 4000
+
+    def __init__(self, url: str, body: dict[str, Any]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.body = url, body
+        self.answers: Counter[int] = Counter()
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            for _ in range(self.MAX_REQUESTS):
+                if self.stopped.wait(0.05):
+                    return
+                try:
+                    status = client.post(f"{self.url}/endpoints/digits/predict",
+                                         json=self.body).status_code
+                except httpx.TransportError:
+                    status = 0
+                self.answers[status] += 1
+
+    def finish(self) -> Counter[int]:
+        self.stopped.set()
+        self.join(30)
+        return self.answers
+
+
 def _versions_running(home: Path) -> Counter[str]:
     return Counter(model for model, _ in serving_processes(home).values())
 
@@ -101,6 +132,8 @@ def test_sigkill_leader_mid_rollout_takeover_without_duplicates(
         wait_for(lambda: any(r.version == v2 and r.pid for r in load_records(state_file)),
                  30, "v2 spawned", leader)
         assert _deployment(cluster, leader)["serving_version"] == v1  # type: ignore[index]
+        traffic = Traffic(follower.url, body)  # through the leader change, on the follower
+        traffic.start()
         leader.process.send_signal(signal.SIGKILL)  # mid-rollout: v2 starting, v1 routed
         killed_at = time.monotonic()
         leader.process.wait(timeout=10)
@@ -109,6 +142,8 @@ def test_sigkill_leader_mid_rollout_takeover_without_duplicates(
         takeover_s = time.monotonic() - killed_at
         wait_for(lambda: (d := _deployment(cluster, follower)) and d["state"] == "ready"
                  and d["serving_version"] == v2, 120, "v2 ready on the new leader", follower)
+        answers = traffic.finish()
+        assert set(answers) == {200}, f"the stable URL failed during the leader change: {answers}"
         replicas = settings.controller.default_replicas
         wait_for(lambda: _versions_running(settings.home)
                  == Counter({f"models:/digits/{v2}": replicas}), 30,
@@ -125,6 +160,6 @@ def test_sigkill_leader_mid_rollout_takeover_without_duplicates(
         assert _served_version(follower.url, body) == str(v2)
         log = follower.log.read_text()
         assert "adopting" in log and "elected leader" in log
-        print(json.dumps({"takeover_s": round(takeover_s, 2)}))
+        print(json.dumps({"takeover_s": round(takeover_s, 2), "answers": dict(answers)}))
     finally:
         cluster.stop()
