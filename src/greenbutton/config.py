@@ -105,6 +105,11 @@ class ServingSettings(BaseModel):
     """Comma-separated addresses of this pod, accepted as ``Host`` (kubelet's probes and
     callers by pod IP send them); the generated manifests fill it from the downward API
     (``status.podIPs``)."""
+    mirror_percent: float | None = Field(default=None, gt=0, le=100)
+    """This process gets a copy of every request (a shadow version on Kubernetes, where the
+    ingress mirrors without a percentage): call the model for this share of prediction
+    requests only and answer the others 204 at once. The generated manifests set it from the
+    spec's shadow percent. None: serve every request."""
     model_dir: Path | None = None
     """The served model's files are already here (the local target copies each version
     for its processes): MLflow is not asked; the model URI still names model and version."""

@@ -80,12 +80,23 @@ def test_ingress_canary_carries_the_weights() -> None:
     assert annotations["nginx.ingress.kubernetes.io/canary-weight-total"] == "100"
 
 
-
 def test_ingress_mirrors_the_shadowed_version() -> None:
     ingresses = {m["metadata"]["name"]: m for m in _manifests(spec=SHADOWED)
                  if m["kind"] == "Ingress"}
     main = ingresses["wine"]["metadata"]["annotations"]
     assert "wine-v4.ml.svc" in main["nginx.ingress.kubernetes.io/mirror-target"]
+
+
+def test_the_shadow_serves_its_percent_of_the_copies_the_ingress_mirrors() -> None:
+    """ingress-nginx copies every request: the shadow's pods keep the spec's 5 %."""
+    env = {d["metadata"]["name"]: {e["name"]: e.get("value") for e in
+                                   d["spec"]["template"]["spec"]["containers"][0]["env"]}
+           for d in _manifests(spec=SHADOWED) if d["kind"] == "Deployment"}
+    assert env["wine-v4"]["GREENBUTTON_SERVING__MIRROR_PERCENT"] == "5"
+    assert "GREENBUTTON_SERVING__MIRROR_PERCENT" not in env["wine-v3"]
+    assert Settings(serving={"mirror_percent": env["wine-v4"][  # type: ignore[arg-type]
+        "GREENBUTTON_SERVING__MIRROR_PERCENT"]}, _env_file=None  # type: ignore[call-arg]
+                    ).serving.mirror_percent == 5.0
 
 
 def test_write_manifests_round_trips_yaml(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from .core import DataPlane
 from .encoding import CSV
 from .guards import CrossSiteWriteGuard, HostCheck, JsonOnlyWrites, allowed_hosts
 from .middleware import RequestContextMiddleware
+from .mirror import MirrorSample
 from .openapi import docs, openapi_json
 from .protocols import v2
 from .protocols.explain import explain
@@ -79,6 +80,10 @@ def create_app(
         from .auth import endpoint_auth
 
         middleware.insert(3, endpoint_auth(settings, authority))
+    if serving.mirror_percent is not None:  # a shadow's pods on Kubernetes (dataplane/mirror.py)
+        middleware.insert(2, Middleware(
+            MirrorSample, percent=serving.mirror_percent, metrics=dataplane.metrics,
+            labels=lambda: (dataplane.name, dataplane.version or "")))
     app = Starlette(
         routes=routes,
         middleware=middleware,

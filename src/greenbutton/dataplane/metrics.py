@@ -96,6 +96,13 @@ class Metrics:
         )
         for limit in LIMITS:
             self.limit_rejections.labels(limit)
+        self.mirror_copies_skipped = Counter(
+            "mirror_copies_skipped",
+            "Mirrored requests answered 204 without calling the model (serving.mirror_percent).",
+            list(model),
+            namespace=namespace,
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "requests_in_flight",
             "Prediction requests being answered by this worker.",

@@ -163,8 +163,11 @@ def _deployment(spec: DeploymentSpec, endpoint: DeploySpec, version: int,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    routed = {r.version for r in spec.routes}
     container["env"] = serving_env(options, service=name, deployment=spec.name,
-                                   workers=_workers(endpoint))
+                                   workers=_workers(endpoint),
+                                   mirror_percent=None if version in routed
+                                   else spec.mirrors.get(version))
     if options.token_secret:
         container["envFrom"] = [{"secretRef": {"name": options.token_secret, "optional": True}}]
     return {

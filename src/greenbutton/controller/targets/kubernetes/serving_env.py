@@ -8,6 +8,8 @@
 * Endpoint auth on, checked against the control plane at ``control_plane_url``.
 * Workers per pod sized from the container's CPU (the serving process would otherwise read
   the cgroup quota, or see every core of the node when there is none).
+* A shadow's share (``GREENBUTTON_SERVING__MIRROR_PERCENT``): ingress-nginx mirrors every
+  request, the shadow's pods serve the spec's percent of them (``dataplane/mirror.py``).
 * The shared payload store's URI from a Secret (PostgreSQL: every replica logs to one
   store, so feedback sent to any replica finds its request and drift sees every row).
 
@@ -40,8 +42,9 @@ def endpoint_host(deployment: str, namespace: str) -> str:
 
 
 def serving_env(options: KubernetesOptions, *, service: str, deployment: str,
-                workers: int) -> list[EnvVar]:
-    """The ``env`` list of one version's serving container."""
+                workers: int, mirror_percent: float | None = None) -> list[EnvVar]:
+    """The ``env`` list of one version's serving container (``mirror_percent``: a shadow's,
+    which gets a copy of every request from the ingress and serves that share of them)."""
     ingress = [options.ingress_host] if options.ingress_host else []
     hosts = [*service_hosts(service, options.namespace, options.cluster_domain), *ingress,
              endpoint_host(deployment, options.namespace)]
@@ -53,6 +56,8 @@ def serving_env(options: KubernetesOptions, *, service: str, deployment: str,
         {"name": "GREENBUTTON_SERVER__URL", "value": options.control_plane_url},
         {"name": "GREENBUTTON_SERVING__WORKERS", "value": str(workers)},
     ]
+    if mirror_percent is not None:
+        env.append({"name": "GREENBUTTON_SERVING__MIRROR_PERCENT", "value": f"{mirror_percent:g}"})
     if options.payload_store_secret:
         env.append({"name": "GREENBUTTON_MONITORING__PAYLOAD_STORE_URI", "valueFrom": {
             "secretKeyRef": {"name": options.payload_store_secret, "key": "uri"}}})
