@@ -10,7 +10,10 @@ one (20 named double columns). For each, ``greenbutton serve`` and ``mlflow mode
 thread, c8, one row per request) in every MLflow input format, plus greenbutton's own
 ``/predict``; ``--rounds`` alternating rounds, so each greenbutton / mlflow ratio compares
 the two servers at one moment of a shared machine. Reported: the median ratio of the rounds
-with its lowest and highest, errors, and p99 / p50 (median of the runs').
+with its lowest and highest, errors, and p99 / p50 (median of the runs'). A third server,
+``bench/plain_bare.py`` (the estimator behind a bare Starlette app, same worker count), is
+driven in the same rounds: the floor. Its ratio to MLflow is the most any Python server of
+the model could reach; greenbutton's ratio to it is how close greenbutton is to that floor.
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ def servers(uri: str, kind: str, work: Path) -> dict[str, tuple[list[str], dict[
         "mlflow": ([py, "-m", "mlflow", "models", "serve", "-m", model, "--env-manager",
                     "local", "-p", "{port}"], {"MLFLOW_TRACKING_URI": uri, "PATH": path},
                    "/ping"),
+        "bare": ([py, "-m", "uvicorn", "bench.plain_bare:app", "--port", "{port}",
+                  "--workers", str(len(os.sched_getaffinity(0))), "--http", "httptools",
+                  "--loop", "uvloop", "--no-access-log", "--log-level", "warning"],
+                 {"MLFLOW_TRACKING_URI": uri, "MODEL_URI": model,
+                  "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}, "/ping"),
     }
 
 
@@ -124,6 +132,11 @@ def summarize(kind: str, load: str, runs: dict[tuple[str, str], list[dict[str, A
     ours = runs[("greenbutton", load)]
     theirs = runs[("greenbutton", "inputs")] if load == "predict" else runs[("mlflow", load)]
     ratios = [a["rps"] / b["rps"] for a, b in zip(ours, theirs, strict=True) if b["rps"]]
+    bare = runs[("bare", "inputs" if load == "predict" else load)]
+    floor = [b["rps"] / m["rps"] for b, m in zip(bare, runs[("mlflow", "inputs" if load ==
+                                                                  "predict" else load)],
+                                                     strict=True) if m["rps"]]
+    to_bare = [a["rps"] / b["rps"] for a, b in zip(ours, bare, strict=True) if b["rps"]]
     return {
         "kind": kind, "load": load,
         "ours": median([r["rps"] for r in ours]), "theirs": median([r["rps"] for r in theirs]),
@@ -131,6 +144,9 @@ def summarize(kind: str, load: str, runs: dict[tuple[str, str], list[dict[str, A
         "errors": sum(r["errors"] for r in ours), "their_errors": sum(r["errors"] for r in theirs),
         "tail": median([r["p99"] / r["p50"] for r in ours if r["p50"]]),
         "p50": median([r["p50"] for r in ours]), "p99": median([r["p99"] for r in ours]),
+        "bare": median([r["rps"] for r in bare]), "floor": median(floor),
+        "to_bare": median(to_bare), "bare_tail": median([r["p99"] / r["p50"] for r in bare
+                                                        if r["p50"]]),
     }
 
 
@@ -139,17 +155,24 @@ def render(rows: list[dict[str, Any]], rounds: int, duration_s: int) -> str:
              f"request, c8, {rounds} alternating rounds of {duration_s} s per server and load; "
              "ratio: median of the rounds (lowest–highest). `predict` compares greenbutton's "
              "`/predict` with its own `/invocations` + `inputs` (target ≥ 1×).", "",
+             "Floor: `bench/plain_bare.py`, the estimator behind a bare Starlette app "
+             "(uvicorn, httptools, uvloop, one worker per core as greenbutton), in the same "
+             "rounds: bare / mlflow is the most any Python server of the model reaches here.",
+             "",
              "| input example | format | greenbutton req/s | mlflow req/s | ratio | target "
-             "| errors (gb / mlflow) | greenbutton p50 / p99 ms | p99 / p50 (≤ 3×) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| bare req/s | bare / mlflow | greenbutton / bare "
+             "| errors (gb / mlflow) | greenbutton p50 / p99 ms | p99 / p50 (≤ 3×) "
+             "| bare p99 / p50 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         target = TARGETS.get(r["load"], 1.0)
         mark = "met" if r["ratio"] >= target else "**not met**"
         lines.append(
             f"| {r['kind']} | {r['load']} | {r['ours']:.0f} | {r['theirs']:.0f} | "
             f"**{r['ratio']:.2f}×** ({r['low']:.2f}–{r['high']:.2f}) | ≥ {target:.0f}× {mark} | "
+            f"{r['bare']:.0f} | {r['floor']:.2f}× | {r['to_bare']:.2f}× | "
             f"{r['errors']} / {r['their_errors']} | {r['p50']:.2f} / {r['p99']:.2f} | "
-            f"{r['tail']:.1f}× |")
+            f"{r['tail']:.1f}× | {r['bare_tail']:.1f}× |")
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     lines += ["", f"Load average (1/5/15 min) at the end of the run: {load}."]
     return "\n".join(lines)
