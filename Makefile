@@ -72,6 +72,7 @@ bench: $(STAMP) bytecode bench-deps
 	$(BIN)/pytest -m bench -s tests bench $(PYTEST_ARGS)
 	$(BIN)/python bench/drift_power.py --trials 200 --write docs/performance.md
 	$(BIN)/python bench/monitoring_calibration.py --splits 100 --write docs/performance.md
+	$(BIN)/python bench/power_bounds.py --write docs/performance.md
 	$(BIN)/python bench/drift_overhead.py
 	$(BIN)/python bench/serving_bench.py --write docs/performance.md
 	$(BIN)/python bench/plain_mlflow_bench.py --write docs/performance.md
