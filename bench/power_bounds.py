@@ -1,4 +1,4 @@
-"""What any test could find: upper bounds on the power targets of the calibration benchmark.
+"""Reference tests for one power target of the calibration benchmark (0.5 sd shift).
 
     .venv/bin/python bench/power_bounds.py [--splits 300] [--write docs/performance.md]
 
@@ -8,12 +8,13 @@ the same data sets and splits, tested by tests that are given more than a monito
 * **knows the column**: Welch's t-test on the shifted column only, at alpha 0.01 (a monitor
   would have to be told which of its features will move);
 * **t on every column**: Welch's t-test on each column, Bonferroni over the columns at alpha
-  0.01 (optimal for a normal location shift, nothing else tested: no KS, no other detector);
+  0.01 (the classic test of a location shift of near-normal columns, nothing else tested:
+  no KS, no other detector; not a bound: on skewed columns KS can do better);
 * **... and its share of the verdict**: the same, with alpha also split over the five
   detectors of a window without feedback, as the overall verdict splits it.
 
 A monitor that must also answer "did anything else change" (KS, MMD, outliers, quality,
-predictions) pays for that in alpha: its power on this scenario sits below the second row.
+predictions) pays for that in alpha; the first row is what a test given the column finds.
 """
 
 from __future__ import annotations
@@ -67,11 +68,11 @@ def rate(flags: list[bool]) -> str:
 
 def render(figures: dict[str, dict[str, list[bool]]], splits: int) -> str:
     names = list(figures)
-    lines = ["## Monitoring: upper bounds on power (issue 26)", "",
+    lines = ["## Monitoring: reference tests for the 0.5 sd shift target (issue 26)", "",
              f"`.venv/bin/python bench/power_bounds.py --splits {splits}` — scenario "
-             f"'{SCENARIO}', windows of {WINDOW}, one per split, alpha {ALPHA}; what tests "
-             "that are given more than a monitor has would find (share of windows flagged, "
-             "95 % interval). Target of issue 26: ≥ 90 %.", "",
+             f"'{SCENARIO}', windows of {WINDOW}, one per split, alpha {ALPHA}; what a test "
+             "told which column moved, and Welch's t-test on every column (Bonferroni), "
+             "find (share of windows flagged, 95 % interval). Target of issue 26: ≥ 90 %.", "",
              "| test | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for row in ROWS:
         lines.append(f"| {row} | " + " | ".join(rate(figures[n][row]) for n in names) + " |")
