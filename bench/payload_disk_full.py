@@ -1,22 +1,25 @@
 """``make bench``: ``greenbutton serve`` with its payload store's disk full vs not full.
 
 Usage (as root: it mounts a tmpfs): ``.venv/bin/python bench/payload_disk_full.py
-[--rounds 2] [--duration 30] [--write docs/performance.md]``.
+[--rounds 4] [--duration 15] [--write docs/performance.md]``.
 
 Logs a LogisticRegression on sklearn's digits with :func:`greenbutton.log_model` (so the
-served version has monitors and a payload log), then starts two ``greenbutton serve``
-processes with their defaults, both up at once: one whose payload store
+served version has monitors and a payload log), then starts three ``greenbutton serve``
+processes with their defaults, all up at once: one whose payload store
 (``GREENBUTTON_MONITORING__PAYLOAD_STORE_URI``) is in an ordinary folder, one whose store is
-on a 4 MiB tmpfs. Each is warmed up (its store created and written), then the tmpfs is
-filled to its last byte, and the two are driven in turn with wrk (closed loop, 1 thread,
-c8, one-row ``dataframe_split`` on ``/invocations``), ``--rounds`` rounds of ``--duration``
-seconds each, alternating which goes first. Every 0.5 s during the loads the bench reads
-the RSS of each server and its workers (``/proc/PID/status`` ``VmRSS``, summed) and scrapes
-``/metrics`` (``greenbutton_payload_dropped_total``, ``greenbutton_payload_buffer_bytes``).
-Reported per server: requests, errors (wrk's non-2xx and socket errors), p50 and p99
+on a 4 MiB tmpfs, and one whose store and ``TMPDIR`` (where its workers share their
+``/metrics``) are on another 4 MiB tmpfs. Each is warmed up (its store created and
+written), then the tmpfs mounts are filled to their last byte, and the servers are driven
+in turn with wrk (closed loop, 1 thread, c8, one-row ``dataframe_split`` on
+``/invocations``), ``--rounds`` rounds of ``--duration`` seconds each, the order reversed
+every other round. Every 0.5 s during the loads the bench reads the RSS of the server and
+its workers (``/proc/PID/status`` ``VmRSS``, summed) and scrapes ``/metrics``
+(``greenbutton_payload_dropped_total``, ``greenbutton_payload_buffer_bytes``).
+Reported per server: requests, errors (wrk's non-2xx answers / those and its socket
+errors: timeouts, resets), p50 and p99
 (median of the rounds), RSS before the first load / peak / after the last, the drop count
 and the buffer's fill, the time from the server's first load to the first nonzero drop
-count, and the requests its store holds at the end; then full / normal ratios.
+count, and the requests its store holds at the end; then each full one / the normal one.
 """
 
 from __future__ import annotations
@@ -59,7 +62,11 @@ from bench.serving_bench import (  # noqa: E402
 TMPFS_SIZE = "4m"
 CONNECTIONS = 8
 SAMPLE_INTERVAL_S = 0.5
-SERVERS = ("normal", "full")
+SERVERS = ("normal", "full", "full-tmp")
+"""The payload store in a folder; on a full tmpfs; on a full tmpfs that is also the
+server's ``TMPDIR`` (where its workers share their ``/metrics``)."""
+LABELS = {"normal": "not full", "full": "full",
+          "full-tmp": "full, and the server's `TMPDIR` on it"}
 
 
 class Classifier(greenbutton.Model):  # pickled by value (defined in __main__)
@@ -191,25 +198,29 @@ def logged_requests(database: Path) -> int:
 
 
 def measure(work: Path, rounds: int, duration_s: int) -> dict[str, dict[str, Any]]:
-    """Both servers up at once, the full one's tmpfs filled after warm-up, driven in turn."""
+    """The servers up at once, the full ones' tmpfs filled after warm-up, driven in turn."""
     uri, body = register(work)
     py = sys.executable
-    with tmpfs(work / "full") as full_dir:
-        folders = {"normal": work / "normal", "full": full_dir}
-        results: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as mounts:
+        folders = {"normal": work / "normal",
+                   **{name: mounts.enter_context(tmpfs(work / name)) for name in SERVERS[1:]}}
         with contextlib.ExitStack() as stack:
             up = {}
             for name in SERVERS:
                 env = {"GREENBUTTON_HOME": str(work), "GREENBUTTON_MLFLOW__TRACKING_URI": uri,
                        "GREENBUTTON_MONITORING__PAYLOAD_STORE_URI":
                            f"sqlite:///{folders[name] / 'payloads.db'}"}
+                if name == "full-tmp":  # the workers' shared /metrics files there too
+                    env["TMPDIR"] = str(folders[name])
                 argv = [py, "-m", "greenbutton", "serve", "models:/lr/1", "--port", "{port}"]
                 up[name] = stack.enter_context(running((argv, env, "/health/ready")))
             for name in SERVERS:  # the store exists and has been written
                 wrk(f"http://127.0.0.1:{up[name][1]}/invocations", body, CONNECTIONS, 2, work)
             time.sleep(1.0)  # the last flush
-            filled = fill(full_dir)
-            print(f"filled {full_dir} with {filled} bytes: 0 blocks free", flush=True)
+            for name in SERVERS[1:]:
+                filled = fill(folders[name])
+                print(f"{folders[name]}: 0 blocks free ({filled} bytes of filler)", flush=True)
             observers = {name: Observer(up[name][0].pid, up[name][1]) for name in SERVERS}
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SERVERS}
             for round_ in range(rounds):
@@ -228,6 +239,7 @@ def measure(work: Path, rounds: int, duration_s: int) -> dict[str, dict[str, Any
 def summarise(runs: list[dict[str, Any]], observer: Observer) -> dict[str, Any]:
     return {"requests": sum(r["requests"] for r in runs),
             "errors": sum(r["errors"] for r in runs),
+            "non_2xx": sum(r["non_2xx"] for r in runs),
             "rps": median([r["rps"] for r in runs]),
             "p50": median([r["p50"] for r in runs]), "p99": median([r["p99"] for r in runs]),
             "p99_max": max(r["p99"] for r in runs),
@@ -240,16 +252,16 @@ def summarise(runs: list[dict[str, Any]], observer: Observer) -> dict[str, Any]:
 
 
 def render(results: dict[str, dict[str, Any]], rounds: int, duration_s: int) -> str:
-    lines = [f"{rounds} rounds of {duration_s} s per server, c{CONNECTIONS}, both servers up, "
-             "alternating which runs first; p50 / p99: median of the rounds' (highest p99 in "
-             "brackets); CPU: the server and its workers, µs per request; RSS: the server and "
-             "its workers, before the first load / peak / after the last, and when the first "
-             "drop was seen; buffer: "
-             "`greenbutton_payload_buffer_bytes` (largest worker's), peak and at the end; "
-             "first drop: seconds of load before `greenbutton_payload_dropped_total` was "
-             "first nonzero on `/metrics` (scraped every 0.5 s).", "",
-             "| payload store's disk | requests | errors | req/s | p50 ms | p99 ms | CPU µs | "
-             "RSS start / peak / end MB | RSS at first drop MB | dropped | "
+    lines = [f"{rounds} rounds of {duration_s} s per server, c{CONNECTIONS}, all servers up, "
+             "the order reversed every other round; p50 / p99: median of the rounds' (highest "
+             "p99 in brackets); CPU: the server and its workers, µs per request; RSS: the "
+             "server and its workers, before the first load / peak / after the last, and when "
+             "the first drop was seen; buffer: `greenbutton_payload_buffer_bytes` (largest "
+             "worker's), peak and at the end; first drop: seconds of load before "
+             "`greenbutton_payload_dropped_total` was first nonzero on `/metrics` (scraped "
+             "every 0.5 s); /metrics failures: scrapes that did not answer 200.", "",
+             "| payload store's disk | requests | non-2xx / all errors | req/s | p50 ms | "
+             "p99 ms | CPU µs | RSS start / peak / end MB | RSS at first drop MB | dropped | "
              "buffer peak / end MiB | first drop s | requests in the store | "
              "/metrics failures |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -258,21 +270,23 @@ def render(results: dict[str, dict[str, Any]], rounds: int, duration_s: int) -> 
         first = "none" if r["first_drop_s"] is None else f"{r['first_drop_s']:.1f}"
         at_drop = "–" if r["rss_first_drop"] is None else f"{r['rss_first_drop']:.0f}"
         lines.append(
-            f"| {name} | {r['requests']} | {r['errors']} | {r['rps']:.0f} | {r['p50']:.2f} | "
+            f"| {LABELS[name]} | {r['requests']} | {r['non_2xx']} / {r['errors']} | "
+            f"{r['rps']:.0f} | {r['p50']:.2f} | "
             f"{r['p99']:.2f} ({r['p99_max']:.2f}) | {r['cpu_us']:.0f} | {r['rss_start']:.0f} / "
             f"{r['rss_peak']:.0f} / {r['rss_end']:.0f} | {at_drop} | {r['dropped']:.0f} | "
             f"{r['held_peak'] / 2**20:.1f} / "
             f"{r['held_end'] / 2**20:.1f} | {first} | {r['logged']} | {r['scrape_errors']} |")
-    normal, full = results["normal"], results["full"]
-    lines.append("")
-    for label, key in (("req/s", "rps"), ("p50", "p50"), ("p99", "p99"), ("CPU", "cpu_us"),
-                       ("peak RSS", "rss_peak"), ("RSS growth (peak - start)", None)):
-        if key is None:
-            a = full["rss_peak"] - full["rss_start"]
-            b = normal["rss_peak"] - normal["rss_start"]
-            lines.append(f"- full / normal, {label}: {a:.0f} MB / {b:.0f} MB")
-        elif normal[key]:
-            lines.append(f"- full / normal, {label}: **{full[key] / normal[key]:.2f}×**")
+    normal = results["normal"]
+    lines += ["", "| measure | " + " | ".join(f"{LABELS[n]} / not full" for n in SERVERS[1:])
+              + " |", "|---|" + "---|" * (len(SERVERS) - 1)]
+    for label, key in (("req/s", "rps"), ("p50", "p50"), ("p99", "p99"), ("CPU per request",
+                       "cpu_us"), ("peak RSS", "rss_peak")):
+        lines.append(f"| {label} | " + " | ".join(
+            f"{results[n][key] / normal[key]:.2f}×" if normal[key] else "–" for n in SERVERS[1:])
+            + " |")
+    growth = {n: results[n]["rss_peak"] - results[n]["rss_start"] for n in SERVERS}
+    lines.append("| RSS growth (peak − start) | " + " | ".join(
+        f"{growth[n]:.0f} MB / {growth['normal']:.0f} MB" for n in SERVERS[1:]) + " |")
     return "\n".join(lines)
 
 
@@ -286,8 +300,8 @@ def write_section(path: Path, table: str) -> None:
              f"bench/payload_disk_full.py --write docs/performance.md`; a LogisticRegression "
              f"on digits logged with monitors, `greenbutton serve` with its defaults, the "
              f"payload store in a folder vs on a {TMPFS_SIZE} tmpfs filled to its last byte "
-             f"after warm-up; wrk, 1 thread, closed loop, one-row `dataframe_split` on "
-             f"`/invocations`):\n\n{table}\n{end}")
+             f"after warm-up (the third server's `TMPDIR` too); wrk, 1 thread, closed loop, "
+             f"one-row `dataframe_split` on `/invocations`):\n\n{table}\n{end}")
     if begin in text:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
     elif "\n## Controller" in text:
@@ -300,8 +314,9 @@ def write_section(path: Path, table: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per server")
-    parser.add_argument("--duration", type=int, default=30, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="rounds per server (the order reversed every other round)")
+    parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--write", type=Path, help="also write the table into this markdown file")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
