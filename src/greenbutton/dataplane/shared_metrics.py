@@ -12,7 +12,9 @@ the supervisor retires its file: its counts stay (totals never go backwards), it
 
 A file that cannot be written (a full disk) leaves that worker's last file in place: the
 other workers' scrapes show it as it was, and the worker's own scrapes show it fresh (its
-exposition is merged from memory, not read back), so ``/metrics`` keeps answering.
+exposition is merged from memory, not read back), so ``/metrics`` keeps answering. Until
+the files can be written again, a summed counter can step back between two scrapes
+answered by different workers (each adds the other's stale count to its fresh one).
 """
 
 from __future__ import annotations
