@@ -60,6 +60,7 @@ from bench.serving_bench import (  # noqa: E402
 )
 
 TMPFS_SIZE = "4m"
+TMPFS_LABEL = "4 MiB"
 CONNECTIONS = 8
 SAMPLE_INTERVAL_S = 0.5
 SERVERS = ("normal", "full", "full-tmp")
@@ -257,7 +258,8 @@ def render(results: dict[str, dict[str, Any]], rounds: int, duration_s: int) -> 
              "p99 in brackets); CPU: the server and its workers, µs per request; RSS: the "
              "server and its workers, before the first load / peak / after the last, and when "
              "the first drop was seen; buffer: `greenbutton_payload_buffer_bytes` (largest "
-             "worker's), peak and at the end; first drop: seconds of load before "
+             "worker's), peak and at the end; dropped: `greenbutton_payload_dropped_total` in "
+             "the last scrape; first drop: seconds of load before "
              "`greenbutton_payload_dropped_total` was first nonzero on `/metrics` (scraped "
              "every 0.5 s); /metrics failures: scrapes that did not answer 200.", "",
              "| payload store's disk | requests | non-2xx / all errors | req/s | p50 ms | "
@@ -299,7 +301,7 @@ def write_section(path: Path, table: str) -> None:
              f"Measured with `make bench` (as root: `.venv/bin/python "
              f"bench/payload_disk_full.py --write docs/performance.md`; a LogisticRegression "
              f"on digits logged with monitors, `greenbutton serve` with its defaults, the "
-             f"payload store in a folder vs on a {TMPFS_SIZE} tmpfs filled to its last byte "
+             f"payload store in a folder vs on a {TMPFS_LABEL} tmpfs filled to its last byte "
              f"after warm-up (the third server's `TMPDIR` too); wrk, 1 thread, closed loop, "
              f"one-row `dataframe_split` on `/invocations`):\n\n{table}\n{end}")
     if begin in text:
