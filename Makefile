@@ -76,6 +76,7 @@ bench: $(STAMP) bytecode bench-deps
 	$(BIN)/python bench/drift_overhead.py
 	$(BIN)/python bench/serving_bench.py --write docs/performance.md
 	$(BIN)/python bench/plain_mlflow_bench.py --write docs/performance.md
+	$(BIN)/python bench/payload_disk_full.py --write docs/performance.md
 	$(BIN)/python bench/controller_rollout.py --write docs/performance.md
 	$(BIN)/python bench/scaleout_bench.py --write docs/performance.md
 

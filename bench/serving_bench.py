@@ -152,9 +152,11 @@ def wrk(url: str, body: str, connections: int, duration_s: int, workdir: Path) -
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, flags=re.MULTILINE))
     errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses:|timeout|read|write|"
                                             r"connect)\s+(\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return {"rps": rps, "p50": to_ms(lat.get("50", "0ms")), "p99": to_ms(lat.get("99", "0ms")),
-            "errors": errors, "requests": requests}
+            "errors": errors, "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+            "requests": requests}
 
 
 def check(url: str, body: str) -> None:

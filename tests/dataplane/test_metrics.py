@@ -88,6 +88,23 @@ def test_a_retired_worker_keeps_its_counts_but_not_its_gauges(tmp_path: Path) ->
     assert [p.name for p in tmp_path.iterdir()] == [f"{os.getpid()}.prom"]
 
 
+def test_render_on_a_full_disk_answers_every_worker_fresh(tmp_path: Path) -> None:
+    from greenbutton.dataplane.shared_metrics import SharedMetrics
+
+    other, own = Metrics(), Metrics()
+    for metrics in (other, own):
+        metrics.observe_request(model="m", version="1", endpoint="/predict", status=200,
+                                latency_s=0.01)
+    (tmp_path / "999999999.prom").write_bytes(other.render())  # another worker's, written
+    shared = SharedMetrics(tmp_path, own.render)
+    shared.publish()  # this worker's count of 1, before its disk filled up
+    own.observe_request(model="m", version="1", endpoint="/predict", status=200, latency_s=0.01)
+    (tmp_path / f"{os.getpid()}.tmp").symlink_to("/dev/full")  # its write: ENOSPC
+    merged = shared.render().decode()
+    assert ('greenbutton_requests_total{endpoint="/predict",model="m",status="200",version="1"}'
+            ' 3.0') in merged
+
+
 def test_drift_series_render_with_the_metrics_and_follow_each_published_test() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 

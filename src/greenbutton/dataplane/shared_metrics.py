@@ -9,10 +9,18 @@ take the maximum (a drift score or readiness of any worker), except the additive
 with the strongest evidence of drift, whose flag the maximum reports). When a worker exits,
 the supervisor retires its file: its counts stay (totals never go backwards), its gauges go
 (a dead worker's drift flag or requests in flight describe nothing any more).
+
+A file that cannot be written (a full disk) leaves that worker's last file in place: the
+other workers' scrapes show it as it was, and the worker's own scrapes show it fresh (its
+exposition is merged from memory, not read back), so ``/metrics`` keeps answering. Until
+the files can be written again, a summed counter can step back between two scrapes
+answered by different workers (each adds the other's stale count to its fresh one).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import operator
 import os
 from collections.abc import Callable
@@ -20,6 +28,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
+
+logger = logging.getLogger(__name__)
 
 ADDITIVE_GAUGES = frozenset({"greenbutton_requests_in_flight"})
 """Gauges whose per-worker values add up (the others report the largest worker value)."""
@@ -39,16 +49,32 @@ class SharedMetrics:
         self.render_own = render_own
         self.interval_s = interval_s
         self._path = directory / f"{os.getpid()}.prom"
+        self._is_failing = False
 
     def publish(self, own: bytes | None = None) -> None:
-        """Write this worker's exposition (``own`` if already rendered); call every interval."""
-        _replace(self._path, own if own is not None else self.render_own())
+        """Write this worker's exposition (``own`` if already rendered); call every interval.
+        A failed write is logged (once until one succeeds) and retried next time."""
+        try:
+            _replace(self._path, own if own is not None else self.render_own())
+        except OSError as error:
+            if not self._is_failing:
+                logger.warning("publishing this worker's metrics to %s failed (%s); the "
+                               "other workers show its last published values until it "
+                               "succeeds", self._path, error)
+            self._is_failing = True
+            return
+        if self._is_failing:
+            logger.info("publishing this worker's metrics to %s works again", self._path)
+        self._is_failing = False
 
     def render(self) -> bytes:
         """Every worker's metrics merged into one exposition (this worker's fresh)."""
-        self.publish(self.render_own())
-        texts = []
+        own = self.render_own()
+        self.publish(own)
+        texts = [own.decode()]
         for path in sorted(self.directory.glob("*.prom")):
+            if path == self._path:
+                continue
             try:
                 texts.append(path.read_text())
             except OSError:  # a worker replaced its file meanwhile
@@ -69,7 +95,12 @@ def retire(directory: Path, pid: int) -> None:
 def _replace(path: Path, content: bytes) -> None:
     # write-then-rename: a worker merging the files meanwhile reads the old or the new one
     temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(content)
+    try:
+        temporary.write_bytes(content)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink()  # a partial file would hold on to the full disk's blocks
+        raise
     temporary.replace(path)
 
 
