@@ -83,7 +83,10 @@ async def test_workers_share_socket_replace_dead_one_and_exit_0_on_sigterm(
         # the first answer waits for the supervisor to load the model and fork: a slow start
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             assert (await wait_ready(client, timeout_s=120)).status_code == 200
-            workers = children.read_text().split()
+            deadline = time.monotonic() + 30  # ready once one worker answers; both soon after
+            while len(workers := children.read_text().split()) < 2 and (
+                    time.monotonic() < deadline):
+                await asyncio.sleep(0.05)
             assert len(workers) == 2
         os.kill(int(workers[0]), signal.SIGKILL)  # its callers get a 503, never a hang
         rows = digits_frame[:2].to_numpy().tolist()
