@@ -142,31 +142,38 @@ class MahalanobisDetector:
     def fit_calibrated(cls, frame: pd.DataFrame, folds: list[np.ndarray]
                        ) -> tuple[MahalanobisDetector, np.ndarray]:
         """The detector fitted on all rows, and a score for each row in ``folds`` from the
-        estimate without that fold's rows (the robust support is chosen once, on all rows:
-        re-running the MCD search per fold would cost seconds, re-estimating is cheap)."""
+        estimate without that fold's rows.
+
+        The robust support and the shrinkage amount are chosen once, on all rows, and every
+        fold re-estimates only location and covariance: a fold's estimate then differs from
+        the final one by its rows alone, so its rows' scores are exchangeable with the
+        final one's scores of new rows. Ledoit-Wolf's amount grows as rows get fewer; chosen
+        per fold, it shrank the folds' estimates more than the final one, scoring reference
+        rows lower than new ones (on 221 rows, 1.2 % of clean rows above a threshold
+        placed for at most 0.9 %). Re-running the MCD search per fold would cost seconds."""
         columns = numeric_columns(frame)
         values = numeric_matrix(frame, columns)
         support = _robust_support(values)
+        shrinkage = _shrinkage(values)
         scores = np.full(len(values), np.nan)
         for fold in folds:
             rest = np.ones(len(values), dtype=bool)
             rest[fold] = False
-            estimate = cls._estimated(columns, values[rest], support[rest])
+            estimate = cls._estimated(columns, values[rest], support[rest], shrinkage)
             scores[fold] = estimate.score(frame.iloc[fold])
-        return cls._estimated(columns, values, support), scores
+        return cls._estimated(columns, values, support, shrinkage), scores
 
     @classmethod
-    def _estimated(cls, columns: list[str], values: np.ndarray, support: np.ndarray
-                   ) -> MahalanobisDetector:
+    def _estimated(cls, columns: list[str], values: np.ndarray, support: np.ndarray,
+                   shrinkage: float) -> MahalanobisDetector:
         """Location and covariance of the ``support`` rows (the reweighted MCD estimate),
-        shrunk toward the identity (Ledoit-Wolf amount) so rare features stay invertible."""
+        shrunk toward the identity by ``shrinkage`` so rare features stay invertible."""
         center, scale = values.mean(axis=0), values.std(axis=0)
         varying = scale > 0
         standard = (values[:, varying] - center[varying]) / scale[varying]
         inliers = standard[support] if support.sum() > 1 else standard
         location = inliers.mean(axis=0)
         covariance = np.atleast_2d(np.cov(inliers.T, bias=True))
-        shrinkage = LedoitWolf().fit(standard).shrinkage_
         dims = covariance.shape[0]
         covariance = (1 - shrinkage) * covariance + shrinkage * np.trace(covariance) / dims * \
             np.eye(dims)
@@ -253,11 +260,22 @@ class IsolationForestDetector:
         return cls(list(params["columns"]), arrays["rows"], float(params["threshold"]))
 
 
-def _robust_support(values: np.ndarray) -> np.ndarray:
-    """The rows the Minimum Covariance Determinant keeps (all when it cannot be computed)."""
+def _standardised(values: np.ndarray) -> np.ndarray:
+    """The varying columns, centred and scaled to unit variance."""
     scale = values.std(axis=0)
     varying = scale > 0
-    standard = (values[:, varying] - values.mean(axis=0)[varying]) / scale[varying]
+    standard: np.ndarray = (values[:, varying] - values.mean(axis=0)[varying]) / scale[varying]
+    return standard
+
+
+def _shrinkage(values: np.ndarray) -> float:
+    """The Ledoit-Wolf shrinkage amount of the standardised varying columns."""
+    return float(LedoitWolf().fit(_standardised(values)).shrinkage_)
+
+
+def _robust_support(values: np.ndarray) -> np.ndarray:
+    """The rows the Minimum Covariance Determinant keeps (all when it cannot be computed)."""
+    standard = _standardised(values)
     with warnings.catch_warnings():
         # MCD warns when the robust covariance is near-singular; we fall back below
         warnings.simplefilter("ignore", RuntimeWarning)
