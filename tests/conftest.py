@@ -16,12 +16,23 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from greenbutton.config import Settings
 from greenbutton.dataplane.core import DataPlane
 from greenbutton.dataplane.loading import ServedModel, load_served_model
 from greenbutton.dataplane.metrics import Metrics
 from postgres_server import postgres_uri  # noqa: F401  (session fixture: real PostgreSQL)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_native_thread() -> Iterator[None]:
+    """The suite's own fits and scores on one OpenBLAS/OpenMP thread. The servers it starts
+    share the cores, and a pool of two threads busy-waits against them: a LogisticRegression
+    fit on digits took 1.5-8 s on 2 busy cores and 0.12 s on one thread. Serving processes
+    size their own pools (``dataplane/threads.py``), so this changes nothing under test."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 @pytest.fixture
