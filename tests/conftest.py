@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from greenbutton.config import Settings
 from greenbutton.dataplane.core import DataPlane
@@ -24,16 +26,42 @@ from greenbutton.dataplane.metrics import Metrics
 from postgres_server import postgres_uri  # noqa: F401  (session fixture: real PostgreSQL)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_native_thread() -> Iterator[None]:
+    """The suite's own fits and scores on one OpenBLAS/OpenMP thread. The servers it starts
+    share the cores, and a pool of two threads busy-waits against them: a LogisticRegression
+    fit on digits took 1.5-8 s on 2 busy cores and 0.12 s on one thread. Serving processes
+    size their own pools (``dataplane/threads.py``), so this changes nothing under test."""
+    with threadpool_limits(limits=1):
+        yield
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings whose embedded defaults all live in this test's temp folder."""
     return Settings(home=tmp_path / "gb", _env_file=None)  # type: ignore[call-arg]
 
 
-@pytest.fixture
-def mlflow_uri(settings: Settings) -> Iterator[str]:
-    """A real MLflow tracking store (SQLite + local artifacts) for this test only."""
+@pytest.fixture(scope="session")
+def migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store, created and migrated once for the session. MLflow's own
+    suite copies one the same way: its migrations take 2.6-6 s on 2 cores, a copy 0.05 s."""
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
+def seed_mlflow_db(settings: Settings, template: Path) -> None:
+    """Put a copy of the migrated empty store where ``settings``' embedded MLflow store lives."""
     settings.home.mkdir(parents=True, exist_ok=True)
+    assert settings.mlflow.tracking_uri == f"sqlite:///{settings.home / 'mlflow.db'}"
+    shutil.copyfile(template, settings.home / "mlflow.db")
+
+
+@pytest.fixture
+def mlflow_uri(settings: Settings, migrated_mlflow_db: Path) -> Iterator[str]:
+    """A real MLflow tracking store (SQLite + local artifacts) for this test only."""
+    seed_mlflow_db(settings, migrated_mlflow_db)
     uri = settings.mlflow.tracking_uri
     assert uri is not None
     previous = mlflow.get_tracking_uri()
@@ -129,15 +157,19 @@ async def dataplane(settings: Settings, served_digits: ServedModel) -> DataPlane
 
 @pytest.fixture
 def save_local_model(
-    tmp_path: Path, settings: Settings, digits_frame: pd.DataFrame
+    tmp_path: Path, settings: Settings, digits_frame: pd.DataFrame, migrated_mlflow_db: Path
 ) -> Callable[[mlflow.pyfunc.PythonModel], ServedModel]:
     """Save a pyfunc model with the digits signature to a local folder and load it."""
+    seed_mlflow_db(settings, migrated_mlflow_db)  # loading opens the home's MLflow store
 
     def save(python_model: mlflow.pyfunc.PythonModel) -> ServedModel:
         path = tmp_path / f"model-{len(list(tmp_path.iterdir()))}"
         signature = infer_signature(digits_frame, np.zeros(len(digits_frame), dtype=np.int64))
+        # requirements named, not inferred: MLflow infers them in a child process that imports
+        # the model (1.7 s a call here), and no test of this fixture is about requirements
         mlflow.pyfunc.save_model(
-            path, python_model=python_model, signature=signature, input_example=digits_frame[:2]
+            path, python_model=python_model, signature=signature, input_example=digits_frame[:2],
+            pip_requirements=["mlflow", "numpy", "pandas"]
         )
         dst = tmp_path / f"{path.name}-loaded"
         dst.mkdir()

@@ -69,22 +69,31 @@ def test_generated_alert_rules_pass_promtool(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@contextlib.asynccontextmanager
-async def serve_digits(folder: Path) -> AsyncIterator[str]:
-    """A monitored digits model served by uvicorn on a loopback port (the real app build)."""
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of a monitored digits model, fitted and saved once for the module: every
+    server copies it to a folder of its own before loading, so none changes it."""
+    folder = tmp_path_factory.mktemp("digits-model")
     X, y = load_digits(return_X_y=True, as_frame=True)
     X.columns = [f"pixel_{i}" for i in range(64)]
     clf = LogisticRegression(max_iter=500).fit(X, y)
     artifacts = fit_monitors(X, clf.predict(X), folder / "fit", with_mmd=False)
     mlflow.pyfunc.save_model(folder / "model", python_model=Digits(clf), artifacts=artifacts,
                              signature=infer_signature(X, y.to_numpy()), input_example=X[:2])
+    return folder / "model"
+
+
+@contextlib.asynccontextmanager
+async def serve_digits(model: Path, folder: Path) -> AsyncIterator[str]:
+    """``model`` served by uvicorn on a loopback port (the real app build), its home in
+    ``folder``."""
     settings = Settings(home=folder / "gb", _env_file=None)  # type: ignore[call-arg]
     settings.home.mkdir()
     settings.monitoring.drift_interval_s = 0.2
     store = PayloadStore(settings.monitoring.payload_store_uri)
     runtime = MonitoringRuntime(settings.monitoring, store)
     plugins = ServingPlugins(routes=runtime.routes(), hooks=runtime.hooks)
-    app = build_serving_app(settings, str(folder / "model"), plugins=plugins)
+    app = build_serving_app(settings, str(model), plugins=plugins)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on",
                                            log_level="warning"))
@@ -105,9 +114,9 @@ async def serve_digits(folder: Path) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def serving_url(tmp_path: Path) -> AsyncIterator[str]:
+async def serving_url(digits_model: Path, tmp_path: Path) -> AsyncIterator[str]:
     """One monitored digits endpoint."""
-    async with serve_digits(tmp_path) as url:
+    async with serve_digits(digits_model, tmp_path) as url:
         yield url
 
 
@@ -215,11 +224,12 @@ async def test_prometheus_finds_serving_processes_in_the_controllers_targets_fil
 
 
 async def test_scrape_follows_a_rollout_without_gaps_for_the_version_that_stays(
-    tmp_path: Path
+    digits_model: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "v1").mkdir()
     (tmp_path / "v2").mkdir()
-    async with serve_digits(tmp_path / "v1") as v1, serve_digits(tmp_path / "v2") as v2:
+    async with (serve_digits(digits_model, tmp_path / "v1") as v1,
+                serve_digits(digits_model, tmp_path / "v2") as v2):
         targets = ScrapeTargetFile(tmp_path / "targets.json")
 
         def observed(*urls: tuple[int, str]) -> list[ObservedDeployment]:
