@@ -69,6 +69,41 @@ def test_generated_alert_rules_pass_promtool(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+PAYLOAD_DROPS = {
+    "rule_files": ["greenbutton_rules.yml"],
+    "evaluation_interval": "1m",
+    "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": 'greenbutton_payload_dropped_total{model="digits",version="3",'
+                       'instance="a"}', "values": "0 0 0 5 10 15 15 15 15 15 15 15"},
+            {"series": 'greenbutton_payload_dropped_total{model="wine",version="1",'
+                       'instance="b"}', "values": "0 0 0 0 0 0 0 0 0 0 0 0"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "2m", "alertname": "GreenbuttonPayloadDropped", "exp_alerts": []},
+            {"eval_time": "4m", "alertname": "GreenbuttonPayloadDropped", "exp_alerts": [{
+                "exp_labels": {"severity": "warning", "model": "digits", "version": "3"},
+                "exp_annotations": {"summary": "Payload records dropped on digits v3: its "
+                                    "payload store cannot keep up or cannot write (disk "
+                                    "full?)"}}]},
+            {"eval_time": "11m", "alertname": "GreenbuttonPayloadDropped", "exp_alerts": []},
+        ],
+    }],
+}
+
+
+def test_dropped_payload_records_raise_an_alert_from_the_first_drop(tmp_path: Path) -> None:
+    """promtool's rule unit test: the alert fires in the minute the counter first moves, for
+    that model and version only, and clears once nothing has been dropped for 5 minutes."""
+    (tmp_path / "greenbutton_rules.yml").write_text(render_yaml(alert_rules()))
+    cases = tmp_path / "drops_test.yml"
+    cases.write_text(render_yaml(PAYLOAD_DROPS))
+    done = subprocess.run(["promtool", "test", "rules", str(cases)], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of a monitored digits model, fitted and saved once for the module: every

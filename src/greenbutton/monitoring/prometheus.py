@@ -69,6 +69,11 @@ def alert_rules(*, outlier_rate: float = 0.05, error_rate: float = 0.05,
               f"histogram_quantile(0.99, sum by (model, version, le) "
               f"(rate(greenbutton_request_latency_seconds_bucket[5m]))) > {p99_latency_s}",
               "5m", "p99 latency above " + f"{p99_latency_s}" + " s on {{ $labels.model }}"),
+        # the payload log is the audit trail and the retraining data: a lost record is news
+        _rule("GreenbuttonPayloadDropped",
+              f"sum {by} (increase(greenbutton_payload_dropped_total[5m])) > 0", "0m",
+              "Payload records dropped on {{ $labels.model }} v{{ $labels.version }}: its "
+              "payload store cannot keep up or cannot write (disk full?)"),
     ]
     if min_accuracy is not None:
         rules.append(_rule("GreenbuttonAccuracyLow",
