@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from greenbutton.config import Settings
 from greenbutton.dataplane.core import DataPlane
 from greenbutton.dataplane.loading import ServedModel, load_served_model
 from greenbutton.dataplane.metrics import Metrics
+from mlflow_template import migrated_mlflow_template, seed_mlflow_db
 from postgres_server import postgres_uri  # noqa: F401  (session fixture: real PostgreSQL)
 
 
@@ -43,19 +43,9 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow SQLite store, created and migrated once for the session. MLflow's own
-    suite copies one the same way: its migrations take 2.6-6 s on 2 cores, a copy 0.05 s."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
-
-
-def seed_mlflow_db(settings: Settings, template: Path) -> None:
-    """Put a copy of the migrated empty store where ``settings``' embedded MLflow store lives."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    assert settings.mlflow.tracking_uri == f"sqlite:///{settings.home / 'mlflow.db'}"
-    shutil.copyfile(template, settings.home / "mlflow.db")
+def migrated_mlflow_db() -> Path:
+    """An empty MLflow SQLite store, created and migrated once (``mlflow_template.py``)."""
+    return migrated_mlflow_template()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from greenbutton.registry import Registry
 from greenbutton.store.governance_records import GateOutcome
 from greenbutton.store.sql import SqlStore
 from greenbutton.wiring import assemble_control_plane
+from mlflow_template import seed_mlflow_db
 
 
 class Echo(greenbutton.Model):
@@ -39,6 +40,8 @@ def log_echo_versions(settings: Settings, params: Iterable[dict[str, Any]]) -> N
     pickled by value, so gates (in the sandbox) and serving processes load it without the
     tests on their path."""
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    if settings.mlflow.tracking_uri == f"sqlite:///{settings.home / 'mlflow.db'}":
+        seed_mlflow_db(settings)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
         for run_params in params:
