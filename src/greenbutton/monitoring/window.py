@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..logs import FailureStreaks
 from .alerts import Alerter, Figures
 from .drift import DriftResult, Window
 from .gauges import MonitoringGauges
@@ -67,6 +68,7 @@ class DriftWindow:
         self._newest: int | None = None
         """The newest row id of the last window tested."""
         self._task: asyncio.Task[None] | None = None
+        self._streaks = FailureStreaks(logger)  # a full store fails every interval
         self.snapshot: dict[str, Any] = {"model": {"name": model, "version": version},
                                          "window": {"rows": 0, "size": size}, "drift": None}
 
@@ -88,8 +90,9 @@ class DriftWindow:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.tick()
+                self._streaks.succeeded("the drift test")
             except Exception:
-                logger.exception("drift test failed")
+                self._streaks.failed("the drift test")
 
     async def tick(self) -> dict[str, Any]:
         """One interval: publish the latest stored test, then test if this process wins the
@@ -98,8 +101,9 @@ class DriftWindow:
         try:
             is_mine = await asyncio.to_thread(self.store.coordination.claim_drift_test, self.model,
                                               self.version, self.interval_s * CLAIM_SHARE)
+            self._streaks.succeeded("claiming the drift test")
         except Exception:
-            logger.exception("claiming the drift test failed; testing anyway")
+            self._streaks.failed("claiming the drift test", "; testing anyway")
             is_mine = True
         return await self.test_now() if is_mine else self.snapshot
 
@@ -153,8 +157,9 @@ class DriftWindow:
         try:
             await asyncio.to_thread(self.store.coordination.save_drift_snapshot, self.model,
                                     self.version, self._newest, self.snapshot)
+            self._streaks.succeeded("storing the drift test's snapshot")
         except Exception:  # the other workers keep publishing the last stored snapshot
-            logger.exception("storing the drift test's snapshot failed")
+            self._streaks.failed("storing the drift test's snapshot")
         return self.snapshot
 
     def _window(self, logged: list[RecentPrediction]) -> tuple[Window, list[float]]:
