@@ -129,14 +129,16 @@ def url(port: int, load: str) -> str:
 def summarize(kind: str, load: str, runs: dict[tuple[str, str], list[dict[str, Any]]]
               ) -> dict[str, Any]:
     """One table row: greenbutton's runs against MLflow's (``predict``: against ``inputs``)."""
-    ours = runs[("greenbutton", load)]
-    theirs = runs[("greenbutton", "inputs")] if load == "predict" else runs[("mlflow", load)]
-    ratios = [a["rps"] / b["rps"] for a, b in zip(ours, theirs, strict=True) if b["rps"]]
-    bare = runs[("bare", "inputs" if load == "predict" else load)]
-    floor = [b["rps"] / m["rps"] for b, m in zip(bare, runs[("mlflow", "inputs" if load ==
-                                                                  "predict" else load)],
-                                                     strict=True) if m["rps"]]
-    to_bare = [a["rps"] / b["rps"] for a, b in zip(ours, bare, strict=True) if b["rps"]]
+    body = "inputs" if load == "predict" else load  # /predict takes the inputs body
+    ours, bare, mlflow_runs = (runs[("greenbutton", load)], runs[("bare", body)],
+                               runs[("mlflow", body)])
+    theirs = runs[("greenbutton", "inputs")] if load == "predict" else mlflow_runs
+
+    def ratios_of(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[float]:
+        return [x["rps"] / y["rps"] for x, y in zip(a, b, strict=True) if y["rps"]]
+
+    ratios, floor, to_bare = ratios_of(ours, theirs), ratios_of(bare, mlflow_runs), ratios_of(
+        ours, bare)
     return {
         "kind": kind, "load": load,
         "ours": median([r["rps"] for r in ours]), "theirs": median([r["rps"] for r in theirs]),

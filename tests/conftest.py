@@ -22,7 +22,7 @@ from greenbutton.config import Settings
 from greenbutton.dataplane.core import DataPlane
 from greenbutton.dataplane.loading import ServedModel, load_served_model
 from greenbutton.dataplane.metrics import Metrics
-from mlflow_template import migrated_mlflow_template, seed_mlflow_db
+from mlflow_template import seed_mlflow_db
 from postgres_server import postgres_uri  # noqa: F401  (session fixture: real PostgreSQL)
 
 
@@ -42,16 +42,10 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "gb", _env_file=None)  # type: ignore[call-arg]
 
 
-@pytest.fixture(scope="session")
-def migrated_mlflow_db() -> Path:
-    """An empty MLflow SQLite store, created and migrated once (``mlflow_template.py``)."""
-    return migrated_mlflow_template()
-
-
 @pytest.fixture
-def mlflow_uri(settings: Settings, migrated_mlflow_db: Path) -> Iterator[str]:
+def mlflow_uri(settings: Settings) -> Iterator[str]:
     """A real MLflow tracking store (SQLite + local artifacts) for this test only."""
-    seed_mlflow_db(settings, migrated_mlflow_db)
+    seed_mlflow_db(settings)
     uri = settings.mlflow.tracking_uri
     assert uri is not None
     previous = mlflow.get_tracking_uri()
@@ -147,10 +141,10 @@ async def dataplane(settings: Settings, served_digits: ServedModel) -> DataPlane
 
 @pytest.fixture
 def save_local_model(
-    tmp_path: Path, settings: Settings, digits_frame: pd.DataFrame, migrated_mlflow_db: Path
+    tmp_path: Path, settings: Settings, digits_frame: pd.DataFrame
 ) -> Callable[[mlflow.pyfunc.PythonModel], ServedModel]:
     """Save a pyfunc model with the digits signature to a local folder and load it."""
-    seed_mlflow_db(settings, migrated_mlflow_db)  # loading opens the home's MLflow store
+    seed_mlflow_db(settings)  # loading opens the home's MLflow store
 
     def save(python_model: mlflow.pyfunc.PythonModel) -> ServedModel:
         path = tmp_path / f"model-{len(list(tmp_path.iterdir()))}"

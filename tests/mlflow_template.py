@@ -25,11 +25,11 @@ def migrated_mlflow_template() -> Path:
     return path
 
 
-def seed_mlflow_db(settings: Settings, template: Path | None = None) -> None:
+def seed_mlflow_db(settings: Settings) -> None:
     """Put a copy of the migrated empty store where ``settings``' embedded MLflow store lives,
     unless one is there already (a running platform's)."""
     settings.home.mkdir(parents=True, exist_ok=True)
     target = settings.home / "mlflow.db"
     assert settings.mlflow.tracking_uri == f"sqlite:///{target}"
     if not target.exists():
-        shutil.copyfile(template or migrated_mlflow_template(), target)
+        shutil.copyfile(migrated_mlflow_template(), target)

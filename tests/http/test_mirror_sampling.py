@@ -65,3 +65,25 @@ async def test_without_the_setting_every_request_is_served(
 def test_a_mirror_share_outside_0_to_100_is_refused(settings: Settings, percent: float) -> None:
     with pytest.raises(ValueError, match="mirror_percent"):
         Settings(serving={"mirror_percent": percent}, _env_file=None)  # type: ignore[arg-type,call-arg]
+
+
+async def test_every_prediction_route_is_sampled_and_nothing_else(dataplane: DataPlane) -> None:
+    """Drawn out every time: the prediction routes (V2 infer by its template) answer 204
+    without reaching the app; health, metrics and GETs reach it."""
+    from starlette.responses import PlainTextResponse
+
+    from greenbutton.dataplane.app import PREDICTION_PATHS
+    from greenbutton.dataplane.mirror import MirrorSample
+
+    reached = PlainTextResponse("reached")
+    app = MirrorSample(reached, percent=50, predictions=PREDICTION_PATHS,
+                       metrics=dataplane.metrics, labels=lambda: ("digits", "1"),
+                       draw=lambda: 0.99)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://127.0.0.1") as client:
+        for path in ("/predict", "/invocations", "/explain", "/v2/models/digits/infer",
+                     "/v2/models/digits/versions/1/infer"):
+            assert (await client.post(path, json={})).status_code == 204, path
+        for path in ("/feedback", "/v2/models/digits", "/health/ready"):
+            assert (await client.post(path, json={})).text == "reached", path
+        assert (await client.get("/metrics")).text == "reached"

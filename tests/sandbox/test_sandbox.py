@@ -224,18 +224,7 @@ def test_a_program_stopped_before_it_handles_sigterm_still_stops(
     """The program is the init of its PID namespace, and the kernel drops signals an init has
     no handler for: a serving process stopped while it still imports (no SIGTERM handler yet)
     would run on, as nobody's child, once whoever stopped it gave up waiting."""
-    sandbox = Sandbox(policy_for(platform_home))
-    with (tmp_path / "out.log").open("wb") as out:
-        process = sandbox.spawn([sys.executable, "-c", "import time; time.sleep(600)"], env={},
-                                pass_fds=(), output=out.fileno())
-    try:
-        time.sleep(1.0)  # the program runs, with no handler of its own
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+    stop_after(platform_home, tmp_path, 1.0)  # the program runs, with no handler of its own
 
 
 @pytest.mark.parametrize("after_s", [0.0, 0.02, 0.05, 0.1, 0.2])
@@ -243,6 +232,12 @@ def test_a_program_stopped_while_its_sandbox_is_set_up_still_stops(
         platform_home: Settings, tmp_path: Path, after_s: float) -> None:
     """A stop can come at any moment of the set-up (a rollout stops a replica it has just
     started); none may be lost on the way to the program."""
+    stop_after(platform_home, tmp_path, after_s)
+
+
+def stop_after(platform_home: Settings, tmp_path: Path, after_s: float) -> None:
+    """Spawn a sandboxed program without a SIGTERM handler, SIGTERM it ``after_s`` later:
+    it must have stopped within 10 s (``TimeoutExpired`` otherwise)."""
     sandbox = Sandbox(policy_for(platform_home))
     with (tmp_path / "out.log").open("wb") as out:
         process = sandbox.spawn([sys.executable, "-c", "import time; time.sleep(600)"], env={},

@@ -82,7 +82,8 @@ def create_app(
         middleware.insert(3, endpoint_auth(settings, authority))
     if serving.mirror_percent is not None:  # a shadow's pods on Kubernetes (dataplane/mirror.py)
         middleware.insert(2, Middleware(
-            MirrorSample, percent=serving.mirror_percent, metrics=dataplane.metrics,
+            MirrorSample, percent=serving.mirror_percent, predictions=PREDICTION_PATHS,
+            metrics=dataplane.metrics,
             labels=lambda: (dataplane.name, dataplane.version or "")))
     app = Starlette(
         routes=routes,

@@ -12,32 +12,31 @@ other route are untouched.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .metrics import Metrics
 
-_PREDICTIONS = frozenset({"/predict", "/invocations", "/explain"})
-
-
-def is_prediction(path: str) -> bool:
-    """A route that calls the model: ``/predict``, ``/invocations``, ``/explain``, V2 infer."""
-    return path in _PREDICTIONS or (path.startswith("/v2/models/") and path.endswith("/infer"))
-
 
 class MirrorSample:
-    """Passes ``percent`` % of prediction requests on; answers the rest 204."""
+    """Passes ``percent`` % of requests to the ``predictions`` routes (path templates, as
+    the app declares them) on; answers the rest 204."""
 
-    def __init__(self, app: ASGIApp, *, percent: float, metrics: Metrics,
-                 labels: Callable[[], tuple[str, str]],
+    def __init__(self, app: ASGIApp, *, percent: float, predictions: Iterable[str],
+                 metrics: Metrics, labels: Callable[[], tuple[str, str]],
                  draw: Callable[[], float] = random.random) -> None:
         self.app, self.share, self.draw = app, percent / 100, draw
         self.metrics, self.labels = metrics, labels
+        self.routes = [compile_path(template)[0] for template in predictions]
+
+    def _is_prediction(self, path: str) -> bool:
+        return any(route.match(path) for route in self.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["method"] != "POST"
-                or not is_prediction(scope["path"]) or self.draw() < self.share):
+                or not self._is_prediction(scope["path"]) or self.draw() < self.share):
             await self.app(scope, receive, send)
             return
         self.metrics.mirror_copies_skipped.labels(*self.labels()).inc()

@@ -13,6 +13,7 @@ stored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -130,11 +131,11 @@ class Approvals:
             with GateLease(self._store.renew_lease, request.id, lease_s=self._gate_lease_s):
                 gates = self._gates.run(model, version)
         except Exception as error:
-            failure = AuditEvent("greenbutton", "request.fail", target,
-                                 after={"error": f"its gates could not run: {error}"})
-            self._store.decide_request(request.id, [GATING], "failed", by="greenbutton",
-                                       reason=f"its gates could not run: {error}",
-                                       is_override=False, events=[failure])
+            reason = f"its gates could not run: {error}"
+            with contextlib.suppress(StaleState):  # failed as lapsed meanwhile: raise ours
+                self._store.decide_request(request.id, [GATING], "failed", by="greenbutton",
+                                           reason=reason, is_override=False,
+                                           events=[_failure(request, reason)])
             raise
         status = "pending" if all(g.is_passed for g in gates) else "blocked"
         verdicts = AuditEvent("greenbutton", "gates.run", target, after={
@@ -144,7 +145,7 @@ class Approvals:
     def fail_interrupted(self) -> list[RequestRecord]:
         """Fail (and audit) the requests whose gates lost their control plane: their lease
         ran out. Safe to call from every replica at once; each request is failed once."""
-        return self._store.fail_lapsed(INTERRUPTED)
+        return self._store.fail_lapsed(INTERRUPTED, lambda r: [_failure(r, INTERRUPTED)])
 
     def approve(self, caller: Caller, request_id: int, reason: str | None = None) -> Outcome:
         """Approve a pending request and apply it; ``PromotionBlocked`` if a gate failed."""
@@ -271,6 +272,11 @@ class Approvals:
                                          context={"request_id": request_id})
         self._on_change()
         return done
+
+
+def _failure(request: RequestRecord, reason: str) -> AuditEvent:
+    return AuditEvent("greenbutton", "request.fail", _target(request), before=request.status,
+                      after={"error": reason})
 
 
 def _target(request: RequestRecord) -> str:

@@ -258,24 +258,22 @@ class SqlGovernanceStore:
         with translate_errors(), self._engine.begin() as connection:
             return int(connection.execute(statement).rowcount) == 1
 
-    def fail_lapsed(self, reason: str) -> list[RequestRecord]:
+    def fail_lapsed(self, reason: str, events_of: Callable[[RequestRecord], Events]
+                    ) -> list[RequestRecord]:
         """Fail every ``gating`` request whose lease ran out (whoever ran its gates is
-        gone), each with a ``request.fail`` audit entry; the ones this call failed."""
+        gone), each with ``events_of(request)`` audited; the ones this call failed."""
         at = self.clock()
         lapsed = self._rows(select(transition_requests.c.id).where(
             transition_requests.c.status == GATING, transition_requests.c.lease_until < at))
         failed = []
         for (request_id,) in lapsed:
-            request = self.get_request(request_id)
-            event = AuditEvent("greenbutton", "request.fail",
-                               f"model:{request.model}/{request.version}",
-                               before=GATING, after={"request_id": request_id, "error": reason})
+            events = [_with_request(e, request_id) for e in events_of(self.get_request(request_id))]
             statement = update(transition_requests).where(
                 transition_requests.c.id == request_id, transition_requests.c.status == GATING,
                 transition_requests.c.lease_until < at,
             ).values(status="failed", decided_by="greenbutton", decided_at=at,
                      decision_reason=reason, lease_until=None)
-            if self._write(statement, [event], at):  # another sweeper may have won
+            if self._write(statement, events, at):  # another sweeper may have won
                 failed.append(self.get_request(request_id))
         return failed
 
