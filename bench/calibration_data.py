@@ -39,7 +39,7 @@ class DataSet:
     ``clean_per_split`` on each.
 
     Windows from one finite pool overlap (they share most rows, so one unusual pool flags
-    all of them): bundled tables get three times the splits and two clean windows each;
+    all of them): bundled tables get eight times the splits and two clean windows each;
     generated tables draw independent windows, twenty per split."""
 
     name: str
@@ -144,10 +144,10 @@ def generated(rows: Callable[[np.random.Generator, int], tuple[pd.DataFrame, np.
 DATA_SETS: dict[str, DataSet] = {d.name: d for d in (
     DataSet("breast_cancer", "sklearn breast cancer: 569 rows, 30 numeric features, binary "
             "(reference 312, held-out 85, pool 172 per split)", "classification",
-            breast_cancer, clean_splits=3, clean_per_split=2),
+            breast_cancer, clean_splits=8, clean_per_split=2),
     DataSet("diabetes", "sklearn diabetes: 442 rows, 10 numeric features (sex: 2 values), "
             "regression (reference 221, held-out 66, pool 155)", "regression", diabetes,
-            clean_splits=3, clean_per_split=2),
+            clean_splits=8, clean_per_split=2),
     DataSet("mixed25", "synthetic: 25 columns (correlated, log-normal, counts, integer codes, "
             "binaries, noise), binary; reference 1000, held-out 300, fresh pool",
             "classification", generated(mixed_rows, (1000, 300, 2000))),

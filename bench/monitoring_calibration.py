@@ -4,10 +4,10 @@
         [--spread 6] [--write docs/performance.md]
 
 For each data set (see ``calibration_data.py``; digits is ``drift_power.py``'s) and each of
-its independent splits (``--splits``; the bundled tables get twice as many more, with clean
+its independent splits (``--splits``; the bundled tables get seven times as many more, with clean
 windows only): a model is trained on the reference rows, the monitors are fitted as
-``log_model`` fits them (reference, the model's predictions, held-out rows with labels and
-class probabilities),
+``log_model`` fits them (reference rows with their targets, the model's predictions,
+held-out rows with labels and class probabilities),
 and windows of 100 requests are tested at alpha 0.01: clean windows with their truths as
 feedback (the false-alarm rate of every detector and of the overall verdict) and one window
 per drift scenario (the power). Label noise gets the last 50, 100 or 200 labelled rows (the
@@ -82,7 +82,7 @@ def prepare(data: DataSet, rng: np.random.Generator) -> Fitted:
                      else None)
     monitors = fit(split.reference, model.predict(split.reference),
                    held_out=HeldOut(split.held_out_y, held_predictions, probabilities),
-                   categorical=list(data.categorical))
+                   reference_truths=split.reference_y, categorical=list(data.categorical))
     accuracy = (float(np.mean(held_predictions == split.held_out_y))
                 if data.task == "classification" else None)
     return Fitted(split, model, monitors,
@@ -285,7 +285,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", type=int, default=100,
                         help="splits per data set with every scenario (bundled tables get "
-                             "twice as many more with clean windows only)")
+                             "seven times as many more with clean windows only)")
     parser.add_argument("--data-sets", default=",".join(DATA_SETS))
     parser.add_argument("--seed", type=int, default=26)
     parser.add_argument("--spread", type=int, default=6,

@@ -62,7 +62,8 @@ def main() -> int:
         step(f"trained: accuracy on held-out digits {accuracy:.3f}")
 
         logged = greenbutton.log_model(
-            DigitClassifier(pipeline), "digits", reference_data=X_train, settings=settings,
+            DigitClassifier(pipeline), "digits", reference_data=X_train,
+            reference_targets=y_train, settings=settings,
             params={"C": 1.0, "scaler": "standard"}, metrics={"test_accuracy": accuracy},
             description="8x8 digits, logistic regression")
         step(f"logged {logged.model_uri} (run {logged.run_id[:8]}, data {logged.data_digest[:12]})")

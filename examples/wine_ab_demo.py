@@ -85,7 +85,8 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     for label, alpha in (("A", 0.01), ("B", 1.0)):
         pipeline = make_pipeline(StandardScaler(), ElasticNet(alpha=alpha)).fit(X_train, y_train)
         logged = greenbutton.log_model(regressor(pipeline), "wine", reference_data=X_train,
-                                       settings=settings, params={"alpha": alpha},
+                                       reference_targets=y_train, settings=settings,
+                                       params={"alpha": alpha},
                                        pip_requirements=["scikit-learn", "pandas"])
         versions[label] = logged.version
         step(f"logged model {label} (alpha={alpha}) as wine v{logged.version}")

@@ -66,6 +66,7 @@ def log_model(
     name: str,
     *,
     reference_data: Any,
+    reference_targets: Any = None,
     artifacts: dict[str, str] | None = None,
     pip_requirements: list[str] | None = None,
     extra_pip_requirements: list[str] | None = None,
@@ -88,7 +89,9 @@ def log_model(
     are what promotion gates check (see docs/governance.md); held-out rows are also what
     label, performance and output drift are measured against, and, when the model has a
     ``predict_proba(context, model_input)`` method, what calibrates its accuracy estimate
-    without labels. ``categorical``: reference columns to monitor as categories besides
+    without labels. ``reference_targets``: the true targets of the reference rows (e.g.
+    ``y_train``), one per row; label drift is measured against them and the held-out
+    truths together. ``categorical``: reference columns to monitor as categories besides
     those inferred (strings, booleans, numeric codes with few values).
 
     Quiet by default: MLflow's progress bars, event lines and known notices are off during the
@@ -101,7 +104,7 @@ def log_model(
     report = check(model)
     if not report:
         raise NonConformingModel([str(p) for p in report.problems])
-    frame = reference.sample(reference.as_frame(reference_data))
+    frame, targets = _reference_rows(reference_data, reference_targets)
     settings = settings or Settings()
     with (nullcontext() if verbose else quiet_mlflow(),
           tempfile.TemporaryDirectory(prefix="greenbutton-") as tmp):
@@ -114,7 +117,7 @@ def log_model(
         signature = infer_signature(frame, predictions)
         logger.info("fitting the monitors of %s", name)
         all_artifacts.update(_fit_monitors(frame, predictions, Path(tmp), settings, held,
-                                           categorical))
+                                           targets, categorical))
         logger.info("logging %s to MLflow (%s)", name, settings.mlflow.tracking_uri)
         with _run(client, settings, name) as run_id:
             dataset = mlflow.data.pandas_dataset.from_pandas(frame, name=f"{name}-reference")
@@ -150,6 +153,18 @@ def log_model(
     logger.info("registered %s version %d (run %s)", name, version, run_id)
     return LoggedModel(name, version, run_id, f"models:/{name}/{version}",
                        run_tags[TAG_DIGEST], commit)
+
+
+def _reference_rows(data: Any, targets: Any) -> tuple[Any, Any]:
+    """The reference sample kept with the model, and its rows' targets (or None)."""
+    frame = reference.as_frame(data)
+    positions = reference.sample_positions(len(frame))
+    if targets is not None:
+        try:
+            targets = reference.as_targets(targets, len(frame))[positions]
+        except ValueError as error:
+            raise InvalidInput(str(error), field="reference_targets") from None
+    return reference.sample(frame), targets
 
 
 def _point_mlflow_at(settings: Settings) -> MlflowClient:
@@ -216,7 +231,8 @@ def _probabilities(model: Model, context: Any, rows: Any) -> Any | None:
 
 
 def _fit_monitors(frame: Any, predictions: Any, folder: Path, settings: Settings,
-                  held: HeldOutputs | None, categorical: list[str] | None) -> dict[str, str]:
+                  held: HeldOutputs | None, targets: Any, categorical: list[str] | None
+                  ) -> dict[str, str]:
     """Drift, outlier and adversarial monitors fitted on the reference data (see monitoring/)."""
     import numpy as np
 
@@ -225,7 +241,8 @@ def _fit_monitors(frame: Any, predictions: Any, folder: Path, settings: Settings
     held_out = None if held is None else HeldOut(
         np.asarray(held.truths), np.asarray(held.predictions),
         None if held.probabilities is None else np.asarray(held.probabilities))
-    return fit_monitors(frame, predictions, folder, held_out=held_out, categorical=categorical,
+    return fit_monitors(frame, predictions, folder, held_out=held_out,
+                        reference_truths=targets, categorical=categorical,
                         outlier_kind=settings.monitoring.outlier_detector,
                         target_fpr=settings.monitoring.outlier_target_fpr)
 

@@ -34,11 +34,34 @@ def as_frame(data: Any, *, what: str = "reference_data") -> pd.DataFrame:
     return frame
 
 
+def sample_positions(rows: int, max_rows: int = MAX_REFERENCE_ROWS) -> np.ndarray:
+    """Positions of the rows kept of ``rows``: all, or ``max_rows`` drawn with a fixed seed
+    (the draw ``DataFrame.sample(random_state=0)`` makes), so the digest is reproducible."""
+    if rows <= max_rows:
+        return np.arange(rows)
+    return np.random.RandomState(0).choice(rows, max_rows, replace=False)
+
+
 def sample(frame: pd.DataFrame, max_rows: int = MAX_REFERENCE_ROWS) -> pd.DataFrame:
-    """At most ``max_rows`` rows, drawn with a fixed seed so the digest is reproducible."""
-    if len(frame) <= max_rows:
+    """At most ``max_rows`` rows (see :func:`sample_positions`)."""
+    positions = sample_positions(len(frame), max_rows)
+    if len(positions) == len(frame):
         return frame
-    return frame.sample(n=max_rows, random_state=0).reset_index(drop=True)
+    return frame.iloc[positions].reset_index(drop=True)
+
+
+def as_targets(values: Any, rows: int, *, what: str = "reference_targets") -> np.ndarray:
+    """``values`` as one target per row of a ``rows``-row table: a 1-D array (a one-column
+    table counts as one); ValueError naming ``what`` otherwise."""
+    array = np.asarray(values.to_numpy() if isinstance(values, pd.DataFrame | pd.Series)
+                       else values)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be one target per row (1-D), got shape {array.shape}")
+    if len(array) != rows:
+        raise ValueError(f"{what} has {len(array)} targets for {rows} reference rows")
+    return array
 
 
 def digest(frame: pd.DataFrame) -> str:

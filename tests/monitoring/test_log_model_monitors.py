@@ -69,10 +69,12 @@ def test_held_out_rows_give_label_performance_and_confidence_monitors(
     train, labels, test, truths = digits_split
     model = Probable(LogisticRegression(max_iter=300).fit(train, labels))
     logged = greenbutton.log_model(model, "digits", reference_data=train, settings=isolated,
-                                   held_out=(test, truths))
+                                   held_out=(test, truths), reference_targets=labels)
     served = load_served_model(logged.model_uri, isolated.mlflow, tmp_path)
     monitors = load_monitors(Path(model_artifacts(served)["greenbutton_monitors"]))
     assert monitors.labels is not None and monitors.confidence is not None
+    assert monitors.labels.counts is not None  # the training and held-out truths, together
+    assert sum(monitors.labels.counts.values()) == len(labels) + len(truths)
     assert monitors.performance is not None and monitors.performance.reference_value > 0.9
 
 
@@ -83,3 +85,25 @@ def test_unknown_categorical_column_refused(isolated: Settings, digits_split: An
     with pytest.raises(InvalidInput):
         greenbutton.log_model(_model(train, labels), "digits", reference_data=train,
                               settings=isolated, categorical=["no_such_column"])
+
+
+def test_reference_targets_of_another_length_refused_before_anything_is_logged(
+        isolated: Settings, digits_split: Any) -> None:
+    from greenbutton.errors import InvalidInput
+
+    train, labels = digits_split[0], digits_split[1]
+    with pytest.raises(InvalidInput, match="1346 targets for 1347") as refused:
+        greenbutton.log_model(_model(train, labels), "digits", reference_data=train,
+                              settings=isolated, reference_targets=labels[:-1])
+    assert refused.value.field == "reference_targets"
+    assert mlflow.MlflowClient(isolated.mlflow.tracking_uri).search_registered_models() == []
+
+
+def test_reference_targets_follow_their_rows_when_the_reference_is_sampled() -> None:
+    from greenbutton import packaging, reference
+
+    rows = reference.MAX_REFERENCE_ROWS + 500
+    frame = pd.DataFrame({"row": np.arange(rows)})
+    kept, targets = packaging._reference_rows(frame, pd.Series(np.arange(rows) * 10))
+    assert len(kept) == reference.MAX_REFERENCE_ROWS
+    assert targets.tolist() == (kept["row"] * 10).tolist()

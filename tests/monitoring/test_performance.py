@@ -166,3 +166,30 @@ def test_store_made_before_row_counts_gets_the_columns(tmp_path: Any) -> None:
         assert store.summaries()[0].accuracy == 0.5
     finally:
         store.close()
+
+
+def _shares(first: int, second: int) -> np.ndarray:
+    return np.array([0] * first + [1] * second)
+
+
+def test_reference_targets_join_the_held_out_truths_in_the_label_test() -> None:
+    """A prior shift of 20 points (63 → 83 % of class 0) in 100 labelled rows: within chance
+    against 60 held-out truths, clear against them and 400 reference targets."""
+    frame = pd.DataFrame({"a": np.linspace(0.0, 1.0, 400)})
+    held = HeldOut(_shares(38, 22), _shares(38, 22))
+    truths = _shares(83, 17)
+    window = Window(frame[::4], _shares(63, 37), truths=truths, outcomes=np.ones(100))
+    held_only = fit(frame, np.zeros(400), held_out=held, with_mmd=False)
+    both = fit(frame, np.zeros(400), held_out=held, reference_truths=_shares(252, 148),
+               with_mmd=False)
+    assert not held_only.test(window, 0.01)["overall"].is_drift
+    found = both.test(window, 0.01)
+    assert found["labels"].p_value < 0.001 and found["overall"].is_drift
+
+
+def test_reference_targets_alone_give_label_drift_and_drop_missing_truths() -> None:
+    frame = pd.DataFrame({"a": np.linspace(0.0, 1.0, 50)})
+    truths = np.array([1.5, np.nan] * 25)
+    monitors = fit(frame, np.zeros(50), reference_truths=truths, with_mmd=False)
+    assert monitors.performance is None and monitors.labels is not None
+    assert monitors.labels.values is not None and monitors.labels.values.tolist() == [1.5] * 25
