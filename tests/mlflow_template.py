@@ -25,6 +25,13 @@ def migrated_mlflow_template() -> Path:
     return path
 
 
+def seeded_mlflow_uri(folder: Path) -> str:
+    """The URI of a fresh copy of the migrated empty store in ``folder``."""
+    target = folder / "mlflow.db"
+    shutil.copyfile(migrated_mlflow_template(), target)
+    return f"sqlite:///{target}"
+
+
 def seed_mlflow_db(settings: Settings) -> None:
     """Put a copy of the migrated empty store where ``settings``' embedded MLflow store lives,
     unless one is there already (a running platform's)."""

@@ -13,11 +13,13 @@ from control_plane import control_plane_client
 from greenbutton.config import Settings
 from greenbutton.controlplane import api
 from greenbutton.wiring import build_registry, build_store
+from mlflow_template import seed_mlflow_db
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     settings = Settings(home=tmp_path_factory.mktemp("gb"), _env_file=None)  # type: ignore[call-arg]
+    seed_mlflow_db(settings)
     previous = mlflow.get_tracking_uri()
     yield settings
     mlflow.set_tracking_uri(previous)

@@ -13,6 +13,7 @@ from sklearn.linear_model import ElasticNet
 
 import greenbutton
 from greenbutton.config import Settings
+from mlflow_template import seed_mlflow_db
 
 
 def regressor(estimator: Any) -> greenbutton.Model:
@@ -32,6 +33,7 @@ def regressor(estimator: Any) -> greenbutton.Model:
 def diabetes_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A home whose registry holds ``diabetes`` v1, an ElasticNet (MLflow's URI left as was)."""
     settings = Settings(home=tmp_path_factory.mktemp("gb"), _env_file=None)  # type: ignore[call-arg]
+    seed_mlflow_db(settings)
     previous = mlflow.get_tracking_uri()
     X, y = load_diabetes(return_X_y=True, as_frame=True)
     greenbutton.log_model(regressor(ElasticNet(alpha=0.1).fit(X, y)), "diabetes",

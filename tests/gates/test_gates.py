@@ -24,6 +24,7 @@ from greenbutton.gates.spec import parse_gates
 from greenbutton.gates.worker import load_version, run_gates
 from greenbutton.model import model_test
 from greenbutton.wiring import build_gate_runner
+from mlflow_template import seed_mlflow_db
 
 
 class Digits(greenbutton.Model):
@@ -52,6 +53,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """v1: trained on 30 rows (low accuracy); v2: trained on 1 500 rows."""
     settings = Settings(home=tmp_path_factory.mktemp("gates") / "gb",
                         _env_file=None)  # type: ignore[call-arg]
+    seed_mlflow_db(settings)
     previous = mlflow.get_tracking_uri()
     held_out = (X.iloc[1500:], Y.iloc[1500:])
     module = sys.modules[__name__]

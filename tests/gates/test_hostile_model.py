@@ -21,6 +21,7 @@ import greenbutton
 from greenbutton.config import Settings
 from greenbutton.model import model_test
 from greenbutton.wiring import build_gate_runner
+from mlflow_template import seed_mlflow_db
 
 SECRET = f"gb_admin-{uuid.uuid4().hex}"
 
@@ -78,6 +79,7 @@ def loot(tmp_path_factory: pytest.TempPathFactory, control_plane_port: int) -> d
     (home / "admin.token").write_text(SECRET)
     os.chmod(home / "admin.token", 0o600)
     settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
+    seed_mlflow_db(settings)
     previous = mlflow.get_tracking_uri()
     module = sys.modules[__name__]
     cloudpickle.register_pickle_by_value(module)  # the sandbox cannot import the tests

@@ -21,6 +21,7 @@ from greenbutton.registry import Registry
 from greenbutton.store import open_store
 from greenbutton.store.governance_sql import SqlGovernanceStore
 from greenbutton.store.sql import SqlStore
+from mlflow_template import seeded_mlflow_uri
 from postgres_server import new_database
 
 ROLES = ("admin", "maintainer", "data-scientist", "viewer")
@@ -72,7 +73,7 @@ def governance_store(lifecycle_store: SqlStore) -> SqlGovernanceStore:
 @pytest.fixture(scope="session")
 def shared_mlflow(tmp_path_factory: pytest.TempPathFactory) -> MlflowClient:
     """One MLflow registry for all governance tests (each test registers its own model)."""
-    uri = f"sqlite:///{tmp_path_factory.mktemp('gov-mlflow') / 'mlflow.db'}"
+    uri = seeded_mlflow_uri(tmp_path_factory.mktemp("gov-mlflow"))
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -16,6 +16,7 @@ from mlflow.pyfunc.model import PythonModel
 
 from greenbutton.registry import Registry
 from greenbutton.store import LifecycleStore, MemoryStore
+from mlflow_template import seeded_mlflow_uri
 
 
 class Echo(PythonModel):
@@ -34,7 +35,7 @@ def logged_model(
 ) -> Iterator[tuple[MlflowClient, ModelInfo]]:
     """A real MLflow (SQLite + local artifacts) holding one logged pyfunc model."""
     home: Path = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{home / 'mlflow.db'}"
+    uri = seeded_mlflow_uri(home)
     previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
