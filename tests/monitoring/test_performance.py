@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, text
 
+from greenbutton.errors import InvalidInput
 from greenbutton.monitoring.drift import Window
 from greenbutton.monitoring.monitors import HeldOut, Monitors, fit
 from greenbutton.monitoring.payload_batches import utc_now
@@ -193,3 +194,11 @@ def test_reference_targets_alone_give_label_drift_and_drop_missing_truths() -> N
     monitors = fit(frame, np.zeros(50), reference_truths=truths, with_mmd=False)
     assert monitors.performance is None and monitors.labels is not None
     assert monitors.labels.values is not None and monitors.labels.values.tolist() == [1.5] * 25
+
+
+def test_reference_targets_of_another_kind_than_the_held_out_ones_refused() -> None:
+    frame = pd.DataFrame({"a": np.linspace(0.0, 1.0, 50)})
+    with pytest.raises(InvalidInput, match="one kind") as refused:
+        fit(frame, np.zeros(50), held_out=HeldOut(np.zeros(10), np.zeros(10)),
+            reference_truths=np.array(["cat", "dog"] * 25), with_mmd=False)
+    assert refused.value.field == "reference_targets"

@@ -163,6 +163,9 @@ def _fit_labels(held_out: HeldOut | None, reference_truths: Any
     of windows, against 36 % with the held-out truths alone."""
     parts = [np.asarray(t).reshape(len(t), -1)[:, 0] for t in (
         None if held_out is None else held_out.truths, reference_truths) if t is not None]
+    if len({pd.api.types.is_numeric_dtype(pd.Series(p).infer_objects()) for p in parts}) > 1:
+        raise InvalidInput("reference_targets and the held-out targets must be of one kind "
+                           "(numbers, or labels of one type)", field="reference_targets")
     truths = np.concatenate(parts) if parts else np.empty(0)
     truths = truths[~pd.isna(truths)] if truths.size else truths
     return PredictionDriftDetector.fit(truths) if truths.size else None
