@@ -111,18 +111,20 @@ class ConfidenceEstimator:
 
     def estimate(self, probabilities: np.ndarray) -> dict[str, float] | None:
         """Estimated accuracy of rows with these probabilities and a 95 % interval; None
-        without rows. The interval adds two spreads: of right answers given the calibrated
-        chances, and of the calibration itself, taken as that of an accuracy measured on the
-        held-out rows (it is fitted on them; under a shift to inputs the held-out rows had
-        few of, it is wider than that)."""
+        without rows. The interval adds two spreads, each that of an accuracy counted over
+        so many rows: of the window's right answers, and of the calibration itself (fitted
+        on the held-out rows; under a shift to inputs the held-out rows had few of, it is
+        wider than that). Both are Agresti-Coull variances (two right and two wrong rows
+        added): an accurate model's held-out rows are often all right, and a plug-in
+        ``m (1 - m)`` near 1 is near 0."""
         values = np.asarray(probabilities, dtype=float)
         if values.ndim != 2 or len(values) == 0:
             return None
         chances = np.interp(values.max(axis=1), self.confidence, self.accuracy)
         mean = float(chances.mean())
-        answers = float(np.sum(chances * (1 - chances))) / len(chances) ** 2
-        calibration = mean * (1 - mean) / max(1, self.held_out_rows)
-        half = 1.96 * math.sqrt(answers + calibration)
+        spread = _accuracy_variance(mean, len(chances)) + _accuracy_variance(
+            mean, max(1, self.held_out_rows))
+        half = 1.96 * math.sqrt(spread)
         return {"accuracy": mean, "low": max(0.0, mean - half), "high": min(1.0, mean + half),
                 "rows": float(len(chances))}
 
@@ -133,6 +135,12 @@ class ConfidenceEstimator:
     @classmethod
     def from_state(cls, params: dict[str, Any], arrays: Arrays) -> ConfidenceEstimator:
         return cls(arrays["confidence"], arrays["accuracy"], int(params["held_out_rows"]))
+
+
+def _accuracy_variance(accuracy: float, rows: int) -> float:
+    """Agresti-Coull variance of an accuracy counted over ``rows`` rows."""
+    adjusted = (accuracy * rows + 2) / (rows + 4)
+    return adjusted * (1 - adjusted) / (rows + 4)
 
 
 def _plain(values: Any) -> list[Any]:
