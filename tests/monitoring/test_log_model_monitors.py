@@ -96,7 +96,9 @@ def test_reference_targets_of_another_length_refused_before_anything_is_logged(
         greenbutton.log_model(_model(train, labels), "digits", reference_data=train,
                               settings=isolated, reference_targets=labels[:-1])
     assert refused.value.field == "reference_targets"
-    assert mlflow.MlflowClient(isolated.mlflow.tracking_uri).search_registered_models() == []
+    where = isolated.mlflow
+    client = mlflow.MlflowClient(where.tracking_uri, registry_uri=where.registry_uri)
+    assert client.search_registered_models() == []
 
 
 def test_reference_targets_follow_their_rows_when_the_reference_is_sampled() -> None:
