@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from calibration_stats import wilson
 from scipy import ndimage, stats
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
@@ -110,7 +111,10 @@ def outlier_figures(monitors: object, X_test: np.ndarray, columns: list[str]) ->
     rng = np.random.default_rng(7)
     odd = np.vstack([np.full(64, 16.0), rng.integers(0, 17, 64).astype(float)])
     odd_scores = monitors.outlier_scores(pd.DataFrame(odd, columns=columns))  # type: ignore[attr-defined]
-    return {"outlier_fpr": 100.0 * float(np.mean(scores > threshold)),
+    flagged = float(np.mean(scores > threshold))
+    low, high = wilson(flagged, len(scores))
+    return {"outlier_fpr": 100.0 * flagged, "outlier_fpr_low": 100.0 * low,
+            "outlier_fpr_high": 100.0 * high, "test_rows": float(len(scores)),
             "white_flagged": float(odd_scores[0] > threshold),
             "noise_flagged": float(odd_scores[1] > threshold)}
 
@@ -130,7 +134,9 @@ def render(rows: list[str], figures: dict[str, float], trials: int, window: int)
         "reference method.",
         "", header, "|" + "---|" * 8, *rows, "",
         f"- outlier false-positive rate on clean test rows: {figures['outlier_fpr']:.1f} % "
-        "(target 1 %, threshold from cross-fitted scores of all reference rows)",
+        f"({figures['outlier_fpr_low']:.1f}–{figures['outlier_fpr_high']:.1f}, 95 % interval "
+        f"over {figures['test_rows']:.0f} rows; target 1 %, threshold from cross-fitted "
+        "scores of all reference rows)",
         f"- all-white image flagged: {bool(figures['white_flagged'])}; "
         f"random-noise image flagged: {bool(figures['noise_flagged'])}",
         f"- fitting all monitors on 1 347 rows: {figures['fit_s']:.1f} s; testing one window "
