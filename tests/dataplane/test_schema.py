@@ -136,6 +136,13 @@ def test_to_frame_integer_out_of_range_raises(mixed: RequestSchema) -> None:
     assert field_of(error) == "inputs[0].rooms"
 
 
+def test_to_frame_number_past_float32_raises_not_made_inf(mixed: RequestSchema) -> None:
+    row = {"age": 1, "height": 1e39, "member": False, "city": "x"}
+    with pytest.raises(SchemaMismatch, match="out of range for float") as error:
+        mixed.to_frame({"inputs": [row]})
+    assert field_of(error) == "inputs[0].height"
+
+
 def test_to_frame_wrong_row_length_raises(pixels: RequestSchema) -> None:
     with pytest.raises(SchemaMismatch) as error:
         pixels.to_frame({"inputs": [[0.0] * 64, [0.0, 1.0, 2.0]]})

@@ -4,9 +4,11 @@ Hypothesis draws a signature (named columns, one unnamed tensor, or none), rows 
 values around it (integers, floats, booleans, nulls, NaN, strings, out-of-range integers)
 and one MLflow input format. MLflow's side is its scoring server's parser followed by the
 schema enforcement ``PyFuncModel.predict`` runs; greenbutton's is the ``/invocations``
-parser (fast path first), the null check and the conformers before ``_predict_fn``. The one
-deliberate difference: a null where the signature requires a value is refused (MLflow hands
-it on as NaN), so the oracle refuses those too.
+parser (fast path first), the null check and the conformers before ``_predict_fn``. Two
+deliberate differences, refused by the oracle too: a null where the signature requires a
+value (MLflow hands it on as NaN), and a number that does not fit its column's type, such as
+2**31 for an ``integer`` (MLflow refuses it under ``instances``/``inputs`` but wraps it
+around to -2**31 under the DataFrame formats, and turns 1e39 for a ``float`` into inf).
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ def payloads(draw: st.DrawFn) -> tuple[Schema | None, dict[str, Any]]:
 
 def mlflow_input(schema: Schema | None, body: dict[str, Any]) -> Any:
     """What MLflow's scoring server hands ``_predict_fn``, or REFUSED."""
+    if _has_unfit_number(schema, body):
+        return REFUSED
     try:
         decoded = json.loads(json.dumps(body))  # as the server reads it
         data = scoring_server.infer_and_parse_data(decoded, schema)  # type: ignore[arg-type]
@@ -127,6 +131,45 @@ def mlflow_input(schema: Schema | None, body: dict[str, Any]) -> Any:
     except (MlflowException, ValueError, TypeError, KeyError, OverflowError):
         return REFUSED
     return REFUSED if _has_refused_null(enforced, schema) else enforced
+
+
+LIMITS = {"integer": (-(2**31), 2**31), "long": (-(2**63), 2**63)}
+"""Integer types: the half-open range of the values they hold."""
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _has_unfit_number(schema: Schema | None, body: dict[str, Any]) -> bool:
+    # written from the rule, from the JSON cells of each named signature column
+    if schema is None or schema.is_tensor_spec():
+        return False
+    cells = _named_cells(body)
+    for spec in schema.inputs:
+        for value in cells.get(str(spec.name), []):
+            if type(value) not in (int, float) or value != value:
+                continue
+            kind = getattr(spec.type, "name", "")
+            if kind in LIMITS and not LIMITS[kind][0] <= value < LIMITS[kind][1]:
+                return True
+            if kind == "float" and abs(value) != float("inf") and abs(value) > FLOAT32_MAX:
+                return True
+    return False
+
+
+def _named_cells(body: dict[str, Any]) -> dict[str, list[Any]]:
+    """Column name → its JSON values, for the formats that name columns."""
+    (input_format, value), = body.items()
+    found: dict[str, list[Any]] = {}
+    if input_format == "dataframe_split" and "columns" in value:
+        for row in value["data"]:
+            for name, cell in zip(value["columns"], row, strict=False):
+                found.setdefault(str(name), []).append(cell)
+    elif isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+        for row in value:
+            for name, cell in row.items():
+                found.setdefault(str(name), []).append(cell)
+    elif isinstance(value, dict) and input_format in ("inputs", "instances"):
+        found = {str(k): list(v) if isinstance(v, list) else [v] for k, v in value.items()}
+    return found
 
 
 def _has_refused_null(data: Any, schema: Schema | None) -> bool:
@@ -235,3 +278,35 @@ def test_plain_numbers_take_the_fast_path_in_every_format(
     built = parser.parse(input_format, copy.deepcopy(value))
     assert built is not None
     assert_same_input(mlflow_input(schema, body), _conformed(schema, built[0]))
+
+
+@pytest.mark.parametrize("body", [
+    {"dataframe_records": [{"c0": 1, "c1": 0.5}, {"c0": 2**31, "c1": 0.5}]},  # fast path
+    {"dataframe_split": {"columns": ["c1", "c0"], "data": [[0.5, 2.0**31]]}},
+    {"dataframe_records": [{"c0": 2**31, "c1": 0.5, "note": "text"}]},  # MLflow's parse
+    {"instances": [{"c0": 2**31, "c1": 0.5}]},
+    {"inputs": {"c0": [2**31], "c1": [0.5]}},
+])
+def test_an_integer_past_its_columns_type_is_refused_naming_the_column(
+        body: dict[str, Any]) -> None:
+    """2**31 for an int32 column: never handed on as -2**31 (MLflow's DataFrame formats do)."""
+    schema = Schema([ColSpec("integer", "c0"), ColSpec("double", "c1")])
+    with pytest.raises(InvalidInput) as refused:
+        greenbutton_input_or_raise(schema, body)
+    assert refused.value.field in ("c0", *body)
+    assert "2147483648" in refused.value.message
+
+
+def test_a_float_past_float32_is_refused_not_made_inf() -> None:
+    schema = Schema([ColSpec("float", "c0")])
+    for body in ({"dataframe_split": {"columns": ["c0"], "data": [[1e39]]}},
+                 {"inputs": {"c0": [1.0, -1e39]}}):
+        with pytest.raises(InvalidInput, match="does not fit") as refused:
+            greenbutton_input_or_raise(schema, body)
+        assert refused.value.field == "c0"
+
+
+def greenbutton_input_or_raise(schema: Schema, body: dict[str, Any]) -> Any:
+    data, _, _ = parse_scoring_json(json.dumps(body).encode(), schema,
+                                    parser=ScoringParser.from_schema(schema))
+    return _conformed(schema, data)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from mlflow.types.schema import Schema
 
-from .fastpath import FastConformer, TensorConformer
+from .fastpath import FastConformer, TensorConformer, fits, refuse_unfit
 
 Built = tuple[Any, np.ndarray | None]
 """Model input and, when the input holds it as it is, the array of its rows."""
@@ -129,8 +129,12 @@ def _frame_from_rows(
     if uniform is not None and uniform == FLOAT64 and kinds <= NUMBERS and float in kinds:
         return _conformed(conformer, np.array(rows, dtype=FLOAT64), columns, index)
     if uniform is not None and kinds == _exact_kind(uniform):
-        array = np.array(rows, dtype=_inferred(kinds)).astype(conformer.dtype, copy=False)
-        return _conformed(conformer, array, columns, index)
+        array = np.array(rows, dtype=_inferred(kinds))
+        if not fits(array, uniform):  # name the column (a column not asked for is dropped)
+            for position, name in enumerate(columns):
+                if name in conformer._name_set:
+                    refuse_unfit(name, array[:, position], uniform)
+        return _conformed(conformer, array.astype(uniform, copy=False), columns, index)
     by_name = dict(zip(columns, zip(*rows, strict=True), strict=True))
     arrays = {}
     for name, dtype in zip(conformer.names, conformer.dtypes, strict=True):
@@ -141,6 +145,7 @@ def _frame_from_rows(
         array = np.array(cells, dtype=inferred)
         if dtype.kind != "f" and inferred.kind == "f" and not np.isfinite(array).all():
             return None  # pandas refuses to cast NaN or inf to integers, NumPy does not
+        refuse_unfit(name, array, dtype)
         arrays[name] = array.astype(dtype, copy=False)
     frame = pd.DataFrame(arrays, columns=conformer.index_for(conformer.names), index=index)
     return frame, None
@@ -184,9 +189,13 @@ def _frame_from_columns(conformer: FastConformer, value: dict[str, Any]) -> Buil
         for name in conformer.names:  # bool <-> number casts are MLflow's to explain
             if not _fits(set(map(type, value[name])), conformer.dtype):
                 return None
-        array = np.array([value[name] for name in conformer.names], dtype=conformer.dtype)
+        with np.errstate(over="ignore"):  # an overflow to inf is refused below
+            array = np.array([value[name] for name in conformer.names], dtype=conformer.dtype)
         if array.ndim != 2:
             return None
+        if array.dtype.kind == "f" and np.isinf(array).any():  # overflow, or inf sent
+            for name in conformer.names:
+                refuse_unfit(name, np.array(value[name], dtype=FLOAT64), conformer.dtype)
         frame = pd.DataFrame(array.T, columns=conformer.index_for(conformer.names))
         return frame, array.T
     arrays = {}
@@ -194,7 +203,10 @@ def _frame_from_columns(conformer: FastConformer, value: dict[str, Any]) -> Buil
         cells = value[name]
         if not cells or not _fits(set(map(type, cells)), dtype):
             return None
-        arrays[name] = np.array(cells, dtype=dtype)
+        with np.errstate(over="ignore"):  # an overflow to inf is refused below
+            arrays[name] = np.array(cells, dtype=dtype)
+        if dtype.kind == "f" and np.isinf(arrays[name]).any():  # overflow, or inf sent
+            refuse_unfit(name, np.array(cells, dtype=FLOAT64), dtype)
     if len({len(a) for a in arrays.values()}) != 1:
         return None
     return pd.DataFrame(arrays, columns=conformer.index_for(conformer.names)), None

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from mlflow.types.schema import ColSpec, DataType, Schema, TensorSpec
 
+from ..errors import SchemaMismatch
+
 FAST_TYPES: dict[DataType, np.dtype[Any]] = {
     DataType.boolean: np.dtype(bool),
     DataType.integer: np.dtype(np.int32),
@@ -88,6 +90,38 @@ def _casts_safely(dtype: Any, target: np.dtype[Any], is_parsed: bool) -> bool:
         # MLflow refuses int64 -> float64 at predict time (precision), casts when parsing
         return is_parsed or dtype.itemsize < target.itemsize
     return bool(np.can_cast(dtype, target, casting="safe"))
+
+
+def fits(values: np.ndarray, target: np.dtype[Any]) -> bool:
+    """Whether casting ``values`` (numbers as parsed from JSON: int64 or float64) to
+    ``target`` keeps every one: NumPy and pandas wrap an integer outside the target's range
+    around (2**31 as int32 is -2**31) and turn a finite number beyond float32's into inf,
+    silently. Missing and infinite values are left to the null and type checks."""
+    if values.size == 0 or values.dtype.kind not in "iuf" or target.kind not in "iuf":
+        return True
+    if target.kind == "f":
+        if target.itemsize >= 8 or values.dtype.kind != "f":
+            return True  # float64 holds anything parsed; int64 is far inside float32
+        finite = values[np.isfinite(values)]
+        return not finite.size or float(np.abs(finite).max()) <= float(np.finfo(target).max)
+    info = np.iinfo(target)
+    if values.dtype.kind in "iu":
+        return bool(info.min <= values.min() and values.max() <= info.max)
+    finite = values[np.isfinite(values)]
+    # float(info.max) + 1 is the exact power of two just past the range (2**31, 2**63)
+    return not finite.size or bool(finite.min() >= info.min
+                                   and finite.max() < float(info.max) + 1)
+
+
+def refuse_unfit(name: str, values: np.ndarray, target: np.dtype[Any]) -> None:
+    """Refuse (422, naming the column) ``values`` that casting to ``target`` would change
+    (see :func:`fits`)."""
+    if fits(values, target):
+        return
+    flat = values.reshape(-1)
+    first = next(v for v in flat.tolist() if not fits(np.array([v], dtype=flat.dtype), target))
+    raise SchemaMismatch(f"{name}: {first!r} does not fit the column's type ({target.name})",
+                         field=str(name))
 
 
 class TensorConformer:

@@ -97,11 +97,18 @@ class Column:
         ):
             return pd.Series(values, dtype=object)
         try:
-            return np.array(values, dtype=self.type.to_numpy())
+            with np.errstate(over="ignore"):  # a float32 overflow is refused below
+                array = np.array(values, dtype=self.type.to_numpy())
         except OverflowError:
             limits = np.iinfo(self.type.to_numpy())
             index = next(i for i, v in enumerate(values) if not limits.min <= v <= limits.max)
             raise self._mismatch(index, f"integer out of range for {self.type.name}") from None
+        if array.dtype.kind == "f" and np.isinf(array).any():
+            overflowed = [i for i, v in enumerate(values)
+                          if np.isinf(array[i]) and abs(v) != float("inf")]
+            if overflowed:
+                raise self._mismatch(overflowed[0], f"number out of range for {self.type.name}")
+        return array
 
     def _reject(self, index: int, value: Any) -> NoReturn:
         expected = COLUMN_JSON_SCHEMAS[self.type]["type"] if self.type is not None else "any"
@@ -262,9 +269,13 @@ class RequestSchema:
         if not kinds <= ACCEPTED_TYPES[self._uniform_type]:
             return None  # the column-wise path names the offending cell
         try:
-            return np.array(records, dtype=self._uniform_type.to_numpy())
+            with np.errstate(over="ignore"):
+                matrix = np.array(records, dtype=self._uniform_type.to_numpy())
         except OverflowError:
             return None
+        if matrix.dtype.kind == "f" and np.isinf(matrix).any():
+            return None  # an overflow, or an inf sent: the column-wise path tells which
+        return matrix
 
     def _records_from_objects(self, rows: list[Any]) -> list[Sequence[Any]] | None:
         is_complete = True

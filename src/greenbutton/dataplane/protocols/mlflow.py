@@ -16,6 +16,11 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
 from mlflow.types import Schema
+from mlflow.types.schema import DataType
+from mlflow.utils.proto_json_utils import (
+    cast_df_types_according_to_schema,
+    dataframe_from_parsed_json,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,6 +29,7 @@ from ..context import serving
 from ..core import mlflow_reason
 from ..encoding import CSV, JSON, media_type_of, parse_json, read_body, to_jsonable
 from ..fastparse import ScoringParser
+from ..fastpath import FAST_TYPES, refuse_unfit
 from ..responses import json_response
 
 ACCEPTED_MEDIA_TYPES = frozenset({JSON, CSV})
@@ -92,13 +98,35 @@ def parse_scoring_json(
         if fast is not None:
             return fast[0], params, fast[1]
     try:
-        data = scoring_server.infer_and_parse_data(
-            {formats[0]: payload[formats[0]]},
-            schema,  # type: ignore[arg-type]
-        )
+        data = _parse_with_mlflow(formats[0], payload[formats[0]], schema)
     except (MlflowException, ValueError, TypeError, KeyError) as error:  # or pandas refusing
         raise SchemaMismatch(f"{formats[0]}: {mlflow_reason(error)}", field=formats[0]) from error
     return data, params, None
+
+
+def _parse_with_mlflow(input_format: str, value: Any, schema: Schema | None) -> Any:
+    """MLflow's parse of ``value``; a DataFrame format's two steps (pandas builds the frame,
+    then each column is cast to its signature type) are taken one at a time, so a number
+    the cast would change is refused in between: pandas wraps 2**31 cast to int32 around to
+    -2**31, where MLflow's ``instances``/``inputs`` parse refuses it."""
+    if input_format not in ("dataframe_split", "dataframe_records") or schema is None:
+        return scoring_server.infer_and_parse_data({input_format: value},
+                                                   schema)  # type: ignore[arg-type]
+    frame = dataframe_from_parsed_json(  # type: ignore[no-untyped-call]
+        value, input_format.removeprefix("dataframe_"))
+    if not schema.is_tensor_spec():
+        for spec in schema.inputs:
+            target = FAST_TYPES.get(spec.type) if isinstance(spec.type, DataType) else None
+            if target is not None and spec.name in frame.columns:
+                refuse_unfit(str(spec.name), _numbers(frame[spec.name]), target)
+    return cast_df_types_according_to_schema(frame, schema)  # type: ignore[no-untyped-call]
+
+
+def _numbers(column: pd.Series) -> np.ndarray:
+    """The column's numbers (not booleans), as the array pandas made or as float64."""
+    if column.dtype.kind in "iuf":
+        return np.asarray(column.to_numpy())
+    return np.array([v for v in column.tolist() if type(v) in (int, float)], dtype=np.float64)
 
 
 def parse_csv(body: bytes, schema: Schema | None) -> pd.DataFrame:
