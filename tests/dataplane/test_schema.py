@@ -230,3 +230,13 @@ def test_tensor_signature_rows_become_one_array_of_its_dtype() -> None:
     assert values is data
     frame, _ = request.to_frame({"inputs": [[1, 2.5, 3]]})  # /explain takes a frame
     assert isinstance(frame, pd.DataFrame) and frame.shape == (1, 3)
+
+
+@pytest.mark.parametrize(("datatype", "data"), [("INT32", [1, 2**31]), ("FP32", [1.0, -1e39])])
+def test_v2_tensor_values_past_their_type_are_refused(datatype: str, data: list[Any]) -> None:
+    from greenbutton.dataplane.tensors import decode_tensor
+
+    tensor = {"name": "x", "datatype": datatype, "shape": [2], "data": data}
+    with pytest.raises(SchemaMismatch, match="out of range") as error:
+        decode_tensor(tensor, datatype, "inputs[0]")
+    assert field_of(error) == "inputs[0]"

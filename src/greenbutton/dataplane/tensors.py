@@ -27,6 +27,7 @@ import pandas as pd
 from mlflow.types.schema import DataType
 
 from ..errors import SchemaMismatch
+from .fastpath import fits
 
 V2_OF_MLFLOW: dict[DataType, str] = {
     DataType.boolean: "BOOL",
@@ -139,10 +140,8 @@ def _typed(data: list[Any], datatype: str, target: str, where: str,
                              field=where)
     raw = np.asarray(data, dtype=np.float64 if float in kinds else np.int64)
     dtype = np.dtype(NUMPY_OF_V2[target])
-    if dtype.kind in "iu" and raw.size:
-        info = np.iinfo(dtype)
-        if raw.min() < info.min or raw.max() > info.max:
-            raise SchemaMismatch(f"{where}: values out of range for {target}", field=where)
+    if not fits(raw, dtype):  # NumPy would wrap integers around, make a float32 inf
+        raise SchemaMismatch(f"{where}: values out of range for {target}", field=where)
     return raw.astype(dtype)
 
 
