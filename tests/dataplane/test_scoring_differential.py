@@ -7,8 +7,9 @@ schema enforcement ``PyFuncModel.predict`` runs; greenbutton's is the ``/invocat
 parser (fast path first), the null check and the conformers before ``_predict_fn``. Two
 deliberate differences, refused by the oracle too: a null where the signature requires a
 value (MLflow hands it on as NaN), and a number that does not fit its column's type, such as
-2**31 for an ``integer`` (MLflow refuses it under ``instances``/``inputs`` but wraps it
-around to -2**31 under the DataFrame formats, and turns 1e39 for a ``float`` into inf).
+2**31 for an ``integer`` column or an int32 tensor (MLflow refuses it under
+``instances``/``inputs`` but wraps it around to -2**31 under the DataFrame formats, and turns
+1e39 for a ``float`` into inf).
 """
 
 from __future__ import annotations
@@ -139,20 +140,32 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _has_unfit_number(schema: Schema | None, body: dict[str, Any]) -> bool:
-    # written from the rule, from the JSON cells of each named signature column
-    if schema is None or schema.is_tensor_spec():
+    # written from the rule, from the JSON cells of each named signature column (every cell
+    # for a tensor, whose dtype every column is cast to)
+    if schema is None:
         return False
+    if schema.is_tensor_spec():
+        kind = {"int64": "long", "float32": "float"}.get(schema.inputs[0].type.name, "")
+        return any(_unfit(value, kind) for value in _all_cells(body))
     cells = _named_cells(body)
-    for spec in schema.inputs:
-        for value in cells.get(str(spec.name), []):
-            if type(value) not in (int, float) or value != value:
-                continue
-            kind = getattr(spec.type, "name", "")
-            if kind in LIMITS and not LIMITS[kind][0] <= value < LIMITS[kind][1]:
-                return True
-            if kind == "float" and abs(value) != float("inf") and abs(value) > FLOAT32_MAX:
-                return True
-    return False
+    return any(_unfit(value, getattr(spec.type, "name", ""))
+               for spec in schema.inputs for value in cells.get(str(spec.name), []))
+
+
+def _unfit(value: Any, kind: str) -> bool:
+    if type(value) not in (int, float) or value != value:
+        return False
+    if kind in LIMITS:
+        return not LIMITS[kind][0] <= value < LIMITS[kind][1]
+    return kind == "float" and abs(value) != float("inf") and abs(value) > FLOAT32_MAX
+
+
+def _all_cells(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [c for v in value.values() for c in _all_cells(v)]
+    if isinstance(value, list):
+        return [c for v in value for c in _all_cells(v)]
+    return [value]
 
 
 def _named_cells(body: dict[str, Any]) -> dict[str, list[Any]]:
@@ -310,3 +323,15 @@ def greenbutton_input_or_raise(schema: Schema, body: dict[str, Any]) -> Any:
     data, _, _ = parse_scoring_json(json.dumps(body).encode(), schema,
                                     parser=ScoringParser.from_schema(schema))
     return _conformed(schema, data)
+
+
+@pytest.mark.parametrize(("dtype", "body"), [
+    (np.int64, {"dataframe_split": {"data": [[1e19, 1]]}}),  # MLflow: -2**63
+    (np.int64, {"dataframe_records": [{"a": 2**63, "b": 1}]}),
+    (np.float32, {"inputs": [[1e39, 1.0]]}),  # MLflow: inf
+    (np.float32, {"dataframe_split": {"data": [[1.0, -1e39]]}}),
+])
+def test_a_tensor_value_past_its_dtype_is_refused(dtype: Any, body: dict[str, Any]) -> None:
+    schema = Schema([TensorSpec(np.dtype(dtype), (-1, 2))])
+    with pytest.raises(InvalidInput, match="does not fit"):
+        greenbutton_input_or_raise(schema, body)

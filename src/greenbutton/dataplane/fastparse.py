@@ -224,7 +224,10 @@ def _parse_tensor(tensor: TensorConformer, input_format: str, value: Any) -> Bui
     if input_format in ("inputs", "instances"):
         if type(value) is not list or not value or _has_dicts(value):
             return None
-        array = np.array(value, dtype=tensor.dtype)  # what MLflow's parser calls
+        with np.errstate(over="ignore"):  # a float32 overflow is refused below
+            array = np.array(value, dtype=tensor.dtype)  # what MLflow's parser calls
+        if array.dtype.kind == "f" and np.isinf(array).any():  # overflow, or inf sent
+            refuse_unfit(input_format, np.array(value, dtype=FLOAT64), tensor.dtype)
         conformed = tensor.conform(array)
         return None if conformed is None else (conformed, conformed)
     if input_format == "dataframe_split":
@@ -268,11 +271,15 @@ def _tensor_from_rows(tensor: TensorConformer, rows: list[Sequence[Any]]) -> Bui
     if tensor.dtype.kind != "f" and FLOAT64 in inferred:
         return None  # pandas refuses to cast inf or NaN to integers, NumPy does not
     if all(dtype is FLOAT64 for dtype in inferred) or tensor.dtype == FLOAT64:
-        array = np.array(rows, dtype=FLOAT64).astype(tensor.dtype, copy=False)
+        raw = np.array(rows, dtype=FLOAT64)
+        if not fits(raw, tensor.dtype):
+            for position in range(width):
+                refuse_unfit(f"column {position}", raw[:, position], tensor.dtype)
+        array = raw.astype(tensor.dtype, copy=False)
     else:
-        array = np.column_stack(
-            [np.array(c, dtype=d).astype(tensor.dtype) for c, d in zip(columns, inferred,
-                                                                      strict=True)]
-        )
+        parts = [np.array(c, dtype=d) for c, d in zip(columns, inferred, strict=True)]
+        for position, part in enumerate(parts):
+            refuse_unfit(f"column {position}", part, tensor.dtype)
+        array = np.column_stack([part.astype(tensor.dtype) for part in parts])
     conformed = tensor.conform(array)
     return None if conformed is None else (conformed, conformed)

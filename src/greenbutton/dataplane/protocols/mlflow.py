@@ -114,12 +114,22 @@ def _parse_with_mlflow(input_format: str, value: Any, schema: Schema | None) -> 
                                                    schema)  # type: ignore[arg-type]
     frame = dataframe_from_parsed_json(  # type: ignore[no-untyped-call]
         value, input_format.removeprefix("dataframe_"))
-    if not schema.is_tensor_spec():
-        for spec in schema.inputs:
-            target = FAST_TYPES.get(spec.type) if isinstance(spec.type, DataType) else None
-            if target is not None and spec.name in frame.columns:
-                refuse_unfit(str(spec.name), _numbers(frame[spec.name]), target)
+    for name, target in _column_targets(schema, frame):
+        refuse_unfit(str(name), _numbers(frame[name]), target)
     return cast_df_types_according_to_schema(frame, schema)  # type: ignore[no-untyped-call]
+
+
+def _column_targets(schema: Schema, frame: pd.DataFrame) -> list[tuple[Any, np.dtype[Any]]]:
+    """The frame's columns that the cast turns into numbers, and their dtype: every column
+    for one tensor, the signature's number columns otherwise."""
+    if schema.is_tensor_spec():
+        dtype = schema.inputs[0].type
+        if len(schema.inputs) != 1 or not isinstance(dtype, np.dtype):
+            return []
+        return [(name, dtype) for name in frame.columns]
+    return [(spec.name, FAST_TYPES[spec.type]) for spec in schema.inputs
+            if isinstance(spec.type, DataType) and spec.type in FAST_TYPES
+            and spec.name in frame.columns]
 
 
 def _numbers(column: pd.Series) -> np.ndarray:
