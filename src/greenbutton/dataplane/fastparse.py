@@ -29,7 +29,14 @@ import numpy as np
 import pandas as pd
 from mlflow.types.schema import Schema
 
-from .fastpath import FastConformer, TensorConformer, fits, refuse_unfit
+from .fastpath import (
+    FastConformer,
+    TensorConformer,
+    array_of,
+    fits,
+    overflowed,
+    refuse_unfit,
+)
 
 Built = tuple[Any, np.ndarray | None]
 """Model input and, when the input holds it as it is, the array of its rows."""
@@ -189,11 +196,10 @@ def _frame_from_columns(conformer: FastConformer, value: dict[str, Any]) -> Buil
         for name in conformer.names:  # bool <-> number casts are MLflow's to explain
             if not _fits(set(map(type, value[name])), conformer.dtype):
                 return None
-        with np.errstate(over="ignore"):  # an overflow to inf is refused below
-            array = np.array([value[name] for name in conformer.names], dtype=conformer.dtype)
+        array = array_of([value[name] for name in conformer.names], conformer.dtype)
         if array.ndim != 2:
             return None
-        if array.dtype.kind == "f" and np.isinf(array).any():  # overflow, or inf sent
+        if overflowed(array):
             for name in conformer.names:
                 refuse_unfit(name, np.array(value[name], dtype=FLOAT64), conformer.dtype)
         frame = pd.DataFrame(array.T, columns=conformer.index_for(conformer.names))
@@ -203,9 +209,8 @@ def _frame_from_columns(conformer: FastConformer, value: dict[str, Any]) -> Buil
         cells = value[name]
         if not cells or not _fits(set(map(type, cells)), dtype):
             return None
-        with np.errstate(over="ignore"):  # an overflow to inf is refused below
-            arrays[name] = np.array(cells, dtype=dtype)
-        if dtype.kind == "f" and np.isinf(arrays[name]).any():  # overflow, or inf sent
+        arrays[name] = array_of(cells, dtype)
+        if overflowed(arrays[name]):
             refuse_unfit(name, np.array(cells, dtype=FLOAT64), dtype)
     if len({len(a) for a in arrays.values()}) != 1:
         return None
@@ -224,9 +229,8 @@ def _parse_tensor(tensor: TensorConformer, input_format: str, value: Any) -> Bui
     if input_format in ("inputs", "instances"):
         if type(value) is not list or not value or _has_dicts(value):
             return None
-        with np.errstate(over="ignore"):  # a float32 overflow is refused below
-            array = np.array(value, dtype=tensor.dtype)  # what MLflow's parser calls
-        if array.dtype.kind == "f" and np.isinf(array).any():  # overflow, or inf sent
+        array = array_of(value, tensor.dtype)  # what MLflow's parser calls
+        if overflowed(array):
             refuse_unfit(input_format, np.array(value, dtype=FLOAT64), tensor.dtype)
         conformed = tensor.conform(array)
         return None if conformed is None else (conformed, conformed)

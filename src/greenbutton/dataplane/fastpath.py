@@ -92,6 +92,26 @@ def _casts_safely(dtype: Any, target: np.dtype[Any], is_parsed: bool) -> bool:
     return bool(np.can_cast(dtype, target, casting="safe"))
 
 
+FLOAT32 = np.dtype(np.float32)
+
+
+def array_of(values: Any, dtype: np.dtype[Any]) -> np.ndarray:
+    """``np.array(values, dtype=dtype)``; float32 is built without NumPy's overflow warning,
+    for the caller refuses what :func:`overflowed` finds (other dtypes cannot overflow here:
+    an integer past its type raises OverflowError)."""
+    if dtype != FLOAT32:
+        return np.array(values, dtype=dtype)
+    with np.errstate(over="ignore"):
+        return np.array(values, dtype=dtype)
+
+
+def overflowed(array: np.ndarray) -> bool:
+    """Whether a float32 array built from JSON numbers holds an inf: a finite number past
+    float32, or an inf sent (the caller tells which); always False for other dtypes, so the
+    float64 and integer request paths pay nothing."""
+    return array.dtype == FLOAT32 and bool(np.isinf(array).any())
+
+
 def fits(values: np.ndarray, target: np.dtype[Any]) -> bool:
     """Whether casting ``values`` (numbers as parsed from JSON: int64 or float64) to
     ``target`` keeps every one: NumPy and pandas wrap an integer outside the target's range

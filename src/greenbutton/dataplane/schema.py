@@ -21,6 +21,7 @@ import pandas as pd
 from mlflow.types.schema import DataType, ParamSchema, Schema, TensorSpec
 
 from ..errors import PayloadTooLarge, SchemaMismatch
+from .fastpath import array_of, overflowed
 
 JSON_TYPE_NAMES: dict[type, str] = {
     bool: "boolean",
@@ -97,17 +98,16 @@ class Column:
         ):
             return pd.Series(values, dtype=object)
         try:
-            with np.errstate(over="ignore"):  # a float32 overflow is refused below
-                array = np.array(values, dtype=self.type.to_numpy())
+            array = array_of(values, self.type.to_numpy())
         except OverflowError:
             limits = np.iinfo(self.type.to_numpy())
             index = next(i for i, v in enumerate(values) if not limits.min <= v <= limits.max)
             raise self._mismatch(index, f"integer out of range for {self.type.name}") from None
-        if array.dtype.kind == "f" and np.isinf(array).any():
-            overflowed = [i for i, v in enumerate(values)
-                          if np.isinf(array[i]) and abs(v) != float("inf")]
-            if overflowed:
-                raise self._mismatch(overflowed[0], f"number out of range for {self.type.name}")
+        if overflowed(array):
+            past = [i for i, v in enumerate(values)
+                    if np.isinf(array[i]) and abs(v) != float("inf")]
+            if past:
+                raise self._mismatch(past[0], f"number out of range for {self.type.name}")
         return array
 
     def _reject(self, index: int, value: Any) -> NoReturn:
@@ -269,11 +269,10 @@ class RequestSchema:
         if not kinds <= ACCEPTED_TYPES[self._uniform_type]:
             return None  # the column-wise path names the offending cell
         try:
-            with np.errstate(over="ignore"):
-                matrix = np.array(records, dtype=self._uniform_type.to_numpy())
+            matrix = array_of(records, self._uniform_type.to_numpy())
         except OverflowError:
             return None
-        if matrix.dtype.kind == "f" and np.isinf(matrix).any():
+        if overflowed(matrix):
             return None  # an overflow, or an inf sent: the column-wise path tells which
         return matrix
 
