@@ -68,22 +68,30 @@ def test_confidence_estimate_follows_the_accuracy_of_less_confident_rows() -> No
     assert estimate["low"] < 0.65 < estimate["high"]
 
 
-def test_confidence_interval_covers_the_window_accuracy_about_95_percent_of_the_time() -> None:
-    """300 trials, each a fresh calibration on 100 held-out rows and a window of 100: the
-    interval counts the calibration's own error, so it covers ~95 % of windows here (~77 %
-    with the spread of right answers alone); 85 % lies between the two."""
-    rng = np.random.default_rng(6)
+def _coverage(seed: int, chances: tuple[float, float], held_out_rows: int, trials: int
+              ) -> float:
+    """Share of trials whose interval covers the window's accuracy: each trial calibrates on
+    ``held_out_rows`` rows right with the probability the model gave (drawn uniformly from
+    ``chances``), then estimates a window of 100 such rows."""
+    rng = np.random.default_rng(seed)
     covered = 0
-    for _ in range(300):
-        top = rng.uniform(0.6, 1.0, 100)
+    for _ in range(trials):
+        top = rng.uniform(*chances, held_out_rows)
         estimator = ConfidenceEstimator.fit(np.column_stack([top, 1 - top]),
-                                            rng.random(100) < top)
-        window = rng.uniform(0.6, 1.0, 100)
+                                            rng.random(held_out_rows) < top)
+        window = rng.uniform(*chances, 100)
         actual = float(np.mean(rng.random(100) < window))
         estimate = estimator.estimate(np.column_stack([window, 1 - window]))
         assert estimate is not None
         covered += estimate["low"] <= actual <= estimate["high"]
-    assert covered >= 0.85 * 300
+    return covered / trials
+
+
+def test_confidence_interval_covers_the_window_accuracy_about_95_percent_of_the_time() -> None:
+    """300 trials, each a fresh calibration on 100 held-out rows and a window of 100: the
+    interval counts the calibration's own error, so it covers ~95 % of windows here (~77 %
+    with the spread of right answers alone); 85 % lies between the two."""
+    assert _coverage(6, (0.6, 1.0), 100, 300) >= 0.85
 
 
 def test_confidence_interval_covers_an_accurate_model_too() -> None:
@@ -91,18 +99,7 @@ def test_confidence_interval_covers_an_accurate_model_too() -> None:
     no wrong row at all, and a plug-in variance m (1 - m) near 1 is near 0): the interval
     covers 97 % of windows of 100 over 2,000 trials (88 % with plug-in variances);
     breast cancer's model in the calibration bench is such a model."""
-    rng = np.random.default_rng(8)
-    covered, trials = 0, 400
-    for _ in range(trials):
-        top = rng.uniform(0.95, 0.99, 85)
-        estimator = ConfidenceEstimator.fit(np.column_stack([top, 1 - top]),
-                                            rng.random(85) < top)
-        window = rng.uniform(0.95, 0.99, 100)
-        actual = float(np.mean(rng.random(100) < window))
-        estimate = estimator.estimate(np.column_stack([window, 1 - window]))
-        assert estimate is not None
-        covered += estimate["low"] <= actual <= estimate["high"]
-    assert covered >= 0.93 * trials
+    assert _coverage(8, (0.95, 0.99), 85, 400) >= 0.93
 
 
 @pytest.fixture(scope="module")
