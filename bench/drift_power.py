@@ -148,13 +148,18 @@ def render(rows: list[str], figures: dict[str, float], trials: int, window: int)
 BEGIN, END = "<!-- drift-power:begin -->", "<!-- drift-power:end -->"
 
 
-def write_section(path: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+def write_section(path: Path, text: str, begin: str = BEGIN, end: str = END,
+                  before: str | None = None) -> None:
     """Replace a benchmark's block of ``path`` (between its markers, by default this one's),
-    keep the rest: notes written by hand after the block stay."""
+    keep the rest: notes written by hand after the block stay. A first block goes before the
+    line ``before`` (a heading), if given and there, else at the end."""
     old = path.read_text() if path.exists() else "# Performance\n"
     block = f"{begin}\n{text.rstrip()}\n{end}"
     if begin in old and end in old:
         path.write_text(old[:old.index(begin)] + block + old[old.index(end) + len(end):])
+    elif before is not None and f"\n{before}" in old:
+        at = old.index(f"\n{before}") + 1
+        path.write_text(old[:at] + block + "\n\n" + old[at:])
     else:
         path.write_text(old.rstrip("\n") + "\n\n" + block + "\n")
 

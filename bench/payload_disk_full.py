@@ -40,6 +40,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import drift_power
 import mlflow
 import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
@@ -295,23 +296,15 @@ def render(results: dict[str, dict[str, Any]], rounds: int, duration_s: int) -> 
 def write_section(path: Path, table: str) -> None:
     """Between this bench's markers; the first time, before the controller's section (the
     sections written from their heading to the next one stay last)."""
-    begin, end = "<!-- payload-disk-full:begin -->", "<!-- payload-disk-full:end -->"
-    text = path.read_text() if path.exists() else "# Performance\n"
-    block = (f"{begin}\n## Serving with the payload store's disk full (issue 24)\n\n"
-             f"Measured with `make bench` (as root: `.venv/bin/python "
-             f"bench/payload_disk_full.py --write docs/performance.md`; a LogisticRegression "
-             f"on digits logged with monitors, `greenbutton serve` with its defaults, the "
-             f"payload store in a folder vs on a {TMPFS_LABEL} tmpfs filled to its last byte "
-             f"after warm-up (the third server's `TMPDIR` too); wrk, 1 thread, closed loop, "
-             f"one-row `dataframe_split` on `/invocations`):\n\n{table}\n{end}")
-    if begin in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-    elif "\n## Controller" in text:
-        at = text.index("\n## Controller") + 1
-        text = text[:at] + block + "\n\n" + text[at:]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    text = (f"## Serving with the payload store's disk full (issue 24)\n\n"
+            f"Measured with `make bench` (as root: `.venv/bin/python "
+            f"bench/payload_disk_full.py --write docs/performance.md`; a LogisticRegression "
+            f"on digits logged with monitors, `greenbutton serve` with its defaults, the "
+            f"payload store in a folder vs on a {TMPFS_LABEL} tmpfs filled to its last byte "
+            f"after warm-up (the third server's `TMPDIR` too); wrk, 1 thread, closed loop, "
+            f"one-row `dataframe_split` on `/invocations`):\n\n{table}")
+    drift_power.write_section(path, text, "<!-- payload-disk-full:begin -->",
+                              "<!-- payload-disk-full:end -->", before="## Controller")
 
 
 def main() -> None:
